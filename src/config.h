@@ -1,0 +1,120 @@
+/* config: the job file. One schema table (key, type, bounds, default, doc) drives
+ * parsing (libyaml), validation, --set overrides, --help-config and docs/config.md.
+ * struct cfg is plain old data (no pointers) so rank 0 can parse it and MPI_Bcast it
+ * as bytes to every other rank. */
+#ifndef RT_CONFIG_H
+#define RT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFG_PATH_MAX 1024
+#define CFG_MAX_KEYS 64
+
+enum cfg_init      { INIT_RANDOM, INIT_HF };
+enum cfg_sampling  { SAMPLING_SEQUENTIAL, SAMPLING_RANDOM };
+enum cfg_schedule  { SCHEDULE_CONSTANT, SCHEDULE_COSINE };
+enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
+enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
+enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
+enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
+
+/* Where a key's value came from: the job file (file:line:col), a --set, or the default. */
+enum cfg_origin_kind { ORIGIN_DEFAULT = 0, ORIGIN_FILE, ORIGIN_SET };
+struct cfg_origin {
+    int kind;       /* enum cfg_origin_kind */
+    int line, col;  /* 1-based, for ORIGIN_FILE */
+};
+
+struct cfg_model {
+    int      init;                 /* enum cfg_init */
+    char     hf_dir[CFG_PATH_MAX]; /* the <dir> of "hf:<dir>", resolved relative to the job file */
+    uint64_t seed;
+    int      vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim;
+    double   norm_eps, rope_theta;
+    int      tie_embeddings;       /* 0 or 1 */
+};
+
+struct cfg_data {
+    char     train[CFG_PATH_MAX];  /* resolved relative to the job file */
+    char     eval[CFG_PATH_MAX];   /* "" when not set */
+    int64_t  seq_len;
+    int      sampling;             /* enum cfg_sampling */
+    uint64_t seed;
+};
+
+struct cfg_train {
+    int64_t steps;
+    int     seqs_per_step;
+    double  lr, min_lr;
+    int     schedule;              /* enum cfg_schedule */
+    int64_t warmup_steps;
+    double  beta1, beta2;          /* betas: [b1, b2] */
+    double  eps, weight_decay, grad_clip;
+};
+
+struct cfg_parallel {
+    int cp;                        /* 0 = the world size (resolved at start-up) */
+    int attention;                 /* enum cfg_ring */
+};
+
+struct cfg_memory {
+    int checkpointing;             /* enum cfg_ckpting */
+    int offload;                   /* 0 or 1 */
+};
+
+struct cfg_device {
+    int backend;                   /* enum cfg_backend */
+    int attention;                 /* enum cfg_attn_impl */
+};
+
+struct cfg_checkpoint {
+    char    dir[CFG_PATH_MAX];     /* "" = no checkpoints */
+    int64_t every;
+    int     keep;
+};
+
+struct cfg_log {
+    int64_t every;
+    char    metrics[CFG_PATH_MAX]; /* "" = no metrics file */
+};
+
+struct cfg {
+    char                  path[CFG_PATH_MAX];   /* the job file, for messages */
+    struct cfg_model      model;
+    struct cfg_data       data;
+    struct cfg_train      train;
+    struct cfg_parallel   parallel;
+    struct cfg_memory     memory;
+    struct cfg_device     device;
+    struct cfg_checkpoint checkpoint;
+    struct cfg_log        log;
+    struct cfg_origin     origin[CFG_MAX_KEYS]; /* indexed like the schema table */
+};
+
+/* Fill every key with its default; origin = ORIGIN_DEFAULT. */
+void cfg_defaults(struct cfg *c);
+
+/* Parse a job file over the defaults. On error write one line
+ * "path:line:col: key: what" (no trailing newline) into err and return -1. */
+int cfg_load_file(struct cfg *c, const char *path, char *err, size_t errlen);
+
+/* Apply one "key=value" override (value in YAML scalar/flow syntax, e.g. "[0.9, 0.95]").
+ * Errors: "--set key: what". */
+int cfg_apply_set(struct cfg *c, const char *kv, char *err, size_t errlen);
+
+/* Cross-key checks that need no other file (min_lr <= lr, warmup <= steps, ...). */
+int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* "job.yaml:7:9" / "--set" / "default" for a key; for error messages of later checks. */
+void cfg_where(const struct cfg *c, const char *key, char *buf, size_t buflen);
+/* 1 if the key was given in the job file or by --set. */
+int cfg_is_set(const struct cfg *c, const char *key);
+
+/* --help-config: the schema as text ("text") or as the markdown of docs/config.md ("markdown"). */
+void cfg_print_help(FILE *f, const char *format);
+/* The effective configuration as YAML (start-up log, checkpoints). */
+void cfg_print(FILE *f, const struct cfg *c);
+
+#endif

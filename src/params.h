@@ -1,0 +1,81 @@
+/* params: the model's shape (struct model_config) and its parameter layout: one flat
+ * fp32 buffer with named views whose names and shapes are exactly Hugging Face
+ * LlamaForCausalLM's tensor names (model.layers.{l}.self_attn.q_proj.weight, ...).
+ * Linear weights are (out, in) as in torch: y = x W^T. */
+#ifndef RT_PARAMS_H
+#define RT_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
+
+struct rope_scaling {
+    int     type;              /* enum rope_type */
+    double  factor;            /* linear and llama3 */
+    double  low_freq_factor;   /* llama3 */
+    double  high_freq_factor;  /* llama3 */
+    int64_t original_max_pos;  /* llama3: original_max_position_embeddings */
+};
+
+struct model_config {
+    int    vocab_size;     /* V */
+    int    dim;            /* d */
+    int    n_layers;       /* Ly */
+    int    n_heads;        /* H */
+    int    n_kv_heads;     /* Hkv, divides H */
+    int    head_dim;       /* D, even; dim / n_heads unless an HF config says otherwise */
+    int    ffn_dim;        /* F */
+    double norm_eps;
+    double rope_theta;
+    int    tie_embeddings; /* lm_head shares model.embed_tokens.weight */
+    struct rope_scaling rope;
+};
+
+#define PARAM_NAME_MAX 96
+
+struct param {
+    char    name[PARAM_NAME_MAX]; /* HF tensor name */
+    int64_t offset;               /* in floats, into the flat buffer */
+    int     ndim;                 /* 1 or 2 */
+    int64_t shape[2];
+    int64_t numel;
+};
+
+struct param_table {
+    int           n;
+    struct param *p;      /* n entries, in a fixed order (embedding, layers, norm, lm_head) */
+    int64_t       total;  /* floats in the flat buffer */
+};
+
+/* Build the layout for a shape. Returns 0, or -1 with a message for an impossible shape. */
+int  params_init(struct param_table *t, const struct model_config *mc, char *err, size_t errlen);
+void params_free(struct param_table *t);
+/* NULL when absent. */
+const struct param *params_find(const struct param_table *t, const char *name);
+
+/* Layer tensor offsets, for the model driver. */
+struct layer_params {
+    int64_t attn_norm;   /* (d) */
+    int64_t wq;          /* (H*D, d) */
+    int64_t wk;          /* (Hkv*D, d) */
+    int64_t wv;          /* (Hkv*D, d) */
+    int64_t wo;          /* (d, H*D) */
+    int64_t mlp_norm;    /* (d) */
+    int64_t w_gate;      /* (F, d) */
+    int64_t w_up;        /* (F, d) */
+    int64_t w_down;      /* (d, F) */
+};
+void params_layer(const struct param_table *t, int layer, struct layer_params *lp);
+int64_t params_embed(const struct param_table *t);    /* (V, d) */
+int64_t params_final_norm(const struct param_table *t); /* (d) */
+int64_t params_lm_head(const struct param_table *t);  /* (V, d); the embedding when tied */
+
+/* Random init that depends only on the seed and each tensor's name (never on the rank
+ * count): norm weights 1, every other tensor normal(0, 0.02). */
+void params_init_random(const struct param_table *t, uint64_t seed, float *buf);
+
+/* RoPE inverse frequencies (D/2 values) with the configured scaling, computed in double. */
+void params_rope_inv_freq(const struct model_config *mc, double *inv_freq);
+
+#endif

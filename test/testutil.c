@@ -1,0 +1,87 @@
+/* testutil: assertions and comparisons shared by the C test programs. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int tu_failures = 0;
+int tu_checks = 0;
+
+int tu_check(int ok, const char *expr, const char *file, int line) {
+    tu_checks++;
+    if (!ok) {
+        tu_failures++;
+        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, expr);
+    }
+    return ok;
+}
+
+int tu_check_rel(double a, double b, double tol, const char *expr, const char *file, int line) {
+    tu_checks++;
+    double err = fabs(a - b), scale = fabs(b) > 1e-30 ? fabs(b) : 1e-30;
+    if (!(err <= tol * scale)) {
+        tu_failures++;
+        fprintf(stderr, "%s:%d: %s = %.9g, expected %.9g (rel err %.3g > %.3g)\n", file, line, expr,
+                a, b, err / scale, tol);
+        return 0;
+    }
+    return 1;
+}
+
+double tu_max_rel_err(const float *a, const float *b, int64_t n) {
+    double maxref = 0, maxerr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= maxerr)) maxerr = e; /* NaN propagates */
+        if (fabs(b[i]) > maxref) maxref = fabs(b[i]);
+    }
+    return maxerr / (maxref > 1e-30 ? maxref : 1e-30);
+}
+
+int tu_check_array(const float *a, const float *b, int64_t n, double tol, const char *what,
+                   const char *file, int line) {
+    tu_checks++;
+    double err = tu_max_rel_err(a, b, n);
+    if (!(err <= tol)) {
+        int64_t worst = 0;
+        double we = -1;
+        for (int64_t i = 0; i < n; i++) {
+            double e = fabs((double)a[i] - (double)b[i]);
+            if (!(e <= we)) { we = e; worst = i; }
+        }
+        tu_failures++;
+        fprintf(stderr, "%s:%d: %s: normalized max error %.3g > %.3g (worst [%lld]: %.9g vs %.9g)\n",
+                file, line, what, err, tol, (long long)worst, a[worst], b[worst]);
+        return 0;
+    }
+    return 1;
+}
+
+const char *tu_tmpdir(const char *tag) {
+    static char slots[8][512];
+    static int next = 0;
+    char *buf = slots[next++ % 8];
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, 512, "%s/ringtrain_%s_XXXXXX", base && *base ? base : "/tmp", tag);
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return buf;
+}
+
+void tu_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+}
+
+int tu_done(const char *name) {
+    printf("%s: %d checks, %d failures\n", name, tu_checks, tu_failures);
+    return tu_failures ? 1 : 0;
+}
