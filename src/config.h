@@ -14,6 +14,7 @@
 
 enum cfg_init      { INIT_RANDOM, INIT_HF };
 enum cfg_sampling  { SAMPLING_SEQUENTIAL, SAMPLING_RANDOM };
+enum cfg_synthetic { SYNTHETIC_NONE, SYNTHETIC_COPY };
 enum cfg_schedule  { SCHEDULE_CONSTANT, SCHEDULE_COSINE };
 enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
 enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
@@ -42,6 +43,7 @@ struct cfg_data {
     int64_t  seq_len;
     int      sampling;             /* enum cfg_sampling */
     uint64_t seed;
+    int      synthetic;            /* enum cfg_synthetic: a generated task instead of data.train */
 };
 
 struct cfg_train {

@@ -1,0 +1,75 @@
+/* comm: the transport interface the trainer moves data through. One communicator is a
+ * group of ranks (the world, a context-parallel ring, a data-parallel group) with a table
+ * of operations; the MPI implementation (comm_mpi.c) works on host buffers, NCCL will
+ * implement the same table on device buffers. Counts are in elements; the mapping of
+ * comm_dtype to the transport's types lives in one place per implementation. */
+#ifndef RT_COMM_H
+#define RT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum comm_dtype { COMM_F32, COMM_F64, COMM_I32, COMM_I64, COMM_U8, COMM_NDTYPES };
+enum comm_op { COMM_SUM, COMM_MAX };
+
+size_t comm_dtype_size(int dtype);
+
+/* A ring exchange in flight: send to rank+1, receive from rank-1. */
+struct comm_ring_req {
+    void *impl[4]; /* transport-owned handles */
+    int   active;
+};
+
+struct comm;
+struct comm_ops {
+    /* Post a non-blocking ring exchange; send and recv must not overlap. */
+    void (*ring_start)(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                       struct comm_ring_req *req);
+    /* Wait for it; after comm timeout seconds abort naming the peers and `what`. */
+    void (*ring_wait)(struct comm *c, struct comm_ring_req *req, const char *what);
+    /* In place when send == recv. */
+    void (*all_reduce)(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int op);
+    /* send holds size * count elements; rank i receives the sum of block i (count elements). */
+    void (*reduce_scatter)(struct comm *c, const void *send, void *recv, int64_t count, int dtype);
+    /* every rank contributes count elements; recv holds size * count in rank order. */
+    void (*all_gather)(struct comm *c, const void *send, void *recv, int64_t count, int dtype);
+    void (*broadcast)(struct comm *c, void *buf, int64_t count, int dtype, int root);
+    void (*barrier)(struct comm *c);
+    void (*free)(struct comm *c);
+};
+
+struct comm {
+    const struct comm_ops *ops;
+    int    rank, size;
+    double timeout_s;   /* for ring_wait */
+    char   name[16];    /* "world", "cp", "dp": for messages */
+    void  *impl;
+};
+
+/* Convenience wrappers. */
+static inline void comm_ring_start(struct comm *c, const void *send, void *recv, int64_t count,
+                                   int dtype, struct comm_ring_req *req) {
+    c->ops->ring_start(c, send, recv, count, dtype, req);
+}
+static inline void comm_ring_wait(struct comm *c, struct comm_ring_req *req, const char *what) {
+    c->ops->ring_wait(c, req, what);
+}
+static inline void comm_all_reduce(struct comm *c, const void *send, void *recv, int64_t count,
+                                   int dtype, int op) {
+    c->ops->all_reduce(c, send, recv, count, dtype, op);
+}
+static inline void comm_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count,
+                                       int dtype) {
+    c->ops->reduce_scatter(c, send, recv, count, dtype);
+}
+static inline void comm_all_gather(struct comm *c, const void *send, void *recv, int64_t count,
+                                   int dtype) {
+    c->ops->all_gather(c, send, recv, count, dtype);
+}
+static inline void comm_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
+    c->ops->broadcast(c, buf, count, dtype, root);
+}
+static inline void comm_barrier(struct comm *c) { c->ops->barrier(c); }
+static inline void comm_free(struct comm *c) { c->ops->free(c); }
+
+#endif

@@ -1,0 +1,134 @@
+/* comm_mpi: struct comm over MPI on host buffers. Counts above INT_MAX are sent in
+ * pieces; ring waits poll with a timeout and abort the job naming the peers. */
+#include "comm_mpi.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+#define PIECE ((int64_t)1 << 30) /* elements per MPI call */
+
+static MPI_Datatype dtype_map(int dtype) {
+    switch (dtype) {
+    case COMM_F32: return MPI_FLOAT;
+    case COMM_F64: return MPI_DOUBLE;
+    case COMM_I32: return MPI_INT32_T;
+    case COMM_I64: return MPI_INT64_T;
+    case COMM_U8: return MPI_UINT8_T;
+    default: RT_FATAL("comm: unknown dtype %d", dtype);
+    }
+}
+
+size_t comm_dtype_size(int dtype) {
+    static const size_t sizes[COMM_NDTYPES] = {4, 8, 4, 8, 1};
+    if (dtype < 0 || dtype >= COMM_NDTYPES) RT_FATAL("comm: unknown dtype %d", dtype);
+    return sizes[dtype];
+}
+
+static MPI_Comm mcomm(struct comm *c) { return *(MPI_Comm *)c->impl; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void mpi_ring_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                           struct comm_ring_req *req) {
+    if (count > INT_MAX) RT_FATAL("comm %s: ring exchange of %lld elements exceeds one MPI message", c->name, (long long)count);
+    MPI_Request *r = rt_malloc(2 * sizeof *r, "ring requests");
+    int next = (c->rank + 1) % c->size, prev = (c->rank - 1 + c->size) % c->size;
+    MPI_CHECK(MPI_Irecv(recv, (int)count, dtype_map(dtype), prev, 7, mcomm(c), &r[0]));
+    MPI_CHECK(MPI_Isend(send, (int)count, dtype_map(dtype), next, 7, mcomm(c), &r[1]));
+    req->impl[0] = r;
+    req->active = 1;
+}
+
+static void mpi_ring_wait(struct comm *c, struct comm_ring_req *req, const char *what) {
+    if (!req->active) RT_FATAL("comm %s: ring wait without a ring exchange (%s)", c->name, what);
+    MPI_Request *r = req->impl[0];
+    double t0 = now_s();
+    struct timespec nap = {0, 20000};
+    for (;;) {
+        int done = 0;
+        MPI_CHECK(MPI_Testall(2, r, &done, MPI_STATUSES_IGNORE));
+        if (done) break;
+        if (now_s() - t0 > c->timeout_s)
+            RT_FATAL("comm %s: ring exchange %s timed out after %.0f s (receiving from rank %d, sending to rank %d)",
+                     c->name, what, c->timeout_s, (c->rank - 1 + c->size) % c->size, (c->rank + 1) % c->size);
+        nanosleep(&nap, NULL);
+    }
+    free(r);
+    req->impl[0] = NULL;
+    req->active = 0;
+}
+
+static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int op) {
+    size_t es = comm_dtype_size(dtype);
+    MPI_Op mop = op == COMM_MAX ? MPI_MAX : MPI_SUM;
+    for (int64_t off = 0; off < count; off += PIECE) {
+        int n = (int)(count - off < PIECE ? count - off : PIECE);
+        void *rb = (char *)recv + off * es;
+        const void *sb = send == recv ? MPI_IN_PLACE : (const char *)send + off * es;
+        MPI_CHECK(MPI_Allreduce(sb, rb, n, dtype_map(dtype), mop, mcomm(c)));
+    }
+}
+
+static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    if (count > INT_MAX) RT_FATAL("comm %s: reduce-scatter block of %lld elements exceeds one MPI call", c->name, (long long)count);
+    MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
+}
+
+static void mpi_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    if (count > INT_MAX) RT_FATAL("comm %s: all-gather block of %lld elements exceeds one MPI call", c->name, (long long)count);
+    MPI_CHECK(MPI_Allgather(send, (int)count, dtype_map(dtype), recv, (int)count, dtype_map(dtype), mcomm(c)));
+}
+
+static void mpi_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
+    size_t es = comm_dtype_size(dtype);
+    for (int64_t off = 0; off < count; off += PIECE) {
+        int n = (int)(count - off < PIECE ? count - off : PIECE);
+        MPI_CHECK(MPI_Bcast((char *)buf + off * es, n, dtype_map(dtype), root, mcomm(c)));
+    }
+}
+
+static void mpi_barrier(struct comm *c) { MPI_CHECK(MPI_Barrier(mcomm(c))); }
+
+static void mpi_free(struct comm *c) {
+    MPI_Comm *m = c->impl;
+    MPI_CHECK(MPI_Comm_free(m));
+    free(m);
+    c->impl = NULL;
+}
+
+static const struct comm_ops mpi_ops = {
+    mpi_ring_start, mpi_ring_wait, mpi_all_reduce, mpi_reduce_scatter,
+    mpi_all_gather, mpi_broadcast,  mpi_barrier,    mpi_free,
+};
+
+static void wrap(struct comm *c, MPI_Comm *m, const char *name, double timeout_s) {
+    memset(c, 0, sizeof *c);
+    MPI_CHECK(MPI_Comm_set_errhandler(*m, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_rank(*m, &c->rank));
+    MPI_CHECK(MPI_Comm_size(*m, &c->size));
+    c->ops = &mpi_ops;
+    c->impl = m;
+    c->timeout_s = timeout_s;
+    snprintf(c->name, sizeof c->name, "%s", name);
+}
+
+void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s) {
+    MPI_Comm *m = rt_malloc(sizeof *m, "communicator");
+    MPI_CHECK(MPI_Comm_dup(parent, m));
+    wrap(c, m, name, timeout_s);
+}
+
+void comm_mpi_split(struct comm *c, MPI_Comm parent, int color, int key, const char *name, double timeout_s) {
+    MPI_Comm *m = rt_malloc(sizeof *m, "communicator");
+    MPI_CHECK(MPI_Comm_split(parent, color, key, m));
+    wrap(c, m, name, timeout_s);
+}

@@ -1,0 +1,40 @@
+/* runtime: the process's place in the job (rank, world, local rank, host) set up over MPI,
+ * and the one error path: print "[rank host:pid] file:line what" and MPI_Abort the whole
+ * job. Running without mpirun is a 1-rank job (MPI singleton). */
+#ifndef RT_RUNTIME_H
+#define RT_RUNTIME_H
+
+#include <mpi.h>
+
+struct runtime {
+    int      rank, world;        /* in MPI_COMM_WORLD */
+    int      local_rank, local_size; /* among the ranks of this host */
+    int      pid;
+    char     host[64];
+    MPI_Comm world_comm;         /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN */
+};
+
+void rt_init(struct runtime *rt, int *argc, char ***argv);
+void rt_finalize(struct runtime *rt);
+
+/* Print "[rank host:pid] file:line message" on stderr and abort every rank (exit code 1). */
+_Noreturn void rt_fatal(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define RT_FATAL(...) rt_fatal(__FILE__, __LINE__, __VA_ARGS__)
+
+#define MPI_CHECK(call)                                                      \
+    do {                                                                     \
+        int mpi_rc_ = (call);                                                \
+        if (mpi_rc_ != MPI_SUCCESS) {                                        \
+            char mpi_s_[MPI_MAX_ERROR_STRING];                               \
+            int mpi_l_ = 0;                                                  \
+            MPI_Error_string(mpi_rc_, mpi_s_, &mpi_l_);                      \
+            rt_fatal(__FILE__, __LINE__, "%s -> %s", #call, mpi_s_);         \
+        }                                                                    \
+    } while (0)
+
+/* malloc/calloc that abort the job with the size and purpose on failure. */
+void *rt_malloc(size_t bytes, const char *what);
+void *rt_calloc(size_t n, size_t size, const char *what);
+
+#endif

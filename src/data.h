@@ -1,0 +1,47 @@
+/* data: training sequences. A source yields global sequences of L = seq_len input tokens
+ * with their labels (the window shifted by one, label < 0 = no loss), from a .npy token
+ * file (sequential or seeded random windows) or from a generated long-range copy task;
+ * data_shard then cuts one sequence into a rank's zigzag (or contiguous) shard with global
+ * positions. The cursor is a plain integer so a checkpoint can save it. */
+#ifndef RT_DATA_H
+#define RT_DATA_H
+
+#include <stdint.h>
+
+#include "npy.h"
+
+enum data_kind { DATA_NPY, DATA_COPY_TASK };
+
+struct data_source {
+    int      kind;       /* enum data_kind */
+    struct npy npy;      /* DATA_NPY */
+    int64_t  L;          /* seq_len */
+    int      vocab;
+    int      random;     /* 1: random window starts, 0: sequential */
+    uint64_t seed;
+    int64_t  cursor;     /* sequential: next window start; random and copy task: draws made */
+};
+
+/* Opens path (DATA_NPY) or sets up the copy task (path NULL). Errors name the file. */
+int  data_open(struct data_source *ds, int kind, const char *path, int64_t L, int vocab,
+               int random, uint64_t seed, char *err, size_t errlen);
+void data_close(struct data_source *ds);
+
+/* Next sequence: inputs (L), labels (L). */
+void data_next(struct data_source *ds, int32_t *inputs, int32_t *labels);
+
+/* Evaluation windows of a token file: consecutive, stride L, no wrap. */
+int64_t data_eval_count(const struct data_source *ds);
+void    data_eval_window(const struct data_source *ds, int64_t i, int32_t *inputs, int32_t *labels);
+
+/* Rank r of N's shard of a global sequence of L tokens: zigzag holds chunks r and 2N-1-r
+ * of L/(2N) tokens, contiguous holds chunk r of L/N. T = L/N values each. */
+void data_shard(const int32_t *inputs, const int32_t *labels, int64_t L, int N, int r, int zigzag,
+                int32_t *tok, int32_t *lab, int64_t *pos);
+
+/* The copy task: first half random tokens, second half a copy of it; only the copied
+ * tokens carry labels (the answer of each lies L/2 - 1 positions earlier). */
+void data_copy_task(uint64_t seed, int64_t draw, int64_t L, int vocab, int32_t *inputs,
+                    int32_t *labels);
+
+#endif

@@ -1,0 +1,118 @@
+/* job: resolve and check a parsed configuration against the world size, the HF model
+ * directory and the token files. Runs on rank 0 only, before any memory is allocated. */
+#include "job.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "data.h"
+#include "hf.h"
+#include "npy.h"
+
+static int fail(char *err, size_t errlen, const struct cfg *c, const char *key, const char *msg) {
+    char where[CFG_PATH_MAX + 32];
+    cfg_where(c, key, where, sizeof where);
+    snprintf(err, errlen, "%s: %s: %s", where, key, msg);
+    return -1;
+}
+
+/* A shape key given in the job must agree with the HF config. */
+static int agree(const struct cfg *c, const char *key, double job, double hf, char *err, size_t errlen) {
+    if (!cfg_is_set(c, key) || job == hf) return 0;
+    char msg[CFG_PATH_MAX + 128];
+    snprintf(msg, sizeof msg, "%g disagrees with %s/config.json (%g)", job, c->model.hf_dir, hf);
+    return fail(err, errlen, c, key, msg);
+}
+
+static int resolve_model(struct job *j, const struct cfg *c, char *err, size_t errlen) {
+    struct model_config *mc = &j->mc;
+    memset(mc, 0, sizeof *mc);
+    if (c->model.init == INIT_HF) {
+        if (hf_read_config(c->model.hf_dir, mc, err, errlen)) return -1;
+        if (agree(c, "model.vocab_size", c->model.vocab_size, mc->vocab_size, err, errlen) ||
+            agree(c, "model.dim", c->model.dim, mc->dim, err, errlen) ||
+            agree(c, "model.n_layers", c->model.n_layers, mc->n_layers, err, errlen) ||
+            agree(c, "model.n_heads", c->model.n_heads, mc->n_heads, err, errlen) ||
+            agree(c, "model.n_kv_heads", c->model.n_kv_heads, mc->n_kv_heads, err, errlen) ||
+            agree(c, "model.ffn_dim", c->model.ffn_dim, mc->ffn_dim, err, errlen) ||
+            agree(c, "model.norm_eps", c->model.norm_eps, mc->norm_eps, err, errlen) ||
+            agree(c, "model.rope_theta", c->model.rope_theta, mc->rope_theta, err, errlen) ||
+            agree(c, "model.tie_embeddings", c->model.tie_embeddings, mc->tie_embeddings, err, errlen))
+            return -1;
+    } else {
+        mc->vocab_size = c->model.vocab_size;
+        mc->dim = c->model.dim;
+        mc->n_layers = c->model.n_layers;
+        mc->n_heads = c->model.n_heads;
+        mc->n_kv_heads = c->model.n_kv_heads;
+        mc->head_dim = c->model.dim / c->model.n_heads;
+        mc->ffn_dim = c->model.ffn_dim;
+        mc->norm_eps = c->model.norm_eps;
+        mc->rope_theta = c->model.rope_theta;
+        mc->tie_embeddings = c->model.tie_embeddings;
+        mc->rope.type = ROPE_DEFAULT;
+    }
+    struct param_table pt;
+    char msg[256];
+    if (params_init(&pt, mc, msg, sizeof msg)) return fail(err, errlen, c, "model.init", msg);
+    int rc = c->model.init == INIT_HF ? hf_check_weights(c->model.hf_dir, &pt, err, errlen) : 0;
+    params_free(&pt);
+    return rc;
+}
+
+static int check_tokens(const char *path, int64_t L, int vocab, char *err, size_t errlen) {
+    struct data_source ds;
+    if (data_open(&ds, DATA_NPY, path, L, vocab, 0, 0, err, errlen)) return -1;
+    int rc = npy_check_tokens(&ds.npy, vocab, err, errlen);
+    data_close(&ds);
+    return rc;
+}
+
+static int resolve_parallel(struct job *j, const struct cfg *c, int world, char *err, size_t errlen) {
+    char msg[256];
+    j->cp = c->parallel.cp ? c->parallel.cp : world;
+    if (world % j->cp) {
+        snprintf(msg, sizeof msg, "%d does not divide the %d ranks", j->cp, world);
+        return fail(err, errlen, c, "parallel.cp", msg);
+    }
+    j->dp = world / j->cp;
+    int64_t chunks = c->parallel.attention == RING_ZIGZAG ? 2 * (int64_t)j->cp : j->cp;
+    if (c->data.seq_len % chunks) {
+        snprintf(msg, sizeof msg, "%lld is not a multiple of %s%d (cp = %d)", (long long)c->data.seq_len,
+                 c->parallel.attention == RING_ZIGZAG ? "2 x cp = " : "cp = ", (int)chunks, j->cp);
+        return fail(err, errlen, c, "data.seq_len", msg);
+    }
+    if (c->train.seqs_per_step % j->dp) {
+        snprintf(msg, sizeof msg, "%d is not a multiple of the %d data-parallel groups (%d ranks / cp %d)",
+                 c->train.seqs_per_step, j->dp, world, j->cp);
+        return fail(err, errlen, c, "train.seqs_per_step", msg);
+    }
+    return 0;
+}
+
+/* Keys whose feature needs another backend or a later version: refuse rather than ignore. */
+static int refuse_unavailable(const struct cfg *c, char *err, size_t errlen) {
+    if (c->device.backend == BACKEND_CUDA)
+        return fail(err, errlen, c, "device.backend", "this build has no CUDA backend (use cpu)");
+    if (c->device.attention == ATTN_CUDNN)
+        return fail(err, errlen, c, "device.attention", "cudnn needs device.backend: cuda");
+    if (c->memory.offload)
+        return fail(err, errlen, c, "memory.offload", "activation offload needs device.backend: cuda");
+    if (c->checkpoint.dir[0])
+        return fail(err, errlen, c, "checkpoint.dir", "checkpoints are not implemented in this version");
+    return 0;
+}
+
+int job_resolve(struct job *j, const struct cfg *c, int world, char *err, size_t errlen) {
+    memset(j, 0, sizeof *j);
+    j->cfg = *c;
+    if (refuse_unavailable(c, err, errlen) || resolve_parallel(j, c, world, err, errlen) ||
+        resolve_model(j, c, err, errlen))
+        return -1;
+    if (c->data.synthetic == SYNTHETIC_NONE &&
+        check_tokens(c->data.train, c->data.seq_len, j->mc.vocab_size, err, errlen))
+        return -1;
+    if (c->data.eval[0] && check_tokens(c->data.eval, c->data.seq_len, j->mc.vocab_size, err, errlen))
+        return -1;
+    return 0;
+}

@@ -1,0 +1,138 @@
+/* ring: the zigzag and plain ring attention schedules, forward and backward.
+ *
+ * Forward, step s = 0..N-1, the rank holds K/V of src = (r - s) mod N:
+ *   s = 0      local q vs local K/V, causal (both chunks are in global order)  -> seeds out, lse
+ *   src < r    zigzag: all q vs the first K/V chunk;   plain: all q vs all K/V -> merge all rows
+ *   src > r    zigzag: second q chunk vs all K/V;      plain: nothing (masked) -> merge rows [C, 2C)
+ * Backward: the same blocks with the final out/lse; dq stays local, the dK/dV accumulators
+ * travel with K/V to r+1 after every step (N hops) and so end at their owner. The exchange
+ * of K/V for step s+1 is posted before the compute of step s. */
+#include "ring.h"
+
+#include <stdio.h>
+
+static size_t kv_elems(const struct ring *rg) { return (size_t)2 * rg->T * rg->Hkv * rg->D; }
+
+void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,
+               int Hkv, int D) {
+    rg->be = be;
+    rg->cp = cp;
+    rg->zigzag = zigzag;
+    rg->local_only = 0;
+    rg->T = T;
+    rg->H = H;
+    rg->Hkv = Hkv;
+    rg->D = D;
+    size_t kvb = kv_elems(rg) * sizeof(float);
+    for (int i = 0; i < 2; i++) {
+        rg->kv[i] = be->alloc(kvb, "ring K/V buffer");
+        rg->dkv[i] = be->alloc(kvb, "ring dK/dV buffer");
+    }
+    rg->blk_out = be->alloc((size_t)T * H * D * sizeof(float), "ring block output");
+    rg->blk_lse = be->alloc((size_t)H * T * sizeof(float), "ring block lse");
+    rg->delta = be->alloc((size_t)H * T * sizeof(float), "ring delta");
+}
+
+void ring_free(struct ring *rg) {
+    for (int i = 0; i < 2; i++) {
+        rg->be->free(rg->kv[i]);
+        rg->be->free(rg->dkv[i]);
+    }
+    rg->be->free(rg->blk_out);
+    rg->be->free(rg->blk_lse);
+    rg->be->free(rg->delta);
+}
+
+/* Which block a step computes: q rows [q0, q0+nq), keys [k0, k0+nk) of the held K/V. */
+struct block { int q0, nq, k0, nk, causal; };
+
+static int step_block(const struct ring *rg, int s, struct block *b) {
+    int N = rg->cp->size, r = rg->cp->rank, T = rg->T, C = T / 2;
+    int src = ((r - s) % N + N) % N;
+    if (s == 0) {
+        *b = (struct block){0, T, 0, T, 1};
+        return 1;
+    }
+    if (rg->local_only) return 0;
+    if (rg->zigzag) {
+        if (src < r) *b = (struct block){0, T, 0, C, 0};
+        else *b = (struct block){C, C, 0, T, 0};
+        return 1;
+    }
+    if (src < r) {
+        *b = (struct block){0, T, 0, T, 0};
+        return 1;
+    }
+    return 0;
+}
+
+void ring_forward(struct ring *rg, float *out, float *lse, const float *q, const float *k,
+                  const float *v) {
+    const struct backend *be = rg->be;
+    int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
+    size_t kv_half = (size_t)T * Hkv * D;
+    be->copy(rg->kv[0], k, kv_half * sizeof(float));
+    be->copy(rg->kv[0] + kv_half, v, kv_half * sizeof(float));
+    struct comm_ring_req req = {0};
+    char what[64];
+    for (int s = 0; s < N; s++) {
+        float *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
+        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)2 * kv_half, COMM_F32, &req);
+        struct block b;
+        if (step_block(rg, s, &b)) {
+            const float *kb = cur + (size_t)b.k0 * Hkv * D, *vb = cur + kv_half + (size_t)b.k0 * Hkv * D;
+            float *qo = out + (size_t)b.q0 * H * D;
+            const float *qb = q + (size_t)b.q0 * H * D;
+            if (s == 0) {
+                be->attn_forward(out, lse, T, q, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
+            } else {
+                be->attn_forward(rg->blk_out, rg->blk_lse, T, qb, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
+                be->attn_merge(qo, lse + b.q0, T, rg->blk_out, rg->blk_lse, T, b.nq, H, D);
+            }
+        }
+        if (s + 1 < N) {
+            snprintf(what, sizeof what, "K/V forward step %d/%d", s + 1, N);
+            comm_ring_wait(rg->cp, &req, what);
+        }
+    }
+}
+
+void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const float *dout,
+                   const float *q, const float *k, const float *v, const float *out,
+                   const float *lse) {
+    const struct backend *be = rg->be;
+    int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
+    size_t kv_half = (size_t)T * Hkv * D;
+    be->attn_delta(rg->delta, T, dout, out, T, H, D);
+    be->zero(dq, (size_t)T * H * D * sizeof(float));
+    be->copy(rg->kv[0], k, kv_half * sizeof(float));
+    be->copy(rg->kv[0] + kv_half, v, kv_half * sizeof(float));
+    be->zero(rg->dkv[0], 2 * kv_half * sizeof(float));
+    struct comm_ring_req req = {0}, dreq = {0};
+    char what[64];
+    for (int s = 0; s < N; s++) {
+        float *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
+        float *dcur = rg->dkv[s & 1], *dnext = rg->dkv[(s + 1) & 1];
+        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)2 * kv_half, COMM_F32, &req);
+        struct block b;
+        if (step_block(rg, s, &b)) {
+            size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * H * D;
+            be->attn_backward(dq + qo, dcur + ko, dcur + kv_half + ko, dout + qo, q + qo, cur + ko,
+                              cur + kv_half + ko, lse + b.q0, rg->delta + b.q0, T, b.nq, b.nk, H, Hkv,
+                              D, b.causal);
+        }
+        if (N > 1) {
+            /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
+            comm_ring_start(rg->cp, dcur, dnext, (int64_t)2 * kv_half, COMM_F32, &dreq);
+            if (s + 1 < N) {
+                snprintf(what, sizeof what, "K/V backward step %d/%d", s + 1, N);
+                comm_ring_wait(rg->cp, &req, what);
+            }
+            snprintf(what, sizeof what, "dK/dV backward step %d/%d", s + 1, N);
+            comm_ring_wait(rg->cp, &dreq, what);
+        }
+    }
+    const float *dmine = rg->dkv[N > 1 ? N & 1 : 0];
+    be->copy(dk, dmine, kv_half * sizeof(float));
+    be->copy(dv, dmine + kv_half, kv_half * sizeof(float));
+}

@@ -1,0 +1,38 @@
+/* ring: ring attention over a context-parallel communicator, backend- and
+ * transport-independent (ARCHITECTURE.md section 4). Each of the N ranks holds T local
+ * tokens: with zigzag sharding chunks r and 2N-1-r of C = T/2 tokens each, with the plain
+ * ring the contiguous chunk r. K/V blocks travel to rank r+1 while the rank computes; block
+ * results merge into the running (out, lse) in fp32 through the log-sum-exp.
+ * Shapes: q, out (T, H, D); k, v (T, Hkv, D); lse (H, T). */
+#ifndef RT_RING_H
+#define RT_RING_H
+
+#include "backend.h"
+#include "comm.h"
+
+struct ring {
+    const struct backend *be;
+    struct comm *cp;      /* the ring; size N, rank r */
+    int   zigzag;         /* 1: zigzag shards, 0: contiguous shards */
+    int   local_only;     /* test-only: skip every cross-shard step */
+    int   T, H, Hkv, D;
+    float *kv[2];         /* (2, T, Hkv, D) double-buffered K|V travelling the ring */
+    float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them */
+    float *blk_out;       /* (T, H, D) one block's output */
+    float *blk_lse;       /* (H, T) one block's lse */
+    float *delta;         /* (H, T) rowsum(dout * out) */
+};
+
+void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,
+               int Hkv, int D);
+void ring_free(struct ring *rg);
+
+/* out, lse (overwritten) = causal attention of the local q over the whole sequence's K/V. */
+void ring_forward(struct ring *rg, float *out, float *lse, const float *q, const float *k,
+                  const float *v);
+/* dq, dk, dv (overwritten) given the final out, lse and dout. */
+void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const float *dout,
+                   const float *q, const float *k, const float *v, const float *out,
+                   const float *lse);
+
+#endif

@@ -1,0 +1,138 @@
+/* train: trainer set-up, the training step and evaluation. */
+#include "train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm_mpi.h"
+#include "hf.h"
+
+#define COMM_TIMEOUT_S 600.0
+
+void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
+                  const struct train_opts *o) {
+    memset(t, 0, sizeof *t);
+    t->job = *j;
+    const struct cfg *c = &t->job.cfg;
+    const struct backend *be = &cpu_backend;
+    /* rank = dp_rank * cp + cp_rank: the ranks of one ring are consecutive. */
+    t->cp_rank = rt->rank % j->cp;
+    t->dp_rank = rt->rank / j->cp;
+    comm_mpi_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S);
+    comm_mpi_split(&t->cp, rt->world_comm, t->dp_rank, t->cp_rank, "cp", COMM_TIMEOUT_S);
+    comm_mpi_split(&t->dp, rt->world_comm, t->cp_rank, t->dp_rank, "dp", COMM_TIMEOUT_S);
+    t->L = c->data.seq_len;
+    t->T = t->L / j->cp;
+    static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
+                                   [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
+    model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
+               ckpt_map[c->memory.checkpointing]);
+    t->model.ring.local_only = o ? o->local_attention_only : 0;
+    char err[1024];
+    if (c->model.init == INIT_HF) {
+        if (hf_load_weights(c->model.hf_dir, &t->model.pt, t->model.params, err, sizeof err))
+            RT_FATAL("%s", err);
+    } else {
+        params_init_random(&t->model.pt, c->model.seed, t->model.params);
+    }
+    opt_init(&t->opt, be, t->model.pt.total);
+    int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
+    if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
+                  c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))
+        RT_FATAL("%s", err);
+    size_t nseq = (size_t)c->train.seqs_per_step * (size_t)t->L;
+    t->seq_in = rt_malloc(nseq * sizeof(int32_t), "step sequences");
+    t->seq_lab = rt_malloc(nseq * sizeof(int32_t), "step labels");
+    t->tok = rt_malloc((size_t)t->T * sizeof(int32_t), "shard tokens");
+    t->lab = rt_malloc((size_t)t->T * sizeof(int32_t), "shard labels");
+    t->pos = rt_malloc((size_t)t->T * sizeof(int64_t), "shard positions");
+}
+
+void trainer_free(struct trainer *t) {
+    free(t->seq_in);
+    free(t->seq_lab);
+    free(t->tok);
+    free(t->lab);
+    free(t->pos);
+    data_close(&t->data);
+    opt_free(&t->opt);
+    model_free(&t->model);
+    comm_free(&t->dp);
+    comm_free(&t->cp);
+    comm_free(&t->world);
+}
+
+/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... */
+static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
+    double loss = 0;
+    int zigzag = t->job.cfg.parallel.attention == RING_ZIGZAG;
+    for (int i = t->dp_rank; i < nseq; i += t->job.dp) {
+        data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->cp_rank,
+                   zigzag, t->tok, t->lab, t->pos);
+        loss += model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
+    }
+    return loss;
+}
+
+static int64_t count_labels(const int32_t *lab, int64_t n) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) k += lab[i] >= 0;
+    return k;
+}
+
+double trainer_gradients(struct trainer *t, struct step_stats *st) {
+    const struct cfg *c = &t->job.cfg;
+    int nseq = c->train.seqs_per_step;
+    /* Every rank draws every sequence of the step (the cursor stays identical everywhere). */
+    for (int i = 0; i < nseq; i++)
+        data_next(&t->data, t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L);
+    int64_t nlab = count_labels(t->seq_lab, (int64_t)nseq * t->L);
+    float scale = nlab ? (float)(1.0 / (double)nlab) : 0.0f;
+    t->model.be->zero(t->model.grads, (size_t)t->model.pt.total * sizeof(float));
+    double loss = run_sequences(t, nseq, scale, 1);
+    comm_all_reduce(&t->world, &loss, &loss, 1, COMM_F64, COMM_SUM);
+    comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
+    st->loss = nlab ? loss / (double)nlab : 0.0;
+    st->tokens = (int64_t)nseq * t->L;
+    st->loss_tokens = nlab;
+    st->grad_norm = opt_grad_norm(t->model.be, t->model.grads, t->model.pt.total);
+    return st->loss;
+}
+
+void trainer_step(struct trainer *t, struct step_stats *st) {
+    const struct cfg_train *tc = &t->job.cfg.train;
+    trainer_gradients(t, st);
+    st->lr = opt_lr(tc, t->step);
+    opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+    t->step++;
+}
+
+double trainer_eval(struct trainer *t, const char *path, int64_t *windows) {
+    struct data_source ds;
+    char err[1024];
+    if (data_open(&ds, DATA_NPY, path, t->L, t->job.mc.vocab_size, 0, 0, err, sizeof err)) RT_FATAL("%s", err);
+    int64_t n = data_eval_count(&ds);
+    double loss = 0;
+    int64_t nlab = 0;
+    int batch = t->job.dp;
+    for (int64_t w0 = 0; w0 < n; w0 += batch) {
+        int nseq = (int)(n - w0 < batch ? n - w0 : batch);
+        for (int i = 0; i < nseq; i++)
+            data_eval_window(&ds, w0 + i, t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L);
+        loss += run_sequences(t, nseq, 0.0f, 0);
+        nlab += count_labels(t->seq_lab, (int64_t)nseq * t->L); /* the same on every rank */
+    }
+    data_close(&ds);
+    comm_all_reduce(&t->world, &loss, &loss, 1, COMM_F64, COMM_SUM);
+    *windows = n;
+    return nlab ? loss / (double)nlab : 0.0;
+}
+
+double train_flops_per_seq(const struct model_config *mc, int64_t L) {
+    double d = mc->dim, hd = (double)mc->n_heads * mc->head_dim, kvd = (double)mc->n_kv_heads * mc->head_dim;
+    double per_layer = d * hd * 2 + d * kvd * 2 + 3.0 * d * mc->ffn_dim;
+    double matmul_params = mc->n_layers * per_layer + (double)mc->vocab_size * d;
+    return 6.0 * matmul_params * (double)L +
+           6.0 * mc->n_layers * (double)L * (double)L * mc->n_heads * mc->head_dim;
+}
