@@ -1,0 +1,111 @@
+/* config_schema: THE table of job-file keys. Defaults, parsing, bounds, --help-config and
+ * docs/config.md all come from these rows; add a key here (and its field in config.h). */
+#include "config_schema.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "config.h"
+
+#define F(m)      offsetof(struct cfg, m)
+#define NOBOUND   -INFINITY, INFINITY, 0, 0
+#define GE(x)     (x), INFINITY, 0, 0
+#define GT(x)     (x), INFINITY, 1, 0
+#define KEY(name, type, field, bounds, choices, def, doc) \
+    { name, type, F(field), 0, bounds, choices, def, doc }
+
+const struct cfg_key cfg_schema[] = {
+    { "model.init", CFGT_INIT, F(model.init), F(model.hf_dir), NOBOUND, NULL, "random",
+      "Where the weights come from: `random` (seeded by model.seed, shaped by the model.* keys) "
+      "or `hf:<dir>`, a Hugging Face checkpoint directory whose config.json sets the shape." },
+    KEY("model.seed", CFGT_UINT64, model.seed, NOBOUND, NULL, "1234",
+        "Seed of the random weight initialization (unused with `hf:`)."),
+    KEY("model.vocab_size", CFGT_INT, model.vocab_size, GE(2), NULL, "256",
+        "Number of token ids; every id in the token files must be below it."),
+    KEY("model.dim", CFGT_INT, model.dim, GE(2), NULL, "64",
+        "Width of the residual stream; a multiple of model.n_heads giving an even head size."),
+    KEY("model.n_layers", CFGT_INT, model.n_layers, GE(1), NULL, "2",
+        "Number of transformer blocks."),
+    KEY("model.n_heads", CFGT_INT, model.n_heads, GE(1), NULL, "4",
+        "Number of query heads; a multiple of model.n_kv_heads."),
+    KEY("model.n_kv_heads", CFGT_INT, model.n_kv_heads, GE(1), NULL, "4",
+        "Number of key/value heads (grouped-query attention when fewer than model.n_heads)."),
+    KEY("model.ffn_dim", CFGT_INT, model.ffn_dim, GE(1), NULL, "176",
+        "Hidden width of the SwiGLU feed-forward layer."),
+    KEY("model.norm_eps", CFGT_FLOAT, model.norm_eps, GT(0), NULL, "1e-5",
+        "Epsilon added to the mean square inside RMSNorm."),
+    KEY("model.rope_theta", CFGT_FLOAT, model.rope_theta, GT(0), NULL, "10000",
+        "Base of the rotary position embedding frequencies."),
+    KEY("model.tie_embeddings", CFGT_BOOL, model.tie_embeddings, NOBOUND, NULL, "false",
+        "Use the token embedding matrix as the output projection too."),
+
+    KEY("data.train", CFGT_PATH, data.train, NOBOUND, NULL, NULL,
+        "Token file (.npy of uint16, int32 or uint32) to train on; required unless data.synthetic is set."),
+    KEY("data.eval", CFGT_PATH, data.eval, NOBOUND, NULL, "\"\"",
+        "Token file for evaluation; empty means no evaluation."),
+    KEY("data.seq_len", CFGT_INT64, data.seq_len, GE(2), NULL, "256",
+        "Tokens per training sequence (the context length); split across the parallel.cp ranks."),
+    KEY("data.sampling", CFGT_ENUM, data.sampling, NOBOUND, "sequential|random", "sequential",
+        "Order of the training sequences: `sequential` front to back, `random` drawn with data.seed."),
+    KEY("data.seed", CFGT_UINT64, data.seed, NOBOUND, NULL, "0",
+        "Seed of the `random` sampling order and of the synthetic task."),
+    KEY("data.synthetic", CFGT_ENUM, data.synthetic, NOBOUND, "none|copy", "none",
+        "Generated task instead of data.train: `copy` = random tokens whose second half repeats the first, loss on the copied half only (a long-range recall test)."),
+
+    KEY("train.steps", CFGT_INT64, train.steps, GE(1), NULL, "100",
+        "Number of optimizer steps to run."),
+    KEY("train.seqs_per_step", CFGT_INT, train.seqs_per_step, GE(1), NULL, "1",
+        "Sequences whose gradients are summed into one optimizer step (the global batch)."),
+    KEY("train.lr", CFGT_FLOAT, train.lr, GT(0), NULL, "3e-4",
+        "Peak learning rate, reached at the end of the warmup."),
+    KEY("train.min_lr", CFGT_FLOAT, train.min_lr, GE(0), NULL, "0",
+        "Learning rate at the end of the cosine decay; at most train.lr."),
+    KEY("train.schedule", CFGT_ENUM, train.schedule, NOBOUND, "constant|cosine", "cosine",
+        "Learning rate after the warmup: `constant` stays at train.lr, "
+        "`cosine` decays to train.min_lr at train.steps."),
+    KEY("train.warmup_steps", CFGT_INT64, train.warmup_steps, GE(0), NULL, "0",
+        "Steps of linear learning-rate warmup at the start (0 = none); at most train.steps."),
+    { "train.betas", CFGT_PAIR, F(train.beta1), F(train.beta2), 0, 1, 0, 1, NULL, "[0.9, 0.95]",
+      "AdamW decay rates [beta1, beta2] of the first and second moment estimates." },
+    KEY("train.eps", CFGT_FLOAT, train.eps, GT(0), NULL, "1e-8",
+        "AdamW epsilon, added to the square root of the second moment."),
+    KEY("train.weight_decay", CFGT_FLOAT, train.weight_decay, GE(0), NULL, "0.1",
+        "AdamW decoupled weight decay per unit of learning rate (0 = none)."),
+    KEY("train.grad_clip", CFGT_FLOAT, train.grad_clip, GE(0), NULL, "1.0",
+        "Largest global L2 norm of the gradient; larger ones are scaled down to it (0 = no clipping)."),
+
+    KEY("parallel.cp", CFGT_INT, parallel.cp, GE(0), NULL, "0",
+        "Context-parallel degree, the ranks that share one sequence (0 = all ranks)."),
+    KEY("parallel.attention", CFGT_ENUM, parallel.attention, NOBOUND, "zigzag|ring", "zigzag",
+        "Ring attention layout: `zigzag` balances the causal work across ranks, "
+        "`ring` gives each rank one contiguous chunk."),
+
+    KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
+        "selective",
+        "Activation checkpointing: `none` keeps all activations, `full` recomputes each block "
+        "in the backward pass, `selective` recomputes only the cheap parts."),
+    KEY("memory.offload", CFGT_BOOL, memory.offload, NOBOUND, NULL, "false",
+        "Keep parameters and optimizer state in pinned host memory, prefetching one layer ahead."),
+
+    KEY("device.backend", CFGT_ENUM, device.backend, NOBOUND, "cpu|cuda", "cpu",
+        "Compute backend: `cpu` (the reference implementation) or `cuda`."),
+    KEY("device.attention", CFGT_ENUM, device.attention, NOBOUND, "auto|cudnn|native", "auto",
+        "Block attention kernel of the cuda backend: `auto` chooses, `cudnn` or `native` forces one."),
+
+    KEY("checkpoint.dir", CFGT_PATH, checkpoint.dir, NOBOUND, NULL, "\"\"",
+        "Directory for checkpoints; empty means no checkpoints are written."),
+    KEY("checkpoint.every", CFGT_INT64, checkpoint.every, GE(0), NULL, "0",
+        "Write a checkpoint every this many steps (0 = only at the end)."),
+    KEY("checkpoint.keep", CFGT_INT, checkpoint.keep, GE(1), NULL, "2",
+        "Number of most recent checkpoints kept; older ones are deleted."),
+
+    KEY("log.every", CFGT_INT64, log.every, GE(1), NULL, "1",
+        "Print a progress line every this many steps."),
+    KEY("log.metrics", CFGT_PATH, log.metrics, NOBOUND, NULL, "\"\"",
+        "JSON Lines file receiving one record per logged step; empty means none."),
+};
+
+const int cfg_schema_n = (int)(sizeof cfg_schema / sizeof cfg_schema[0]);
+
+_Static_assert(sizeof cfg_schema / sizeof cfg_schema[0] <= CFG_MAX_KEYS,
+               "more schema keys than CFG_MAX_KEYS origin slots");

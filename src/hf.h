@@ -1,0 +1,27 @@
+/* hf: Hugging Face LlamaForCausalLM model directories: config.json -> struct model_config,
+ * and model.safetensors (or a model.safetensors.index.json over shards) -> the flat fp32
+ * parameter buffer laid out by params.h. */
+#ifndef RT_HF_H
+#define RT_HF_H
+
+#include <stddef.h>
+
+#include "params.h"
+
+/* Read dir/config.json (transformers v4 rope_theta/rope_scaling or v5 rope_parameters).
+ * Rejects, naming the key, what ringtrain does not implement (model_type other than llama,
+ * hidden_act other than silu, attention/mlp bias, attention dropout, RoPE types other than
+ * default/linear/llama3). Returns 0, or -1 with one line in err. */
+int hf_read_config(const char *dir, struct model_config *mc, char *err, size_t errlen);
+
+/* Every tensor of t must be in the directory's weights with exactly its shape and a float
+ * dtype (F32, BF16, F16, F64); extra tensors (and lm_head.weight of a tied model) are
+ * ignored. Returns 0, or -1 naming the file and tensor. */
+int hf_check_weights(const char *dir, const struct param_table *t, char *err, size_t errlen);
+
+/* The same checks, then every tensor converted to fp32 into buf + p->offset (buf holds
+ * t->total floats). */
+int hf_load_weights(const char *dir, const struct param_table *t, float *buf, char *err,
+                    size_t errlen);
+
+#endif

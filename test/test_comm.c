@@ -1,0 +1,93 @@
+/* test_comm: the MPI transport under mpirun -np N, checked without a reference rank:
+ * every value sent is a function of (seed, sender, offset), so each receiver knows what
+ * must arrive. Ring exchange over several hops (double-buffered, as the ring schedule
+ * uses it), all-reduce (sum, max, in place), reduce-scatter, all-gather, broadcast. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "comm_mpi.h"
+#include "rng.h"
+#include "runtime.h"
+#include "testutil.h"
+
+static float value(uint64_t seed, int rank, int64_t i) {
+    return (float)(rng_u64(seed * 1000003u + (uint64_t)rank, (uint64_t)i) % 100000) - 50000.0f;
+}
+
+static void test_ring(struct comm *c) {
+    enum { N = 10007, HOPS = 5 };
+    float *buf[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
+    for (int64_t i = 0; i < N; i++) buf[0][i] = value(1, c->rank, i);
+    for (int h = 0; h < HOPS; h++) {
+        struct comm_ring_req req = {0};
+        comm_ring_start(c, buf[h & 1], buf[(h + 1) & 1], N, COMM_F32, &req);
+        comm_ring_wait(c, &req, "test hop");
+        /* After h+1 hops we hold the data of rank r - (h+1). */
+        int src = ((c->rank - (h + 1)) % c->size + c->size) % c->size;
+        int bad = 0;
+        for (int64_t i = 0; i < N; i++) bad += buf[(h + 1) & 1][i] != value(1, src, i);
+        CHECK(bad == 0);
+    }
+    free(buf[0]), free(buf[1]);
+}
+
+static void test_collectives(struct comm *c) {
+    enum { N = 1001 };
+    int P = c->size;
+    double *d = malloc(N * sizeof *d), *dsum = malloc(N * sizeof *dsum);
+    for (int64_t i = 0; i < N; i++) d[i] = value(2, c->rank, i);
+    comm_all_reduce(c, d, dsum, N, COMM_F64, COMM_SUM);
+    int bad = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double e = 0;
+        for (int r = 0; r < P; r++) e += value(2, r, i);
+        bad += dsum[i] != e;
+    }
+    CHECK(bad == 0);
+    int64_t mx = c->rank * 10 + 3;
+    comm_all_reduce(c, &mx, &mx, 1, COMM_I64, COMM_MAX);
+    CHECK(mx == (P - 1) * 10 + 3);
+
+    float *send = malloc((size_t)P * N * sizeof(float)), *recv = malloc(N * sizeof(float));
+    for (int64_t i = 0; i < (int64_t)P * N; i++) send[i] = value(3, c->rank, i);
+    comm_reduce_scatter(c, send, recv, N, COMM_F32);
+    bad = 0;
+    for (int64_t i = 0; i < N; i++) {
+        float e = 0;
+        for (int r = 0; r < P; r++) e += value(3, r, (int64_t)c->rank * N + i);
+        bad += recv[i] != e;
+    }
+    CHECK(bad == 0);
+
+    for (int64_t i = 0; i < N; i++) recv[i] = value(4, c->rank, i);
+    comm_all_gather(c, recv, send, N, COMM_F32);
+    bad = 0;
+    for (int r = 0; r < P; r++)
+        for (int64_t i = 0; i < N; i++) bad += send[(int64_t)r * N + i] != value(4, r, i);
+    CHECK(bad == 0);
+
+    int32_t b[3] = {c->rank, c->rank + 1, c->rank + 2};
+    comm_broadcast(c, b, 3, COMM_I32, P - 1);
+    CHECK(b[0] == P - 1 && b[2] == P + 1);
+    free(d), free(dsum), free(send), free(recv);
+}
+
+int main(int argc, char **argv) {
+    struct runtime rt;
+    rt_init(&rt, &argc, &argv);
+    struct comm world;
+    comm_mpi_init(&world, rt.world_comm, "world", 30);
+    CHECK(comm_dtype_size(COMM_F64) == 8 && comm_dtype_size(COMM_I32) == 4);
+    test_ring(&world);
+    test_collectives(&world);
+    int fails = tu_failures;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));
+    if (rt.rank == 0) {
+        char name[32];
+        snprintf(name, sizeof name, "test_comm[N=%d]", rt.world);
+        tu_done(name);
+    }
+    comm_free(&world);
+    rt_finalize(&rt);
+    return fails ? 1 : 0;
+}
