@@ -1,0 +1,185 @@
+/* test_cli: every bad input to ./ringtrain exits 2 with one message naming the file and
+ * line or key, before anything runs: malformed YAML, wrong type, out of range, unknown
+ * key, missing files, .npy of wrong dtype/rank/out-of-range tokens, safetensors with a
+ * wrong shape or a missing tensor, an HF config that disagrees with the job, a sequence
+ * length the ring cannot split; under mpirun the message is printed once. Also the
+ * informational flags (exit 0) and --eval. Runs from the repository root. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "params.h"
+#include "testutil.h"
+
+static const char *dir;
+
+static void put(const char *name, const char *text) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    tu_write_file(p, text, strlen(text));
+}
+
+/* A .npy with the given descr/shape text and n int32 tokens of value `tok`. */
+static void put_npy(const char *name, const char *descr, const char *shape, int n, int32_t tok) {
+    char hdr[256], p[1024];
+    int h = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int pad = (64 - (10 + h + 1) % 64) % 64;
+    size_t len = 10 + h + pad + 1 + 4 * (size_t)n;
+    unsigned char *b = calloc(1, len);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)((h + pad + 1) & 0xff), b[9] = (unsigned char)((h + pad + 1) >> 8);
+    memcpy(b + 10, hdr, h);
+    memset(b + 10 + h, ' ', pad);
+    b[10 + h + pad] = '\n';
+    int32_t *t = (int32_t *)(b + 10 + h + pad + 1);
+    for (int i = 0; i < n; i++) t[i] = i == n / 2 ? tok : i % 16;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    tu_write_file(p, b, len);
+    free(b);
+}
+
+/* An HF dir for a tiny Llama; `skip` names a tensor to leave out, `bad` one to misshape. */
+static void put_hf(const char *sub, const char *skip, const char *bad) {
+    struct model_config mc = {.vocab_size = 16, .dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                              .head_dim = 4, .ffn_dim = 8, .norm_eps = 1e-5, .rope_theta = 10000};
+    struct param_table pt;
+    char err[256], p[1024];
+    if (params_init(&pt, &mc, err, sizeof err)) abort();
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", p);
+    if (system(cmd)) abort();
+    char json[8192] = "{";
+    size_t off = 0;
+    for (int i = 0; i < pt.n; i++) {
+        const struct param *q = &pt.p[i];
+        if (skip && !strcmp(q->name, skip)) continue;
+        int64_t s0 = q->shape[0], s1 = q->shape[1];
+        if (bad && !strcmp(q->name, bad)) s1 += 1;
+        char e[256];
+        if (q->ndim == 1)
+            snprintf(e, sizeof e, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
+                     off ? "," : "", q->name, (long long)s0, off, off + 4 * (size_t)s0);
+        else
+            snprintf(e, sizeof e, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                     off ? "," : "", q->name, (long long)s0, (long long)s1, off, off + 4 * (size_t)(s0 * s1));
+        strcat(json, e);
+        off += 4 * (size_t)(s0 * (q->ndim == 1 ? 1 : s1));
+    }
+    strcat(json, "}");
+    uint64_t hl = strlen(json);
+    size_t len = 8 + hl + off;
+    unsigned char *b = calloc(1, len);
+    memcpy(b, &hl, 8);
+    memcpy(b + 8, json, hl);
+    char f[1100];
+    snprintf(f, sizeof f, "%s/model.safetensors", p);
+    tu_write_file(f, b, len);
+    free(b);
+    snprintf(f, sizeof f, "%s/config.json", p);
+    const char *cfg = "{\"model_type\": \"llama\", \"vocab_size\": 16, \"hidden_size\": 8, \"num_hidden_layers\": 1,"
+                      " \"num_attention_heads\": 2, \"num_key_value_heads\": 2, \"intermediate_size\": 8,"
+                      " \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"hidden_act\": \"silu\"}";
+    tu_write_file(f, cfg, strlen(cfg));
+    params_free(&pt);
+}
+
+/* Run a command; return its exit status, with stdout+stderr in out. */
+static int run(const char *cmd, char *out, size_t outlen) {
+    char full[2048];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    size_t n = p ? fread(out, 1, outlen - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count(const char *hay, const char *needle) {
+    int k = 0;
+    for (const char *s = hay; (s = strstr(s, needle)); s++) k++;
+    return k;
+}
+
+/* ringtrain ARGS must exit `code` with output containing every fragment ('|' separated). */
+static void expect(const char *args, int code, const char *fragments) {
+    char cmd[1500], out[16384];
+    snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
+    int rc = run(cmd, out, sizeof out);
+    int ok = rc == code;
+    char frag[512];
+    snprintf(frag, sizeof frag, "%s", fragments);
+    for (char *f = strtok(frag, "|"); f; f = strtok(NULL, "|")) ok &= strstr(out, f) != NULL;
+    if (!CHECK(ok)) fprintf(stderr, "  ringtrain %s: exit %d (want %d), output:\n%s\n  (wanted: %s)\n", args, rc, code, out, fragments);
+}
+
+int main(void) {
+    char root[1024];
+    if (!getenv("RT_ROOT")) {
+        if (!realpath(".", root)) abort();
+        setenv("RT_ROOT", root, 1);
+    }
+    dir = tu_tmpdir("cli");
+    put_npy("tok.npy", "<i4", "(400,)", 400, 3);
+    put_npy("f4.npy", "<f4", "(400,)", 400, 3);
+    put_npy("twod.npy", "<i4", "(20, 20)", 400, 3);
+    put_npy("big.npy", "<i4", "(400,)", 400, 999);
+    put_hf("hf_ok", NULL, NULL);
+    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight");
+    put_hf("hf_missing", "model.norm.weight", NULL);
+    const char *base = "data: {train: tok.npy, seq_len: 32}\ntrain: {steps: 2}\nmodel: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\n";
+    put("ok.yaml", base);
+    put("malformed.yaml", "data: {train: tok.npy\ntrain:\n  lr: [\n");
+    put("type.yaml", "data: {train: tok.npy}\ntrain:\n  lr: fast\n");
+    put("range.yaml", "data: {train: tok.npy}\ntrain:\n  grad_clip: -1\n");
+    put("unknown.yaml", "data: {train: tok.npy}\ntrain:\n  lrr: 0.1\n");
+    put("nodata.yaml", "data: {train: nothere.npy, seq_len: 32}\nmodel: {vocab_size: 16}\n");
+    put("f4.yaml", "data: {train: f4.npy, seq_len: 32}\nmodel: {vocab_size: 16}\n");
+    put("twod.yaml", "data: {train: twod.npy, seq_len: 32}\nmodel: {vocab_size: 16}\n");
+    put("big.yaml", "data: {train: big.npy, seq_len: 32}\nmodel: {vocab_size: 16}\n");
+    put("hf_shape.yaml", "model: {init: \"hf:hf_shape\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    put("hf_missing.yaml", "model: {init: \"hf:hf_missing\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    put("hf_disagree.yaml", "model:\n  init: \"hf:hf_ok\"\n  dim: 32\ndata: {train: tok.npy, seq_len: 32}\n");
+    put("hf_ok.yaml", "model: {init: \"hf:hf_ok\"}\ndata: {train: tok.npy, seq_len: 32}\ntrain: {steps: 1}\n");
+    put("seqlen.yaml", "data: {train: tok.npy, seq_len: 34}\nmodel: {vocab_size: 16}\n");
+    put("seqlen33.yaml", "data: {train: tok.npy, seq_len: 33}\nmodel: {vocab_size: 16}\n");
+
+    expect("--version", 0, "ringtrain");
+    expect("--help", 0, "usage:");
+    expect("--help-config", 0, "train.lr");
+    expect("--bogus", 2, "unknown option --bogus");
+    expect("", 2, "no job file");
+    expect("missing.yaml", 2, "missing.yaml: cannot open");
+    expect("malformed.yaml", 2, "malformed.yaml:|malformed YAML");
+    expect("type.yaml", 2, "type.yaml:3:7: train.lr: expected a number > 0, got \"fast\"");
+    expect("range.yaml", 2, "range.yaml:3:14: train.grad_clip:|>= 0");
+    expect("unknown.yaml", 2, "unknown.yaml:3:3: train.lrr: unknown key (did you mean train.lr?)");
+    expect("ok.yaml --set train.lr=fast", 2, "--set train.lr: expected a number > 0");
+    expect("nodata.yaml", 2, "nothere.npy");
+    expect("f4.yaml", 2, "f4.npy: dtype '<f4'");
+    expect("twod.yaml", 2, "twod.npy:|1-D");
+    expect("big.yaml", 2, "big.npy: token 999 at index 200");
+    expect("hf_shape.yaml", 2, "model.layers.0.self_attn.k_proj.weight: shape [8, 9], expected [8, 8]");
+    expect("hf_missing.yaml", 2, "missing tensor model.norm.weight");
+    expect("hf_disagree.yaml", 2, "hf_disagree.yaml:3:8: model.dim: 32 disagrees with|config.json (8)");
+    expect("seqlen33.yaml", 2, "seqlen33.yaml:1:33: data.seq_len: 33 is not a multiple of 2 x cp = 2");
+    expect("ok.yaml --plan", 2, "--plan");
+    expect("ok.yaml", 0, "\"event\":\"done\",\"step\":2");
+    expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
+    expect("ok.yaml --eval", 0, "\"event\":\"done\",\"eval\"");
+
+    /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
+    char cmd[1500], out[16384];
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s/ringtrain type.yaml", dir,
+             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    int rc = run(cmd, out, sizeof out);
+    CHECK(rc == 2);
+    if (!CHECK(count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s/ringtrain seqlen.yaml", dir,
+             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    rc = run(cmd, out, sizeof out);
+    if (!CHECK(rc == 2 && strstr(out, "seq_len: 34 is not a multiple of 2 x cp = 8")))
+        fprintf(stderr, "mpirun output:\n%s\n", out);
+    return tu_done("test_cli");
+}
