@@ -59,6 +59,7 @@ void cpu_attn_merge(float *out, float *lse, int ld, const float *out_b, const fl
 
 /* lm_head + cross-entropy in chunks of `chunk` tokens (never a (T, V) buffer):
  * logits = x (T, d) @ w (V, d)^T; loss_t = logsumexp(logits_t) - logits_t[labels_t].
+ * A label < 0 marks a token without loss (its dlogits row is zero).
  * Returns the sum of the T token losses (double). When dx != NULL (training):
  * dlogits = (softmax - onehot) * grad_scale, dx (T, d) += dlogits @ w, dw (V, d) += dlogits^T @ x.
  * scratch holds chunk * V floats. */
