@@ -15,6 +15,7 @@ run() {
 run build/test_config
 run build/test_hfio
 run build/test_ops
+run build/test_data
 run build/test_cli
 run build/test_hf_reference
 run $mpirun -np 4 build/test_hf_reference

@@ -169,11 +169,35 @@ int main(void) {
     expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
     expect("ok.yaml --eval", 0, "\"event\":\"done\",\"eval\"");
 
-    /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
+    /* The metrics file: one JSON object per step with the documented keys. */
+    expect("ok.yaml --set log.metrics=m.jsonl --set train.steps=3", 0, "\"step\":3");
+    char mpath[1100], line[1024];
+    snprintf(mpath, sizeof mpath, "%s/m.jsonl", dir);
+    FILE *mf = fopen(mpath, "r");
+    int lines = 0, keys_ok = 1;
+    static const char *keys[] = {"\"step\":", "\"loss\":", "\"lr\":", "\"grad_norm\":", "\"tokens\":",
+                                 "\"tokens_per_s\":", "\"mfu\":", "\"mem_gib\":"};
+    while (mf && fgets(line, sizeof line, mf)) {
+        lines++;
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) keys_ok &= strstr(line, keys[k]) != NULL;
+        keys_ok &= line[0] == '{' && strchr(line, '}') != NULL;
+    }
+    if (mf) fclose(mf);
+    CHECK(lines == 3 && keys_ok);
+
+    /* A runtime failure on one rank takes the whole job down with its message. */
     char cmd[1500], out[16384];
+    snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/build/test_abort", getenv("RT_ROOT"),
+             getenv("RT_ROOT"));
+    int rc = run(cmd, out, sizeof out);
+    if (!CHECK(rc != 0 && rc != 124 && strstr(out, "[1 ") && strstr(out, "test_abort.c:") &&
+               strstr(out, "deliberate failure on rank 1")))
+        fprintf(stderr, "abort run: exit %d, output:\n%s\n", rc, out);
+
+    /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
     snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s/ringtrain type.yaml", dir,
              getenv("RT_ROOT"), getenv("RT_ROOT"));
-    int rc = run(cmd, out, sizeof out);
+    rc = run(cmd, out, sizeof out);
     CHECK(rc == 2);
     if (!CHECK(count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
     snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s/ringtrain seqlen.yaml", dir,
