@@ -4,7 +4,9 @@ MPICC      ?= mpicc
 MPIRUN     ?= mpirun
 CUDA       ?= auto
 CUDA_HOME  ?= /usr/local/cuda
-NCCL_HOME  ?= /usr
+NCCL_HOME  ?= $(CUDA_HOME)
+EXTRA_CFLAGS  ?=
+EXTRA_LDFLAGS ?=
 HWLOC_LIBS ?= -lhwloc
 BLAS_CFLAGS ?=
 BLAS_LIBS  ?= -lopenblas
@@ -13,12 +15,13 @@ JSON_LIBS  ?= -lcjson
 OPT        ?= -O2
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -MMD -MP \
-           -Isrc -Isrc/cpu -Impi $(BLAS_CFLAGS)
-LDLIBS  := $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) -lm -fopenmp
+           -Isrc -Isrc/cpu -Impi $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) -lm -fopenmp
 
 SRC_LIB := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c mpi/*.c))
 OBJ_LIB := $(SRC_LIB:%.c=build/obj/%.o)
 TESTS   := $(patsubst test/%.c,build/%,$(wildcard test/test_*.c))
+GPU_TESTS := $(patsubst test/gpu/%.c,build/gpu/%,$(wildcard test/gpu/test_*.c))
 
 # The CUDA backend is built when nvcc is found and cuda/ holds sources (CUDA=0 forces CPU-only).
 ifeq ($(CUDA),auto)
@@ -26,17 +29,18 @@ ifeq ($(CUDA),auto)
 endif
 ifeq ($(CUDA),1)
   NVCC     := $(CUDA_HOME)/bin/nvcc
-  NVFLAGS  := -std=c++17 $(OPT) -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
-              -Xcompiler -Wall,-Werror -Isrc -Impi -I$(NCCL_HOME)/include
+  NVFLAGS  := -std=c++17 $(OPT) -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+              -Xcompiler -Wall,-Werror -MMD -MP -Isrc -Isrc/cpu -Impi -Icuda -I$(NCCL_HOME)/include $(EXTRA_CFLAGS)
   OBJ_LIB  += $(patsubst %.cu,build/obj/%.o,$(wildcard cuda/*.cu))
-  CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(NCCL_HOME)/lib -lcudart -lcublasLt -lcublas -lnccl -lstdc++
+  CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include -Icuda
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib \
+              -lcudart -lcublasLt -lcublas -lnccl -lstdc++
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CFLAGS  += -DRT_VERSION=\"$(VERSION)\"
 
-.PHONY: all test clean docs
+.PHONY: all test test-gpu clean docs
 all: ringtrain $(TESTS)
 
 ringtrain: build/obj/src/main.o build/libringtrain.a
@@ -59,6 +63,15 @@ build/test_%: build/obj/test/test_%.o build/obj/test/testutil.o build/libringtra
 
 test: all
 	MPIRUN="$(MPIRUN)" test/run_tests.sh
+
+# GPU tests (on a machine with a GPU): each CUDA op against its CPU twin, and more.
+build/gpu/test_%: build/obj/test/gpu/test_%.o build/obj/test/testutil.o build/libringtrain.a
+	@mkdir -p $(@D)
+	$(MPICC) -o $@ $^ $(LDLIBS)
+
+test-gpu: ringtrain $(GPU_TESTS)
+	@test "$(CUDA)" = 1 || { echo "test-gpu needs the CUDA backend (nvcc in CUDA_HOME and cuda/*.cu)"; exit 1; }
+	test/gpu/run_gpu_tests.sh
 
 docs: ringtrain
 	./ringtrain --help-config=markdown > docs/config.md

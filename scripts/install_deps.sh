@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages ringtrain needs to build and test on the CPU
-# (Open MPI, OpenBLAS, libyaml, cJSON, hwloc). Uses sudo when not root. Skips the
+# (Open MPI, OpenBLAS, libyaml, cJSON, hwloc, xxHash). Uses sudo when not root. Skips the
 # install when every package is already present.
 set -eu
-pkgs="build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libyaml-dev libcjson-dev libhwloc-dev"
+pkgs="build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libyaml-dev libcjson-dev libhwloc-dev libxxhash-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
