@@ -22,21 +22,12 @@ static void put(const char *name, const char *text) {
 
 /* A .npy with the given descr/shape text and n int32 tokens of value `tok`. */
 static void put_npy(const char *name, const char *descr, const char *shape, int n, int32_t tok) {
-    char hdr[256], p[1024];
-    int h = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
-    int pad = (64 - (10 + h + 1) % 64) % 64;
-    size_t len = 10 + h + pad + 1 + 4 * (size_t)n;
-    unsigned char *b = calloc(1, len);
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (unsigned char)((h + pad + 1) & 0xff), b[9] = (unsigned char)((h + pad + 1) >> 8);
-    memcpy(b + 10, hdr, h);
-    memset(b + 10 + h, ' ', pad);
-    b[10 + h + pad] = '\n';
-    int32_t *t = (int32_t *)(b + 10 + h + pad + 1);
+    char p[1024];
+    int32_t *t = malloc((size_t)n * sizeof *t);
     for (int i = 0; i < n; i++) t[i] = i == n / 2 ? tok : i % 16;
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    tu_write_file(p, b, len);
-    free(b);
+    tu_write_npy(p, descr, shape, t, n);
+    free(t);
 }
 
 /* An HF dir for a tiny Llama; `skip` names a tensor to leave out, `bad` one to misshape. */

@@ -13,20 +13,12 @@
 static const char *token_file(int n) {
     static char path[512];
     snprintf(path, sizeof path, "%s/tok.npy", tu_tmpdir("data"));
-    char hdr[128];
-    int h = snprintf(hdr, sizeof hdr, "{'descr': '<i4', 'fortran_order': False, 'shape': (%d,), }", n);
-    int pad = (64 - (10 + h + 1) % 64) % 64;
-    size_t len = 10 + h + pad + 1 + 4 * (size_t)n;
-    unsigned char *b = calloc(1, len);
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (unsigned char)((h + pad + 1) & 0xff), b[9] = (unsigned char)((h + pad + 1) >> 8);
-    memcpy(b + 10, hdr, h);
-    memset(b + 10 + h, ' ', pad);
-    b[10 + h + pad] = '\n';
-    int32_t *t = (int32_t *)(b + 10 + h + pad + 1);
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d,)", n);
+    int32_t *t = malloc((size_t)n * sizeof *t);
     for (int i = 0; i < n; i++) t[i] = i % 1000;
-    tu_write_file(path, b, len);
-    free(b);
+    tu_write_npy(path, "<i4", shape, t, n);
+    free(t);
     return path;
 }
 

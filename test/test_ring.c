@@ -88,20 +88,9 @@ static void token_file(char *path, size_t len) {
         const char *dir = tu_tmpdir("ring");
         snprintf(path, len, "%s/tokens.npy", dir);
         enum { N = 2000 };
-        char hdr[128];
-        int h = snprintf(hdr, sizeof hdr, "{'descr': '<i4', 'fortran_order': False, 'shape': (%d,), }", N);
-        int total = 10 + h + 1, pad = (64 - total % 64) % 64;
-        unsigned char *buf = calloc(1, 10 + h + pad + 1 + 4 * N);
-        memcpy(buf, "\x93NUMPY\x01\x00", 8);
-        buf[8] = (unsigned char)((h + pad + 1) & 0xff);
-        buf[9] = (unsigned char)((h + pad + 1) >> 8);
-        memcpy(buf + 10, hdr, h);
-        memset(buf + 10 + h, ' ', pad);
-        buf[10 + h + pad] = '\n';
-        int32_t *tok = (int32_t *)(buf + 10 + h + pad + 1);
+        int32_t tok[N];
         for (int i = 0; i < N; i++) tok[i] = (int32_t)(rng_u64(99, i) % 61);
-        tu_write_file(path, buf, 10 + h + pad + 1 + 4 * N);
-        free(buf);
+        tu_write_npy(path, "<i4", "(2000,)", tok, N);
     }
     MPI_CHECK(MPI_Bcast(path, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD));
 }

@@ -81,6 +81,24 @@ void tu_write_file(const char *path, const void *data, size_t n) {
     }
 }
 
+void tu_write_npy(const char *path, const char *descr, const char *shape, const int32_t *tok, int n) {
+    char hdr[256];
+    int h = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int pad = (64 - (10 + h + 1) % 64) % 64;
+    size_t len = 10 + (size_t)h + (size_t)pad + 1 + 4 * (size_t)n;
+    unsigned char *b = calloc(1, len);
+    if (!b) exit(1);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)((h + pad + 1) & 0xff);
+    b[9] = (unsigned char)((h + pad + 1) >> 8);
+    memcpy(b + 10, hdr, (size_t)h);
+    memset(b + 10 + h, ' ', (size_t)pad);
+    b[10 + h + pad] = '\n';
+    memcpy(b + 10 + h + pad + 1, tok, 4 * (size_t)n);
+    tu_write_file(path, b, len);
+    free(b);
+}
+
 int tu_done(const char *name) {
     printf("%s: %d checks, %d failures\n", name, tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
