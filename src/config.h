@@ -20,6 +20,7 @@ enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
 enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
 enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
+enum cfg_dtype     { DTYPE_BF16, DTYPE_FP32 };
 
 /* Where a key's value came from: the job file (file:line:col), a --set, or the default. */
 enum cfg_origin_kind { ORIGIN_DEFAULT = 0, ORIGIN_FILE, ORIGIN_SET };
@@ -54,6 +55,7 @@ struct cfg_train {
     int64_t warmup_steps;
     double  beta1, beta2;          /* betas: [b1, b2] */
     double  eps, weight_decay, grad_clip;
+    int     max_bad_steps;
 };
 
 struct cfg_parallel {
@@ -82,6 +84,12 @@ struct cfg_log {
     char    metrics[CFG_PATH_MAX]; /* "" = no metrics file */
 };
 
+struct cfg_export {
+    char   dir[CFG_PATH_MAX];      /* "" = no export */
+    int    dtype;                  /* enum cfg_dtype */
+    double shard_gib;
+};
+
 struct cfg {
     char                  path[CFG_PATH_MAX];   /* the job file, for messages */
     struct cfg_model      model;
@@ -92,6 +100,7 @@ struct cfg {
     struct cfg_device     device;
     struct cfg_checkpoint checkpoint;
     struct cfg_log        log;
+    struct cfg_export     export_;  /* "export" in the job file */
     struct cfg_origin     origin[CFG_MAX_KEYS]; /* indexed like the schema table */
 };
 

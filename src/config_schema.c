@@ -73,6 +73,8 @@ const struct cfg_key cfg_schema[] = {
         "AdamW decoupled weight decay per unit of learning rate (0 = none)."),
     KEY("train.grad_clip", CFGT_FLOAT, train.grad_clip, GE(0), NULL, "1.0",
         "Largest global L2 norm of the gradient; larger ones are scaled down to it (0 = no clipping)."),
+    KEY("train.max_bad_steps", CFGT_INT, train.max_bad_steps, GE(1), NULL, "5",
+        "Steps in a row with a non-finite loss or gradient norm (each skipped, not applied) after which the run stops with an error."),
 
     KEY("parallel.cp", CFGT_INT, parallel.cp, GE(0), NULL, "0",
         "Context-parallel degree, the ranks that share one sequence (0 = all ranks)."),
@@ -102,7 +104,14 @@ const struct cfg_key cfg_schema[] = {
     KEY("log.every", CFGT_INT64, log.every, GE(1), NULL, "1",
         "Print a progress line every this many steps."),
     KEY("log.metrics", CFGT_PATH, log.metrics, NOBOUND, NULL, "\"\"",
-        "JSON Lines file receiving one record per logged step; empty means none."),
+        "JSON Lines file receiving one record per step; empty means none."),
+
+    KEY("export.dir", CFGT_PATH, export_.dir, NOBOUND, NULL, "\"\"",
+        "At the end of the run, write a Hugging Face model directory (config.json + safetensors) here; empty means none."),
+    KEY("export.dtype", CFGT_ENUM, export_.dtype, NOBOUND, "bf16|fp32", "bf16",
+        "Tensor type of the exported weights."),
+    KEY("export.shard_gib", CFGT_FLOAT, export_.shard_gib, GT(0), NULL, "5",
+        "Largest safetensors file of an export in GiB; bigger models are split into shards with an index."),
 };
 
 const int cfg_schema_n = (int)(sizeof cfg_schema / sizeof cfg_schema[0]);
