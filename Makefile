@@ -7,16 +7,16 @@ CUDA_HOME  ?= /usr/local/cuda
 NCCL_HOME  ?= $(CUDA_HOME)
 EXTRA_CFLAGS  ?=
 EXTRA_LDFLAGS ?=
-HWLOC_LIBS ?= -lhwloc
 BLAS_CFLAGS ?=
 BLAS_LIBS  ?= -lopenblas
 YAML_LIBS  ?= -lyaml
 JSON_LIBS  ?= -lcjson
+HASH_LIBS  ?= -lxxhash
 OPT        ?= -O2
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -MMD -MP \
            -Isrc -Isrc/cpu -Impi $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) -lm -fopenmp
+LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) -lm -fopenmp
 
 SRC_LIB := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c mpi/*.c))
 OBJ_LIB := $(SRC_LIB:%.c=build/obj/%.o)

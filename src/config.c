@@ -269,7 +269,7 @@ static void describe(const struct cfg_key *k, char *buf, size_t n) {
     case CFGT_UINT64: snprintf(buf, n, "an integer >= 0"); break;
     case CFGT_FLOAT: snprintf(buf, n, "a number%s", b); break;
     case CFGT_BOOL: snprintf(buf, n, "true or false"); break;
-    case CFGT_PATH: snprintf(buf, n, k->def ? "a path" : "a non-empty path"); break;
+    case CFGT_PATH: case CFGT_PATHLIST: snprintf(buf, n, k->def ? "a path" : "a non-empty path"); break;
     case CFGT_INIT: snprintf(buf, n, "random or hf:<dir>"); break;
     case CFGT_PAIR: snprintf(buf, n, "a list of 2 numbers%s", b); break;
     case CFGT_ENUM: {
@@ -409,6 +409,59 @@ static int conv_path(const struct cfg_key *k, const struct ynode *v, const char 
     return 0;
 }
 
+/* One element of a path list: a non-empty scalar without a newline, resolved, appended to
+ * out (w bytes used so far, one path a line). */
+static int pathlist_add(const struct cfg_key *k, const struct ynode *v, int item, const char *base, char *out,
+                        size_t *w, struct yerr *e) {
+    char p[CFG_PATH_MAX], what[32] = "";
+    if (item) snprintf(what, sizeof what, " item %d:", item);
+    if (v->kind != YN_SCALAR || ynull(v) || !*v->text) {
+        char got[128];
+        got_text(v, got, sizeof got);
+        yfail(e, v->line, v->col, "%s:%s expected a non-empty path, got %s", k->name, what, got);
+        return -1;
+    }
+    if (strchr(v->text, '\n')) {
+        yfail(e, v->line, v->col, "%s:%s a path may not contain a newline", k->name, what);
+        return -1;
+    }
+    if (resolve(base, v->text, p)) {
+        yfail(e, v->line, v->col, "%s:%s path is too long (at most %d bytes)", k->name, what, CFG_PATH_MAX - 1);
+        return -1;
+    }
+    size_t len = strlen(p);
+    if (*w + (*w > 0) + len >= CFG_PATHLIST_MAX) {
+        yfail(e, v->line, v->col, "%s:%s the list of paths is too long (at most %d bytes in all; "
+              "name a directory of .npy files instead)", k->name, what, CFG_PATHLIST_MAX - 1);
+        return -1;
+    }
+    if (*w) out[(*w)++] = '\n';
+    memcpy(out + *w, p, len);
+    *w += len;
+    return 0;
+}
+
+/* A path, or a non-empty list of them; stored one per line. "" (when there is a default) = none. */
+static int conv_pathlist(const struct cfg_key *k, const struct ynode *v, const char *base, struct cfg *c,
+                         struct yerr *e) {
+    char buf[CFG_PATHLIST_MAX] = "";
+    size_t w = 0;
+    if (v->kind == YN_SCALAR) {
+        if (ynull(v) || (!k->def && !*v->text)) return expected(k, v, e);
+        if (*v->text && pathlist_add(k, v, 0, base, buf, &w, e)) return -1;
+    } else if (v->kind == YN_SEQ && v->n > 0) {
+        for (int i = 0; i < v->n; i++)
+            if (pathlist_add(k, &v->kid[i], i + 1, base, buf, &w, e)) return -1;
+    } else {
+        char got[128];
+        got_text(v, got, sizeof got);
+        yfail(e, v->line, v->col, "%s: expected a path or a non-empty list of paths, got %s", k->name, got);
+        return -1;
+    }
+    memcpy(FIELD(c, k->off, char), buf, CFG_PATHLIST_MAX);
+    return 0;
+}
+
 static int conv_init(const struct cfg_key *k, const struct ynode *v, const char *base, struct cfg *c,
                      struct yerr *e) {
     char p[CFG_PATH_MAX] = "";
@@ -444,6 +497,7 @@ static const conv_fn conv_of[] = {
     [CFGT_INT] = conv_int,   [CFGT_INT64] = conv_int64, [CFGT_UINT64] = conv_uint64,
     [CFGT_FLOAT] = conv_float, [CFGT_BOOL] = conv_bool, [CFGT_ENUM] = conv_enum,
     [CFGT_PATH] = conv_path, [CFGT_INIT] = conv_init,   [CFGT_PAIR] = conv_pair,
+    [CFGT_PATHLIST] = conv_pathlist,
 };
 
 /* ---- key names and did-you-mean ---- */
@@ -744,7 +798,7 @@ static const char *type_name(const struct cfg_key *k) {
     static const char *const names[] = {
         [CFGT_INT] = "int", [CFGT_INT64] = "int64", [CFGT_UINT64] = "uint64", [CFGT_FLOAT] = "float",
         [CFGT_BOOL] = "bool", [CFGT_ENUM] = "enum", [CFGT_PATH] = "path", [CFGT_INIT] = "string",
-        [CFGT_PAIR] = "[float, float]",
+        [CFGT_PAIR] = "[float, float]", [CFGT_PATHLIST] = "path or [paths]",
     };
     return names[k->type];
 }
@@ -783,7 +837,9 @@ static const char *md_intro =
     "```\n"
     "\n"
     "Every key has a default except `data.train` (not needed with `data.synthetic`). Paths are relative to the directory of the\n"
-    "job file unless absolute. Unknown keys, duplicate keys, wrong types and out-of-range values\n"
+    "job file unless absolute. `data.train` and `data.eval` also take a list of token files, read as\n"
+    "one stream in the given order, and a directory stands for its `*.npy` files sorted by name\n"
+    "(docs/formats.md, \"Token files\"). Unknown keys, duplicate keys, wrong types and out-of-range values\n"
     "are errors naming the file, the line and column, and the key, for example\n"
     "\n"
     "    job.yaml:7:9: train.lr: expected a number > 0, got \"fast\"\n"
@@ -839,6 +895,22 @@ static void print_quoted(FILE *f, const char *prefix, const char *p) {
     fputc('"', f);
 }
 
+/* One path as a quoted string, several as a flow list of them. */
+static void print_pathlist(FILE *f, const char *list) {
+    char p[CFG_PATH_MAX];
+    int many = strchr(list, '\n') != NULL;
+    if (many) fputc('[', f);
+    for (const char *s = list;;) {
+        size_t len = strcspn(s, "\n");
+        snprintf(p, sizeof p, "%.*s", (int)len, s);
+        print_quoted(f, "", p);
+        if (!s[len]) break;
+        fputs(", ", f);
+        s += len + 1;
+    }
+    if (many) fputc(']', f);
+}
+
 void cfg_print(FILE *f, const struct cfg *c) {
     char x[32], y[32];
     for (int i = 0; i < cfg_schema_n; i++) {
@@ -853,6 +925,7 @@ void cfg_print(FILE *f, const struct cfg *c) {
         case CFGT_FLOAT: fmt_double(*FIELD(c, k->off, const double), x, sizeof x); fputs(x, f); break;
         case CFGT_BOOL: fputs(*FIELD(c, k->off, const int) ? "true" : "false", f); break;
         case CFGT_PATH: print_quoted(f, "", FIELD(c, k->off, const char)); break;
+        case CFGT_PATHLIST: print_pathlist(f, FIELD(c, k->off, const char)); break;
         case CFGT_INIT:
             if (*FIELD(c, k->off, const int) == INIT_HF) print_quoted(f, "hf:", FIELD(c, k->off2, const char));
             else fputs("random", f);

@@ -11,6 +11,9 @@
 
 #define CFG_PATH_MAX 1024
 #define CFG_MAX_KEYS 64
+/* A list of paths (data.train, data.eval): the paths one per line, each resolved and
+ * shorter than CFG_PATH_MAX; a directory in it stands for its *.npy files (corpus.c). */
+#define CFG_PATHLIST_MAX (16 * 1024)
 
 enum cfg_init      { INIT_RANDOM, INIT_HF };
 enum cfg_sampling  { SAMPLING_SEQUENTIAL, SAMPLING_RANDOM };
@@ -39,8 +42,9 @@ struct cfg_model {
 };
 
 struct cfg_data {
-    char     train[CFG_PATH_MAX];  /* resolved relative to the job file */
-    char     eval[CFG_PATH_MAX];   /* "" when not set */
+    char     train[CFG_PATHLIST_MAX]; /* token files or directories, one per line, resolved
+                                         relative to the job file; read as one stream */
+    char     eval[CFG_PATHLIST_MAX];  /* the same for evaluation; "" when not set */
     int64_t  seq_len;
     int      sampling;             /* enum cfg_sampling */
     uint64_t seed;

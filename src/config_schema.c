@@ -39,10 +39,11 @@ const struct cfg_key cfg_schema[] = {
     KEY("model.tie_embeddings", CFGT_BOOL, model.tie_embeddings, NOBOUND, NULL, "false",
         "Use the token embedding matrix as the output projection too."),
 
-    KEY("data.train", CFGT_PATH, data.train, NOBOUND, NULL, NULL,
-        "Token file (.npy of uint16, int32 or uint32) to train on; required unless data.synthetic is set."),
-    KEY("data.eval", CFGT_PATH, data.eval, NOBOUND, NULL, "\"\"",
-        "Token file for evaluation; empty means no evaluation."),
+    KEY("data.train", CFGT_PATHLIST, data.train, NOBOUND, NULL, NULL,
+        "Token file (.npy of uint16, int32 or uint32), list of them or directory of them, read as one "
+        "stream; required unless data.synthetic is set."),
+    KEY("data.eval", CFGT_PATHLIST, data.eval, NOBOUND, NULL, "\"\"",
+        "Token file, list or directory for evaluation; empty means no evaluation."),
     KEY("data.seq_len", CFGT_INT64, data.seq_len, GE(2), NULL, "256",
         "Tokens per training sequence (the context length); split across the parallel.cp ranks."),
     KEY("data.sampling", CFGT_ENUM, data.sampling, NOBOUND, "sequential|random", "sequential",

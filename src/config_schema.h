@@ -16,6 +16,7 @@ enum cfg_type {
     CFGT_PATH,    /* char[CFG_PATH_MAX], relative to the job file's directory */
     CFGT_INIT,    /* "random" | "hf:<dir>": int at off, char[CFG_PATH_MAX] dir at off2 */
     CFGT_PAIR,    /* [a, b]: double at off, double at off2, both within the bounds */
+    CFGT_PATHLIST,/* a path or a list of paths: char[CFG_PATHLIST_MAX], one resolved path a line */
 };
 
 struct cfg_key {

@@ -1,4 +1,7 @@
-/* data: sequence sampling from token files and the generated copy task; zigzag sharding. */
+/* data: sequence sampling from a token stream (corpus.c) and the generated copy task;
+ * zigzag sharding. Sequential windows start at cursor and advance by L, wrapping to 0 when
+ * L + 1 tokens no longer fit; random windows start at floor(u * (N - L)), u drawn from
+ * (seed, draw). N is the token count of the whole stream. */
 #include "data.h"
 
 #include <stdio.h>
@@ -6,7 +9,7 @@
 
 #include "rng.h"
 
-int data_open(struct data_source *ds, int kind, const char *path, int64_t L, int vocab, int random,
+int data_open(struct data_source *ds, int kind, const char *paths, int64_t L, int vocab, int random,
               uint64_t seed, char *err, size_t errlen) {
     memset(ds, 0, sizeof *ds);
     ds->kind = kind;
@@ -15,23 +18,25 @@ int data_open(struct data_source *ds, int kind, const char *path, int64_t L, int
     ds->random = random;
     ds->seed = seed;
     if (kind == DATA_COPY_TASK) return 0;
-    if (npy_open(&ds->npy, path, err, errlen)) return -1;
-    if (ds->npy.n < L + 1) {
-        snprintf(err, errlen, "%s: %lld tokens, fewer than one window of data.seq_len + 1 = %lld", path,
-                 (long long)ds->npy.n, (long long)(L + 1));
-        npy_close(&ds->npy);
+    if (corpus_open(&ds->corpus, paths, err, errlen)) return -1;
+    if (ds->corpus.total < L + 1) {
+        char name[2 * NPY_PATH_MAX + 64];
+        corpus_describe(&ds->corpus, name, sizeof name);
+        snprintf(err, errlen, "%s: %lld tokens, fewer than one window of data.seq_len + 1 = %lld", name,
+                 (long long)ds->corpus.total, (long long)(L + 1));
+        corpus_close(&ds->corpus);
         return -1;
     }
     return 0;
 }
 
 void data_close(struct data_source *ds) {
-    if (ds->kind == DATA_NPY) npy_close(&ds->npy);
+    if (ds->kind == DATA_NPY) corpus_close(&ds->corpus);
 }
 
 static void window_at(const struct data_source *ds, int64_t start, int32_t *inputs, int32_t *labels) {
-    npy_read_tokens(&ds->npy, start, ds->L, inputs);
-    npy_read_tokens(&ds->npy, start + 1, ds->L, labels);
+    corpus_read(&ds->corpus, start, ds->L, inputs);
+    corpus_read(&ds->corpus, start + 1, ds->L, labels);
 }
 
 void data_next(struct data_source *ds, int32_t *inputs, int32_t *labels) {
@@ -41,17 +46,17 @@ void data_next(struct data_source *ds, int32_t *inputs, int32_t *labels) {
     }
     int64_t start;
     if (ds->random) {
-        int64_t span = ds->npy.n - ds->L; /* starts 0 .. n-L-1 */
+        int64_t span = ds->corpus.total - ds->L; /* starts 0 .. N-L-1 */
         start = (int64_t)(rng_uniform(ds->seed, (uint64_t)ds->cursor++) * (double)span);
     } else {
-        if (ds->cursor + ds->L + 1 > ds->npy.n) ds->cursor = 0;
+        if (ds->cursor + ds->L + 1 > ds->corpus.total) ds->cursor = 0;
         start = ds->cursor;
         ds->cursor += ds->L;
     }
     window_at(ds, start, inputs, labels);
 }
 
-int64_t data_eval_count(const struct data_source *ds) { return (ds->npy.n - 1) / ds->L; }
+int64_t data_eval_count(const struct data_source *ds) { return (ds->corpus.total - 1) / ds->L; }
 
 void data_eval_window(const struct data_source *ds, int64_t i, int32_t *inputs, int32_t *labels) {
     window_at(ds, i * ds->L, inputs, labels);

@@ -1,6 +1,7 @@
 /* data: training sequences. A source yields global sequences of L = seq_len input tokens
- * with their labels (the window shifted by one, label < 0 = no loss), from a .npy token
- * file (sequential or seeded random windows) or from a generated long-range copy task;
+ * with their labels (the window shifted by one, label < 0 = no loss), from a corpus of .npy
+ * token files read as one stream (sequential or seeded random windows, crossing file
+ * boundaries) or from a generated long-range copy task;
  * data_shard then cuts one sequence into a rank's zigzag (or contiguous) shard with global
  * positions. The cursor is a plain integer so a checkpoint can save it. */
 #ifndef RT_DATA_H
@@ -8,13 +9,13 @@
 
 #include <stdint.h>
 
-#include "npy.h"
+#include "corpus.h"
 
 enum data_kind { DATA_NPY, DATA_COPY_TASK };
 
 struct data_source {
     int      kind;       /* enum data_kind */
-    struct npy npy;      /* DATA_NPY */
+    struct corpus corpus; /* DATA_NPY: the token stream of one or more files */
     int64_t  L;          /* seq_len */
     int      vocab;
     int      random;     /* 1: random window starts, 0: sequential */
@@ -22,15 +23,16 @@ struct data_source {
     int64_t  cursor;     /* sequential: next window start; random and copy task: draws made */
 };
 
-/* Opens path (DATA_NPY) or sets up the copy task (path NULL). Errors name the file. */
-int  data_open(struct data_source *ds, int kind, const char *path, int64_t L, int vocab,
+/* Opens paths (DATA_NPY: the newline-separated files and directories of data.train /
+ * data.eval, see corpus.h) or sets up the copy task (paths NULL). Errors name the file. */
+int  data_open(struct data_source *ds, int kind, const char *paths, int64_t L, int vocab,
                int random, uint64_t seed, char *err, size_t errlen);
 void data_close(struct data_source *ds);
 
 /* Next sequence: inputs (L), labels (L). */
 void data_next(struct data_source *ds, int32_t *inputs, int32_t *labels);
 
-/* Evaluation windows of a token file: consecutive, stride L, no wrap. */
+/* Evaluation windows of the token stream: consecutive, stride L, no wrap. */
 int64_t data_eval_count(const struct data_source *ds);
 void    data_eval_window(const struct data_source *ds, int64_t i, int32_t *inputs, int32_t *labels);
 

@@ -274,6 +274,8 @@ static int parse_config(const char *path, const cJSON *root, struct model_config
         snprintf(err, errlen, "%s: head_dim: %d is odd (RoPE rotates pairs)", path, mc->head_dim);
         return -1;
     }
+    if (get_int(path, root, "", "max_position_embeddings", INT64_MAX, &mc->max_positions, err, errlen) < 0)
+        return -1;
     mc->norm_eps = 1e-6;
     if (get_posnum(path, root, "", "rms_norm_eps", &mc->norm_eps, err, errlen) < 0) return -1;
     if (get_bool(path, root, "tie_word_embeddings", &mc->tie_embeddings, err, errlen) < 0) return -1;

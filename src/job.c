@@ -4,10 +4,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <xxhash.h>
 
+#include "corpus.h"
 #include "data.h"
 #include "hf.h"
-#include "npy.h"
 
 static int fail(char *err, size_t errlen, const struct cfg *c, const char *key, const char *msg) {
     char where[CFG_PATH_MAX + 32];
@@ -60,12 +61,19 @@ static int resolve_model(struct job *j, const struct cfg *c, char *err, size_t e
     return rc;
 }
 
-static int check_tokens(const char *path, int64_t L, int vocab, char *err, size_t errlen) {
+/* The token files of key (data.train or data.eval): each one a valid .npy, together at
+ * least one window long, every token below the vocabulary size. Errors name where the key
+ * was set, the key, and the file (and the index within it). */
+static int check_tokens(const struct cfg *c, const char *key, const char *paths, int64_t L, int vocab,
+                        char *err, size_t errlen) {
     struct data_source ds;
-    if (data_open(&ds, DATA_NPY, path, L, vocab, 0, 0, err, errlen)) return -1;
-    int rc = npy_check_tokens(&ds.npy, vocab, err, errlen);
-    data_close(&ds);
-    return rc;
+    char msg[2 * NPY_PATH_MAX + 512];
+    int rc = data_open(&ds, DATA_NPY, paths, L, vocab, 0, 0, msg, sizeof msg);
+    if (rc == 0) {
+        rc = corpus_check_tokens(&ds.corpus, vocab, msg, sizeof msg);
+        data_close(&ds);
+    }
+    return rc ? fail(err, errlen, c, key, msg) : 0;
 }
 
 static int resolve_parallel(struct job *j, const struct cfg *c, int world, char *err, size_t errlen) {
@@ -98,8 +106,6 @@ static int refuse_unavailable(const struct cfg *c, char *err, size_t errlen) {
         return fail(err, errlen, c, "device.attention", "cudnn needs device.backend: cuda");
     if (c->memory.offload)
         return fail(err, errlen, c, "memory.offload", "activation offload needs device.backend: cuda");
-    if (c->checkpoint.dir[0])
-        return fail(err, errlen, c, "checkpoint.dir", "checkpoints are not implemented in this version");
     return 0;
 }
 
@@ -110,9 +116,27 @@ int job_resolve(struct job *j, const struct cfg *c, int world, char *err, size_t
         resolve_model(j, c, err, errlen))
         return -1;
     if (c->data.synthetic == SYNTHETIC_NONE &&
-        check_tokens(c->data.train, c->data.seq_len, j->mc.vocab_size, err, errlen))
+        check_tokens(c, "data.train", c->data.train, c->data.seq_len, j->mc.vocab_size, err, errlen))
         return -1;
-    if (c->data.eval[0] && check_tokens(c->data.eval, c->data.seq_len, j->mc.vocab_size, err, errlen))
+    if (c->data.eval[0] &&
+        check_tokens(c, "data.eval", c->data.eval, c->data.seq_len, j->mc.vocab_size, err, errlen))
         return -1;
     return 0;
+}
+
+uint64_t job_model_hash(const struct job *j) { return XXH3_64bits(&j->mc, sizeof j->mc); }
+
+uint64_t job_run_hash(const struct job *j) {
+    struct cfg c = j->cfg; /* a byte copy: padding as cfg_defaults zeroed it */
+    memset(c.path, 0, sizeof c.path);
+    memset(c.origin, 0, sizeof c.origin);
+    memset(&c.parallel, 0, sizeof c.parallel);
+    memset(&c.memory, 0, sizeof c.memory);
+    memset(&c.device, 0, sizeof c.device);
+    memset(&c.checkpoint, 0, sizeof c.checkpoint);
+    memset(&c.log, 0, sizeof c.log);
+    memset(&c.export_, 0, sizeof c.export_);
+    c.train.steps = 0;
+    c.train.max_bad_steps = 0;
+    return XXH3_64bits(&c, sizeof c) ^ job_model_hash(j);
 }

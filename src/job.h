@@ -17,4 +17,10 @@ struct job {
 /* Returns 0, or -1 with one line in err (exit code 2). */
 int job_resolve(struct job *j, const struct cfg *c, int world, char *err, size_t errlen);
 
+/* Hashes saved in checkpoints: the model's shape (must match to resume), and the keys that
+ * shape the numbers of a run -- model, data, optimizer -- but not train.steps, logging,
+ * checkpointing, export or the layout of ranks (which may change across a resume). */
+uint64_t job_model_hash(const struct job *j);
+uint64_t job_run_hash(const struct job *j);
+
 #endif

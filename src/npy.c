@@ -3,13 +3,10 @@
  * Shape letters: n tokens. */
 #include "npy.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "mapfile.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "npy.c reads little-endian data with plain loads"
@@ -199,30 +196,19 @@ static void npy_reset(struct npy *f) {
 int npy_open(struct npy *f, const char *path, char *err, size_t errlen) {
     npy_reset(f);
     snprintf(f->path, sizeof f->path, "%s", path);
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    struct mapfile m;
+    if (mapfile_open(&m, path, err, errlen)) {
         npy_reset(f);
         return -1;
     }
-    struct stat st;
-    if (fstat(f->fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto fail;
-    }
-    uint64_t size = (uint64_t)st.st_size;
+    f->fd = m.fd;
+    f->map = m.map;
+    f->map_len = m.len;
+    uint64_t size = (uint64_t)m.len;
     static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
     if (size < 10) {
         snprintf(err, errlen, "%s: not a .npy file (bad magic: only %llu bytes)", path,
                  (unsigned long long)size);
-        goto fail;
-    }
-    f->map_len = (size_t)size;
-    f->map = mmap(NULL, f->map_len, PROT_READ, MAP_SHARED, f->fd, 0);
-    if (f->map == MAP_FAILED) {
-        f->map = NULL;
-        snprintf(err, errlen, "%s: mmap of %llu bytes failed: %s", path, (unsigned long long)size,
-                 strerror(errno));
         goto fail;
     }
     const unsigned char *b = f->map;
@@ -336,7 +322,7 @@ void npy_read_tokens(const struct npy *f, int64_t start, int64_t count, int32_t 
 }
 
 void npy_close(struct npy *f) {
-    if (f->map) munmap(f->map, f->map_len);
-    if (f->fd >= 0) close(f->fd);
+    struct mapfile m = {.fd = f->fd, .map = f->map, .len = f->map_len};
+    mapfile_close(&m);
     npy_reset(f);
 }

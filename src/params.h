@@ -29,6 +29,8 @@ struct model_config {
     double norm_eps;
     double rope_theta;
     int    tie_embeddings; /* lm_head shares model.embed_tokens.weight */
+    int64_t max_positions; /* an HF config's max_position_embeddings; 0 when unknown (exports
+                              advertise max(this, data.seq_len)) */
     struct rope_scaling rope;
 };
 

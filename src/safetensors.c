@@ -1,18 +1,15 @@
-/* safetensors: owns the .safetensors file format: mapping, header validation (lengths,
- * dtypes, shapes, offsets), lookup by tensor name, and exact conversion of F32/F64/BF16/F16
- * data to fp32. */
+/* safetensors: owns reading the .safetensors file format (the file mapped by mapfile.c):
+ * header validation (lengths, dtypes, shapes, offsets), lookup by tensor name, and exact
+ * conversion of F32/F64/BF16/F16 data to fp32. The writer is safetensors_write.c. */
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "mapfile.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c reads little-endian data with plain loads"
@@ -152,28 +149,15 @@ int st_open(struct st_file *f, const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
-    struct stat sb;
-    if (fstat(f->fd, &sb) || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        goto fail;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
+    struct mapfile m;
+    if (mapfile_open(&m, path, err, errlen)) goto fail;
+    f->fd = m.fd;
+    f->map = m.map;
+    f->map_len = m.len;
+    uint64_t size = (uint64_t)m.len;
     if (size < 8) {
         snprintf(err, errlen, "%s: %llu bytes is too short for a safetensors header length", path,
                  (unsigned long long)size);
-        goto fail;
-    }
-    f->map_len = (size_t)size;
-    f->map = mmap(NULL, f->map_len, PROT_READ, MAP_SHARED, f->fd, 0);
-    if (f->map == MAP_FAILED) {
-        f->map = NULL;
-        snprintf(err, errlen, "%s: mmap of %llu bytes failed: %s", path, (unsigned long long)size,
-                 strerror(errno));
         goto fail;
     }
     const unsigned char *base = f->map;
@@ -317,8 +301,8 @@ int st_to_f32(const struct st_tensor *t, float *out, char *err, size_t errlen) {
 void st_close(struct st_file *f) {
     for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
     free(f->tensors);
-    if (f->map) munmap(f->map, f->map_len);
-    if (f->fd >= 0) close(f->fd);
+    struct mapfile m = {.fd = f->fd, .map = f->map, .len = f->map_len};
+    mapfile_close(&m);
     free(f->path);
     st_reset(f);
 }

@@ -1,5 +1,6 @@
-/* safetensors: a memory-mapped reader for .safetensors files (8-byte little-endian header
- * length, JSON header, raw little-endian data) and conversion of float tensors to fp32. */
+/* safetensors: the .safetensors format (8-byte little-endian header length, JSON header,
+ * raw little-endian data): a memory-mapped reader with conversion of float tensors to fp32
+ * (safetensors.c), and a writer (safetensors_write.c). docs/formats.md describes both. */
 #ifndef RT_SAFETENSORS_H
 #define RT_SAFETENSORS_H
 
@@ -46,5 +47,35 @@ const char *st_dtype_name(int dtype);
 int  st_dtype_size(int dtype);
 int  st_dtype_is_float(int dtype); /* F32, F64, BF16, F16: what st_to_f32 converts */
 void st_close(struct st_file *f);
+
+/* ---------------------------------------------------------------- writer */
+
+/* One tensor to write. src points at prod(shape) items of src_dtype, little endian, possibly
+ * unaligned. src_dtype is either dtype (the bytes are copied) or ST_F32 with dtype ST_BF16
+ * (each value rounded to nearest even by st_f32_to_bf16 while writing). */
+struct st_wtensor {
+    const char *name;               /* not "__metadata__", unique within the file */
+    int         dtype;              /* enum st_dtype stored in the file */
+    int         ndim;               /* 0..ST_MAX_DIMS */
+    int64_t     shape[ST_MAX_DIMS]; /* each >= 0 */
+    const void *src;
+    int         src_dtype;          /* enum st_dtype of src */
+};
+
+/* Size in bytes of the file st_write writes for these tensors and metadata (header
+ * included); 0 when the arguments are invalid. meta: NULL, or NULL-terminated
+ * key, value, key, value, ... strings for "__metadata__". */
+uint64_t st_write_size(int n, const struct st_wtensor *ts, const char *const *meta);
+
+/* Write a .safetensors file: 8-byte header length, the JSON header (an optional
+ * "__metadata__" object first, then the tensors in the order given, data_offsets contiguous
+ * from 0 in that order) padded with spaces to a multiple of 8 bytes, then the data. The file
+ * is created or truncated, written, fsync'ed and closed; on failure it is removed.
+ * Returns 0, or -1 with one line in err naming the file (and tensor). */
+int st_write(const char *path, int n, const struct st_wtensor *ts, const char *const *meta,
+             char *err, size_t errlen);
+
+/* fp32 -> bf16 bits, rounded to nearest, ties to even; NaN stays a (quiet) NaN of the same sign. */
+uint16_t st_f32_to_bf16(float x);
 
 #endif

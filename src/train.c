@@ -1,11 +1,13 @@
 /* train: trainer set-up, the training step and evaluation. */
 #include "train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm_mpi.h"
+#include "corpus.h"
 #include "hf.h"
 
 #define COMM_TIMEOUT_S 600.0
@@ -28,7 +30,8 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
                ckpt_map[c->memory.checkpointing]);
-    t->model.ring.local_only = o ? o->local_attention_only : 0;
+    if (o) t->opts = *o;
+    t->model.ring.local_only = t->opts.local_attention_only;
     char err[1024];
     if (c->model.init == INIT_HF) {
         if (hf_load_weights(c->model.hf_dir, &t->model.pt, t->model.params, err, sizeof err))
@@ -84,28 +87,69 @@ static int64_t count_labels(const int32_t *lab, int64_t n) {
 double trainer_gradients(struct trainer *t, struct step_stats *st) {
     const struct cfg *c = &t->job.cfg;
     int nseq = c->train.seqs_per_step;
+    double t0 = MPI_Wtime();
     /* Every rank draws every sequence of the step (the cursor stays identical everywhere). */
     for (int i = 0; i < nseq; i++)
         data_next(&t->data, t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L);
     int64_t nlab = count_labels(t->seq_lab, (int64_t)nseq * t->L);
     float scale = nlab ? (float)(1.0 / (double)nlab) : 0.0f;
+    double t1 = MPI_Wtime();
     t->model.be->zero(t->model.grads, (size_t)t->model.pt.total * sizeof(float));
     double loss = run_sequences(t, nseq, scale, 1);
+    if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) t->model.grads[0] = NAN;
+    double t2 = MPI_Wtime();
     comm_all_reduce(&t->world, &loss, &loss, 1, COMM_F64, COMM_SUM);
     comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
+    double t3 = MPI_Wtime();
     st->loss = nlab ? loss / (double)nlab : 0.0;
     st->tokens = (int64_t)nseq * t->L;
     st->loss_tokens = nlab;
     st->grad_norm = opt_grad_norm(t->model.be, t->model.grads, t->model.pt.total);
+    st->t_data = t1 - t0;
+    st->t_compute = t2 - t1;
+    st->t_reduce = t3 - t2;
     return st->loss;
 }
 
-void trainer_step(struct trainer *t, struct step_stats *st) {
+int trainer_step(struct trainer *t, struct step_stats *st) {
     const struct cfg_train *tc = &t->job.cfg.train;
     trainer_gradients(t, st);
+    double t0 = MPI_Wtime();
     st->lr = opt_lr(tc, t->step);
-    opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+    /* Every rank holds the same all-reduced loss and norm, so all take the same branch. */
+    st->skipped = !isfinite(st->loss) || !isfinite(st->grad_norm);
+    if (st->skipped) {
+        t->bad_in_row++;
+        t->skipped++;
+    } else {
+        t->bad_in_row = 0;
+        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+    }
+    st->t_optim = MPI_Wtime() - t0;
     t->step++;
+    return t->bad_in_row >= tc->max_bad_steps;
+}
+
+void trainer_meta(const struct trainer *t, struct ckpt_meta *m) {
+    memset(m, 0, sizeof *m);
+    m->step = t->step;
+    m->data_cursor = t->data.cursor;
+    m->opt_t = t->opt.t;
+    m->bad_in_row = t->bad_in_row;
+    m->n_params = t->model.pt.total;
+    m->model_hash = job_model_hash(&t->job);
+    /* The job's settings and the shape of the token stream the data cursor points into. */
+    m->job_hash = job_run_hash(&t->job) ^ (t->data.kind == DATA_NPY ? corpus_fingerprint(&t->data.corpus) : 0);
+    m->world = t->world.size;
+    m->cp = t->job.cp;
+    m->dp = t->job.dp;
+}
+
+void trainer_restore(struct trainer *t, const struct ckpt_meta *m) {
+    t->step = m->step;
+    t->data.cursor = m->data_cursor;
+    t->opt.t = m->opt_t;
+    t->bad_in_row = m->bad_in_row;
 }
 
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows) {

@@ -6,12 +6,19 @@
 
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "comm.h"
 #include "data.h"
 #include "job.h"
 #include "model.h"
 #include "optimizer.h"
 #include "runtime.h"
+
+/* Test switches; zero in a real run. */
+struct train_opts {
+    int     local_attention_only;   /* attention never crosses shards (long-range task control) */
+    int64_t poison_from, poison_to; /* steps [from, to) get a NaN gradient (numerical guard test) */
+};
 
 struct trainer {
     struct job        job;
@@ -24,7 +31,10 @@ struct trainer {
     int32_t          *seq_in, *seq_lab; /* (seqs_per_step, L) the step's sequences */
     int32_t          *tok, *lab;     /* (T) this rank's shard */
     int64_t          *pos;           /* (T) */
-    int64_t           step;          /* steps taken */
+    int64_t           step;          /* steps taken (skipped ones included) */
+    int64_t           bad_in_row;    /* non-finite steps in a row */
+    int64_t           skipped;       /* non-finite steps skipped in this process's run */
+    struct train_opts opts;          /* test switches; zero in a real run */
 };
 
 struct step_stats {
@@ -33,11 +43,8 @@ struct step_stats {
     double  lr;
     int64_t tokens;      /* tokens processed in the step (all ranks) */
     int64_t loss_tokens; /* tokens that carried a label */
-};
-
-/* Options tests set; zero for a normal run. */
-struct train_opts {
-    int local_attention_only; /* attention never crosses shards (long-range task control) */
+    int     skipped;     /* non-finite loss or gradient norm: the update was not applied */
+    double  t_data, t_compute, t_reduce, t_optim; /* seconds in each phase */
 };
 
 /* Builds everything; loads HF weights or random-initialises them. Collective. */
@@ -45,13 +52,19 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
                   const struct train_opts *o);
 void trainer_free(struct trainer *t);
 
-/* One training step (collective). */
-void trainer_step(struct trainer *t, struct step_stats *st);
+/* One training step (collective). A step whose loss or gradient norm is not finite is
+ * skipped (no update). Returns 1 when train.max_bad_steps such steps came in a row. */
+int trainer_step(struct trainer *t, struct step_stats *st);
 /* Forward and backward of the next step without an update: gradients left in
  * t->model.grads (summed over ranks, scaled by 1 / label count). Returns the mean loss. */
 double trainer_gradients(struct trainer *t, struct step_stats *st);
 /* Mean token loss over the eval windows of `path` (no update). Collective. */
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
+
+/* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer
+ * step count; parameters and moments are restored by the caller into model/opt). */
+void trainer_meta(const struct trainer *t, struct ckpt_meta *m);
+void trainer_restore(struct trainer *t, const struct ckpt_meta *m);
 
 /* Model FLOPs of one sequence of L tokens, forward and backward (ARCHITECTURE.md section 6). */
 double train_flops_per_seq(const struct model_config *mc, int64_t L);

@@ -14,15 +14,21 @@ run() {
 }
 run build/test_config
 run build/test_hfio
+run build/test_export
 run build/test_ops
 run build/test_data
+run python3 scripts/prepare_data.py --self-test
+run python3 scripts/plot_metrics.py --self-test
 run build/test_cli
+run build/test_checkpoint
 run build/test_hf_reference
 run $mpirun -np 4 build/test_hf_reference
 for n in 1 2 3 4 6 8; do
     run $mpirun -np $n build/test_comm
     run $mpirun -np $n build/test_ring
 done
+run $mpirun -np 2 build/test_guard
+run test/test_resume.sh
 run $mpirun -np 4 build/test_longrange
 echo
 if [ ${#failed[@]} -gt 0 ]; then

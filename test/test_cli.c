@@ -158,7 +158,49 @@ int main(void) {
     expect("ok.yaml --plan", 2, "--plan");
     expect("ok.yaml", 0, "\"event\":\"done\",\"step\":2");
     expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
-    expect("ok.yaml --eval", 0, "\"event\":\"done\",\"eval\"");
+    expect("ok.yaml --eval", 0, "\"event\":\"done\",\"windows\"");
+
+    /* Token files as a list or a directory: one stream; errors name the key and the file. */
+    put_npy("p1.npy", "<i4", "(150,)", 150, 3);
+    put_npy("p2.npy", "<u4", "(100,)", 100, 5);
+    put_npy("p2bad.npy", "<u4", "(100,)", 100, 999);
+    put_npy("p3.npy", "<i4", "(150,)", 150, 7);
+    put("notes.txt", "not tokens\n");
+    char sub[1100];
+    snprintf(sub, sizeof sub, "mkdir -p %s/shards %s/empty && cp %s/p1.npy %s/p2.npy %s/p3.npy %s/notes.txt %s/shards/",
+             dir, dir, dir, dir, dir, dir, dir);
+    if (system(sub)) abort();
+    const char *model = "model: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\ntrain: {steps: 2}\n";
+    char job[1024];
+    snprintf(job, sizeof job, "data: {train: [p1.npy, p2.npy, p3.npy], eval: [p3.npy, p1.npy], seq_len: 32}\n%s", model);
+    put("list.yaml", job);
+    snprintf(job, sizeof job, "data:\n  train: shards\n  seq_len: 32\n%s", model);
+    put("dir.yaml", job);
+    snprintf(job, sizeof job, "data: {train: [p1.npy, p2bad.npy, p3.npy], seq_len: 32}\n%s", model);
+    put("listbad.yaml", job);
+    snprintf(job, sizeof job, "data:\n  train: empty/\n  seq_len: 32\n%s", model);
+    put("emptydir.yaml", job);
+    snprintf(job, sizeof job, "data: {train: [p1.npy, notes.txt], seq_len: 32}\n%s", model);
+    put("notnpy.yaml", job);
+    snprintf(job, sizeof job, "data: {train: [p1.npy, nothere2.npy], seq_len: 32}\n%s", model);
+    put("listmissing.yaml", job);
+    snprintf(job, sizeof job, "data: {train: [p1.npy, {a: 1}], seq_len: 32}\n%s", model);
+    put("listtype.yaml", job);
+    snprintf(job, sizeof job, "data: {train: tok.npy, eval: empty, seq_len: 32}\n%s", model);
+    put("evalempty.yaml", job);
+    expect("list.yaml", 0, "\"event\":\"done\",\"step\":2");
+    expect("list.yaml --eval", 0, "\"event\":\"done\",\"windows\":9");
+    expect("dir.yaml", 0, "\"event\":\"done\",\"step\":2");
+    expect("dir.yaml --set data.train=shards/p*.npy", 0, "\"event\":\"done\",\"step\":2");
+    expect("dir.yaml --set data.train=shards/q*.npy", 2, "--set: data.train: shards/q*.npy: the pattern matches no files");
+    expect("ok.yaml --set data.train=[p1.npy,p2.npy,p3.npy]", 0, "\"event\":\"done\",\"step\":2");
+    expect("listbad.yaml", 2, "listbad.yaml:1:15: data.train: p2bad.npy: token 999 at index 50|(file 2 of 3)");
+    expect("emptydir.yaml", 2, "emptydir.yaml:2:10: data.train: empty/: directory holds no .npy files");
+    expect("notnpy.yaml", 2, "notnpy.yaml:1:15: data.train: notes.txt: not a .npy file");
+    expect("listmissing.yaml", 2, "listmissing.yaml:1:15: data.train: nothere2.npy: cannot open");
+    expect("listtype.yaml", 2, "listtype.yaml:1:24: data.train: item 2: expected a non-empty path, got a mapping");
+    expect("evalempty.yaml", 2, "evalempty.yaml:1:30: data.eval: empty: directory holds no .npy files");
+    expect("ok.yaml --set data.train=[p1.npy,nothere3.npy]", 2, "--set: data.train: nothere3.npy: cannot open");
 
     /* The metrics file: one JSON object per step with the documented keys. */
     expect("ok.yaml --set log.metrics=m.jsonl --set train.steps=3", 0, "\"step\":3");

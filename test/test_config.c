@@ -232,7 +232,7 @@ static void test_round_trip(void) {
     CHECK(!memcmp(&a.memory, &b.memory, sizeof a.memory) && !memcmp(&a.device, &b.device, sizeof a.device));
     CHECK(a.model.seed == b.model.seed && a.model.dim == b.model.dim && a.model.norm_eps == b.model.norm_eps);
     CHECK(a.data.seed == b.data.seed && a.data.seq_len == b.data.seq_len && a.log.every == b.log.every);
-    char cwd[512], want[CFG_PATH_MAX + 600];
+    char cwd[512], want[CFG_PATHLIST_MAX + 600];
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
     snprintf(want, sizeof want, "%s/%s", cwd, a.data.train);
     CHECK(!strcmp(b.data.train, want));
@@ -247,6 +247,61 @@ static void test_round_trip(void) {
     memcpy(c.path, b.path, sizeof c.path);
     memcpy(c.origin, b.origin, sizeof c.origin);
     CHECK(!memcmp(&b, &c, sizeof b));
+}
+
+/* data.train / data.eval as a list: one resolved path a line; --set; printed as a flow
+ * list that reads back; too many bytes in all is an error naming the item. */
+static void test_pathlist(void) {
+    struct cfg c, d;
+    char path[600], want[3 * 600 + 64], p1[600];
+    snprintf(path, sizeof path, "%s/list.yaml", tmp);
+    const char *y = "data:\n  train:\n    - a.npy\n    - /abs/b.npy\n    - sub/\n  eval: [e1.npy, e2.npy]\n";
+    tu_write_file(path, y, strlen(y));
+    cfg_defaults(&c);
+    CHECK(cfg_load_file(&c, path, err, sizeof err) == 0);
+    snprintf(want, sizeof want, "%s/a.npy\n/abs/b.npy\n%s/sub/", tmp, tmp);
+    if (!CHECK(!strcmp(c.data.train, want))) fprintf(stderr, "  got \"%s\"\n", c.data.train);
+    snprintf(want, sizeof want, "%s/e1.npy\n%s/e2.npy", tmp, tmp);
+    CHECK(!strcmp(c.data.eval, want));
+    char where[700];
+    cfg_where(&c, "data.train", where, sizeof where);
+    snprintf(want, sizeof want, "%s:3:5", path);
+    CHECK(!strcmp(where, want));
+    /* printed as a list, read back the same */
+    snprintf(p1, sizeof p1, "%s/list_print.yaml", tmp);
+    FILE *f = fopen(p1, "w");
+    cfg_print(f, &c);
+    fclose(f);
+    char *t = slurp(p1, NULL);
+    snprintf(want, sizeof want, "  train: [\"%s/a.npy\", \"/abs/b.npy\", \"%s/sub/\"]\n", tmp, tmp);
+    if (!CHECK(t && strstr(t, want))) fprintf(stderr, "  printed:\n%s\n", t ? t : "(none)");
+    free(t);
+    cfg_defaults(&d);
+    CHECK(cfg_load_file(&d, p1, err, sizeof err) == 0 && !strcmp(c.data.train, d.data.train) &&
+          !strcmp(c.data.eval, d.data.eval));
+    /* --set: a flow list relative to the current directory; a scalar is a one-path list */
+    CHECK(cfg_apply_set(&c, "data.train=[x.npy, y/z.npy]", err, sizeof err) == 0 &&
+          !strcmp(c.data.train, "x.npy\ny/z.npy"));
+    CHECK(cfg_apply_set(&c, "data.train=w.npy", err, sizeof err) == 0 && !strcmp(c.data.train, "w.npy"));
+    CHECK(cfg_apply_set(&c, "data.eval=[]", err, sizeof err) == -1 &&
+          starts_with(err, "--set data.eval: expected a path or a non-empty list of paths, got a list of 0 items"));
+    CHECK(cfg_apply_set(&c, "data.train=[a, 3]", err, sizeof err) == 0 && !strcmp(c.data.train, "a\n3"));
+    /* the whole list must fit CFG_PATHLIST_MAX bytes */
+    size_t cap = CFG_PATHLIST_MAX + 4096, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)snprintf(big + n, cap - n, "data:\n  train:\n");
+    int items = 0;
+    while (n < CFG_PATHLIST_MAX + 1024)
+        n += (size_t)snprintf(big + n, cap - n, "    - /%0200d.npy\n", ++items);
+    tu_write_file(path, big, n);
+    free(big);
+    cfg_defaults(&c);
+    int per = 206; /* "/" + 200 digits + ".npy" + newline */
+    int first_bad = CFG_PATHLIST_MAX / per + 1;
+    snprintf(want, sizeof want, "%s:%d:7: data.train: item %d: the list of paths is too long", path, 2 + first_bad,
+             first_bad);
+    if (!CHECK(cfg_load_file(&c, path, err, sizeof err) == -1 && starts_with(err, want)))
+        fprintf(stderr, "  got \"%s\"\n  want \"%s...\"\n", err, want);
 }
 
 struct bad_case {
@@ -303,7 +358,13 @@ static const struct bad_case bad_cases[] = {
     {"train:\n  betas: 0.9\n", "2:10: train.betas: expected a list of 2 numbers in [0, 1), got 0.9", NULL, 0},
     {"train:\n  betas: {a: 1}\n", "2:10: train.betas: expected a list of 2 numbers in [0, 1), got a mapping", NULL, 0},
     {"data:\n  train: \"\"\n", "2:10: data.train: expected a non-empty path, got \"\"", NULL, 0},
-    {"data:\n  eval: [a]\n", "2:9: data.eval: expected a path, got a list of 1 item", NULL, 0},
+    {"data:\n  eval: {a: 1}\n", "2:9: data.eval: expected a path or a non-empty list of paths, got a mapping", NULL, 0},
+    {"data:\n  eval: []\n", "2:9: data.eval: expected a path or a non-empty list of paths, got a list of 0 items", NULL, 0},
+    {"data:\n  train: [a.npy, [b.npy]]\n", "2:18: data.train: item 2: expected a non-empty path, got a list of 1 item", NULL, 0},
+    {"data:\n  train:\n    - a.npy\n    - {x: 1}\n", "4:7: data.train: item 2: expected a non-empty path, got a mapping", NULL, 0},
+    {"data:\n  train: [a.npy, ~]\n", "2:18: data.train: item 2: expected a non-empty path, got null", NULL, 0},
+    {"data:\n  train: [\"\"]\n", "2:11: data.train: item 1: expected a non-empty path, got \"\"", NULL, 0},
+    {"data:\n  train: [\"a\\nb.npy\"]\n", "2:11: data.train: item 1: a path may not contain a newline", NULL, 0},
     /* cross-key checks */
     {"", "", "data.train: required key is missing", 1},
     {"train:\n  lr: 0.001\n", "", "data.train: required key is missing", 1},
@@ -432,6 +493,7 @@ int main(void) {
     test_minimal_and_flow();
     test_set();
     test_round_trip();
+    test_pathlist();
     test_bad_files();
     test_docs();
     return tu_done("test_config");

@@ -1,11 +1,15 @@
 /* test_data: sequence sampling and sharding. Sequential windows (stride seq_len, labels
  * shifted by one, wrap to 0 when the next window would not fit); seeded random windows
  * (in range, reproducible, seed-dependent); evaluation windows; zigzag and contiguous
- * shards with global positions; the copy task's structure. */
+ * shards with global positions; the copy task's structure. Corpora of several files (a
+ * list, a directory, a glob pattern): the same windows as one concatenated file, reads
+ * across file boundaries, and errors naming the file (and the index within it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "corpus.h"
 #include "data.h"
 #include "testutil.h"
 
@@ -20,6 +24,177 @@ static const char *token_file(int n) {
     tu_write_npy(path, "<i4", shape, t, n);
     free(t);
     return path;
+}
+
+/* A 1-D uint16 .npy (tu_write_npy writes 4-byte items). */
+static void write_u16(const char *path, const int32_t *tok, int n) {
+    char hdr[128];
+    int h = snprintf(hdr, sizeof hdr, "{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }", n);
+    int pad = (64 - (10 + h + 1) % 64) % 64;
+    size_t len = 10 + (size_t)h + (size_t)pad + 1 + 2 * (size_t)n;
+    unsigned char *b = calloc(1, len);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)((h + pad + 1) & 0xff);
+    b[9] = (unsigned char)((h + pad + 1) >> 8);
+    memcpy(b + 10, hdr, (size_t)h);
+    memset(b + 10 + h, ' ', (size_t)pad);
+    b[10 + h + pad] = '\n';
+    for (int i = 0; i < n; i++) {
+        uint16_t v = (uint16_t)tok[i];
+        memcpy(b + 10 + h + pad + 1 + 2 * i, &v, 2);
+    }
+    tu_write_file(path, b, len);
+    free(b);
+}
+
+static void write_i4(const char *path, const char *descr, const int32_t *tok, int n) {
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%d,)", n);
+    tu_write_npy(path, descr, shape, tok, n);
+}
+
+/* Two sources give the same windows: n sequential draws (wrapping), then eval windows. */
+static int same_windows(struct data_source *a, struct data_source *b, int draws, int64_t L) {
+    int32_t ia[64], la[64], ib[64], lb[64];
+    int ok = 1;
+    for (int w = 0; w < draws; w++) {
+        data_next(a, ia, la);
+        data_next(b, ib, lb);
+        ok &= !memcmp(ia, ib, (size_t)L * 4) && !memcmp(la, lb, (size_t)L * 4) && a->cursor == b->cursor;
+    }
+    ok &= data_eval_count(a) == data_eval_count(b);
+    for (int64_t i = 0; ok && i < data_eval_count(a); i++) {
+        data_eval_window(a, i, ia, la);
+        data_eval_window(b, i, ib, lb);
+        ok &= !memcmp(ia, ib, (size_t)L * 4) && !memcmp(la, lb, (size_t)L * 4);
+    }
+    return ok;
+}
+
+static int contains(const char *s, const char *a, const char *b) {
+    int ok = strstr(s, a) != NULL && (!b || strstr(s, b) != NULL);
+    if (!ok) fprintf(stderr, "  message \"%s\" lacks \"%s\"%s%s\n", s, a, b ? " or " : "", b ? b : "");
+    return ok;
+}
+
+/* Three files of 23 (int32), 17 (uint16) and 40 (uint32) tokens against one file of all 80,
+ * as a list and as a directory; corpus reads at every start and length; error messages. */
+static void test_corpus(void) {
+    enum { L = 8, N = 80 };
+    const int sizes[3] = {23, 17, 40};
+    const char *dir = tu_tmpdir("corpus");
+    char whole[600], p[3][700], list[3000], shards[600], f[800], err[1024];
+    int32_t all[N];
+    for (int i = 0; i < N; i++) all[i] = (i * 37 + 11) % 997;
+    snprintf(whole, sizeof whole, "%s/whole.npy", dir);
+    write_i4(whole, "<i4", all, N);
+    snprintf(shards, sizeof shards, "%s/shards", dir);
+    CHECK(mkdir(shards, 0755) == 0);
+    int off = 0;
+    for (int k = 0; k < 3; k++) {
+        /* names sort in stream order only by strcmp: "part-10" < "part-9" */
+        static const char *const names[3] = {"part-10.npy", "part-11.npy", "part-9x.npy"};
+        snprintf(p[k], sizeof p[k], "%s/%s", shards, names[k]);
+        if (k == 1) write_u16(p[k], all + off, sizes[k]);
+        else write_i4(p[k], k == 0 ? "<i4" : "<u4", all + off, sizes[k]);
+        off += sizes[k];
+    }
+    snprintf(f, sizeof f, "%s/notes.txt", shards); /* not *.npy: ignored in a directory */
+    tu_write_file(f, "x", 1);
+    snprintf(f, sizeof f, "%s/.tmp.npy", shards); /* hidden: ignored */
+    tu_write_file(f, "x", 1);
+    snprintf(f, sizeof f, "%s/sub", shards);     /* a subdirectory: ignored */
+    CHECK(mkdir(f, 0755) == 0);
+    snprintf(list, sizeof list, "%s\n%s\n%s", p[0], p[1], p[2]);
+
+    /* the corpus itself: offsets, and every read equals the same slice of the whole */
+    struct corpus c;
+    CHECK(corpus_open(&c, list, err, sizeof err) == 0);
+    CHECK(c.n == 3 && c.total == N && c.start[1] == 23 && c.start[2] == 40 && c.start[3] == N);
+    int ok = 1;
+    int32_t out[N];
+    for (int s = 0; s < N; s++)
+        for (int k = 0; s + k <= N; k++) {
+            memset(out, 0xff, sizeof out);
+            corpus_read(&c, s, k, out);
+            ok &= !memcmp(out, all + s, (size_t)k * 4) && (k == N || out[k] == -1);
+        }
+    CHECK(ok);
+    int32_t top = 0;
+    for (int i = 0; i < N; i++) top = all[i] > top ? all[i] : top;
+    CHECK(corpus_check_tokens(&c, top + 1, err, sizeof err) == 0);
+    CHECK(corpus_check_tokens(&c, top, err, sizeof err) == -1);
+    corpus_describe(&c, f, sizeof f);
+    CHECK(contains(f, "3 files (", "part-9x.npy)"));
+    char line[40];
+    corpus_list_text("a.npy\nb/c.npy\nd/", line, sizeof line);
+    CHECK(!strcmp(line, "a.npy, b/c.npy, d/"));
+    corpus_list_text("a.npy\nbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.npy\nc", line, sizeof line);
+    CHECK(!strcmp(line, "a.npy, ... (3 paths)"));
+    corpus_close(&c);
+
+    /* list and directory against the concatenated file: sequential (wrapping) and random */
+    struct data_source a, b;
+    const char *sources[2] = {list, shards};
+    for (int src = 0; src < 2; src++)
+        for (int rnd = 0; rnd < 2; rnd++) {
+            CHECK(data_open(&a, DATA_NPY, whole, L, 997, rnd, 77, err, sizeof err) == 0);
+            if (!CHECK(data_open(&b, DATA_NPY, sources[src], L, 997, rnd, 77, err, sizeof err) == 0))
+                fprintf(stderr, "  %s\n", err);
+            if (!CHECK(same_windows(&a, &b, 60, L)))
+                fprintf(stderr, "  %s, %s windows differ from one file\n", src ? "directory" : "list",
+                        rnd ? "random" : "sequential");
+            data_close(&a);
+            data_close(&b);
+        }
+    /* a glob pattern: its matches sorted by name (the hidden .tmp.npy is not matched) */
+    snprintf(list, sizeof list, "%s/part-1?.npy\n%s/*x.npy", shards, shards);
+    CHECK(corpus_open(&c, list, err, sizeof err) == 0 && c.n == 3 && c.total == N &&
+          strstr(c.files[0].path, "part-10.npy") && strstr(c.files[2].path, "part-9x.npy"));
+    corpus_close(&c);
+    snprintf(list, sizeof list, "%s/nothing-*.npy", shards);
+    CHECK(corpus_open(&c, list, err, sizeof err) == -1 && contains(err, "nothing-*.npy: the pattern matches no files", NULL));
+    /* the fingerprint: the same for the same files anywhere, another for another split */
+    CHECK(corpus_open(&c, shards, err, sizeof err) == 0);
+    uint64_t fp = corpus_fingerprint(&c);
+    corpus_close(&c);
+    snprintf(list, sizeof list, "%s\n%s\n%s", p[0], p[1], p[2]);
+    CHECK(corpus_open(&c, list, err, sizeof err) == 0 && corpus_fingerprint(&c) == fp);
+    corpus_close(&c);
+    CHECK(corpus_open(&c, whole, err, sizeof err) == 0 && corpus_fingerprint(&c) != fp);
+    corpus_close(&c);
+    /* a directory inside a list expands in place; a trailing slash is fine */
+    snprintf(list, sizeof list, "%s\n%s/", whole, shards);
+    CHECK(data_open(&b, DATA_NPY, list, L, 997, 0, 0, err, sizeof err) == 0 && b.corpus.n == 4 &&
+          b.corpus.total == 2 * N);
+    data_close(&b);
+
+    /* a bad token in the second file: named with its index in that file */
+    int32_t bad[17];
+    memcpy(bad, all + 23, sizeof bad);
+    bad[5] = 2000;
+    snprintf(f, sizeof f, "%s/bad.npy", dir);
+    write_u16(f, bad, 17);
+    snprintf(list, sizeof list, "%s\n%s\n%s", p[0], f, p[2]);
+    CHECK(corpus_open(&c, list, err, sizeof err) == 0);
+    CHECK(corpus_check_tokens(&c, 997, err, sizeof err) == -1 &&
+          contains(err, "bad.npy: token 2000 at index 5 is outside [0, 997)", "(file 2 of 3)"));
+    corpus_close(&c);
+
+    /* errors name the file or directory */
+    char empty[700];
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    CHECK(mkdir(empty, 0755) == 0);
+    CHECK(corpus_open(&c, empty, err, sizeof err) == -1 && contains(err, "empty: directory holds no .npy files", NULL));
+    snprintf(f, sizeof f, "%s/notes.txt", shards);
+    snprintf(list, sizeof list, "%s\n%s", p[0], f);
+    CHECK(corpus_open(&c, list, err, sizeof err) == -1 && contains(err, "notes.txt: not a .npy file", NULL));
+    snprintf(list, sizeof list, "%s\n%s/absent.npy", p[0], dir);
+    CHECK(corpus_open(&c, list, err, sizeof err) == -1 && contains(err, "absent.npy: cannot open", NULL));
+    CHECK(corpus_open(&c, "", err, sizeof err) == -1);
+    snprintf(list, sizeof list, "%s\n%s", p[1], p[0]); /* 40 tokens: one window of 64 + 1 does not fit */
+    CHECK(data_open(&b, DATA_NPY, list, 64, 997, 0, 0, err, sizeof err) == -1 &&
+          contains(err, "2 files (", "40 tokens, fewer than one window"));
 }
 
 int main(void) {
@@ -86,5 +261,7 @@ int main(void) {
     CHECK(ok);
     data_copy_task(3, 1, 64, 32, ci2, cl2);
     CHECK(memcmp(ci, ci2, sizeof ci) != 0);
+
+    test_corpus();
     return tu_done("test_data");
 }

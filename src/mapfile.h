@@ -1,0 +1,23 @@
+/* mapfile: a regular file opened and memory-mapped read-only as a whole, for the readers of
+ * token files (npy.c) and weights (safetensors.c). */
+#ifndef RT_MAPFILE_H
+#define RT_MAPFILE_H
+
+#include <stddef.h>
+
+struct mapfile {
+    int    fd;   /* -1 when closed */
+    void  *map;  /* (len) bytes, PROT_READ; NULL when closed or when the file is empty */
+    size_t len;  /* the file size in bytes */
+};
+
+/* Open path, check that it is a regular file and map all of it read-only. An empty file is
+ * opened without a mapping (map NULL, len 0: mmap refuses length 0); callers check len
+ * against their format's minimum. Returns 0, or -1 with one line in err ("<path>: cannot
+ * open: ...", "<path>: not a regular file", "<path>: mmap of N bytes failed: ...") and m
+ * closed. */
+int  mapfile_open(struct mapfile *m, const char *path, char *err, size_t errlen);
+/* Unmap and close; safe on a closed mapfile. Leaves fd -1, map NULL, len 0. */
+void mapfile_close(struct mapfile *m);
+
+#endif

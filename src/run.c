@@ -1,0 +1,312 @@
+/* run: training loop with checkpoints, resume, signals and the numerical guard;
+ * evaluation; export. Rank 0 does the printing and the file work of checkpoints and
+ * broadcasts what it read. */
+#include "run.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "checkpoint.h"
+#include "corpus.h"
+#include "hf_export.h"
+#include "signals.h"
+#include "train.h"
+
+#define PEAK_FLOPS 989e12 /* per GPU, ARCHITECTURE.md section 6 */
+
+struct run {
+    struct trainer *t;
+    const struct runtime *rt;
+    const struct cfg *c;
+    FILE *metrics;
+    char last_ckpt[CKPT_NAME_MAX]; /* newest checkpoint written or loaded; "" = none */
+    double t_ckpt;                 /* seconds spent saving in the current step */
+};
+
+static double peak_rss_gib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0); /* KiB on Linux */
+}
+
+/* Test hook: RINGTRAIN_TEST_CKPT_KILL / _FAIL = "STEP:BYTES" makes the save of that step
+ * die by SIGKILL / fail with ENOSPC after BYTES bytes. Unset in a real run. */
+static void test_faults(int64_t step, struct ckpt_faults *f) {
+    memset(f, 0, sizeof *f);
+    const char *names[2] = {"RINGTRAIN_TEST_CKPT_KILL", "RINGTRAIN_TEST_CKPT_FAIL"};
+    int64_t *dst[2] = {&f->kill_after, &f->fail_after};
+    for (int i = 0; i < 2; i++) {
+        const char *e = getenv(names[i]);
+        long long s, b;
+        if (e && sscanf(e, "%lld:%lld", &s, &b) == 2 && s == step) *dst[i] = b;
+    }
+}
+
+/* Collective. Returns 0 when saved. */
+static int save(struct run *r) {
+    struct trainer *t = r->t;
+    double t0 = MPI_Wtime();
+    int rc = 0;
+    char err[1024] = "";
+    if (r->rt->rank == 0) {
+        struct ckpt_meta meta;
+        struct ckpt_faults f;
+        trainer_meta(t, &meta);
+        test_faults(meta.step, &f);
+        rc = ckpt_save(r->c->checkpoint.dir, &meta, t->model.params, t->opt.m, t->opt.v,
+                       r->c->checkpoint.keep, &f, err, sizeof err);
+        if (rc) fprintf(stderr, "ringtrain: checkpoint of step %lld failed: %s\n", (long long)t->step, err);
+        else snprintf(r->last_ckpt, sizeof r->last_ckpt, "step-%08lld", (long long)t->step);
+    }
+    comm_broadcast(&t->world, &rc, 1, COMM_I32, 0);
+    r->t_ckpt += MPI_Wtime() - t0;
+    return rc;
+}
+
+/* Collective. Returns 0 (resumed or nothing to resume) or an exit code. */
+static int resume(struct run *r) {
+    struct trainer *t = r->t;
+    const char *dir = r->c->checkpoint.dir;
+    int found = 0;
+    struct ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    if (r->rt->rank == 0) {
+        char err[2048];
+        struct ckpt_meta mine;
+        trainer_meta(t, &mine);
+        found = ckpt_load_latest(dir, stderr, t->model.pt.total, t->model.params, t->opt.m, t->opt.v,
+                                 r->last_ckpt, &meta, err, sizeof err);
+        if (found < 0) {
+            fprintf(stderr, "ringtrain: %s\n", err);
+        } else if (found && meta.model_hash != mine.model_hash) {
+            fprintf(stderr, "ringtrain: checkpoint %s/%s was written for a model of another shape "
+                    "(use another checkpoint.dir, or --no-resume)\n", dir, r->last_ckpt);
+            found = -1;
+        } else if (found && meta.job_hash != mine.job_hash) {
+            fprintf(stderr, "ringtrain: warning: %s/%s was written by a job with other data, token "
+                    "files or optimizer settings; resuming with the current ones\n", dir, r->last_ckpt);
+        }
+    }
+    comm_broadcast(&t->world, &found, 1, COMM_I32, 0);
+    if (found < 0) return 2;
+    if (!found) return 0;
+    comm_broadcast(&t->world, &meta, (int64_t)sizeof meta, COMM_U8, 0);
+    comm_broadcast(&t->world, t->model.params, t->model.pt.total, COMM_F32, 0);
+    comm_broadcast(&t->world, t->opt.m, t->model.pt.total, COMM_F32, 0);
+    comm_broadcast(&t->world, t->opt.v, t->model.pt.total, COMM_F32, 0);
+    trainer_restore(t, &meta);
+    if (r->rt->rank == 0)
+        printf("resuming from %s/%s at step %lld (written by %d rank%s, cp %d x dp %d)\n", dir, r->last_ckpt,
+               (long long)meta.step, meta.world, meta.world > 1 ? "s" : "", meta.cp, meta.dp);
+    return 0;
+}
+
+static void print_start(const struct trainer *t, const struct runtime *rt) {
+    const struct job *j = &t->job;
+    const struct model_config *mc = &j->mc;
+    printf("ringtrain %s: %d rank%s (cp %d x dp %d), backend %s, %s attention, checkpointing %s\n",
+           RT_VERSION, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp, t->model.be->name,
+           j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
+           (const char *[]){"none", "full", "selective"}[j->cfg.memory.checkpointing]);
+    printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
+           (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,
+           mc->n_kv_heads, mc->head_dim, mc->ffn_dim, mc->tie_embeddings ? ", tied embeddings" : "");
+    char files[1024];
+    corpus_list_text(j->cfg.data.train, files, sizeof files);
+    printf("data: %s, seq_len %lld (%lld tokens per rank), %d sequence%s per step\n",
+           j->cfg.data.synthetic == SYNTHETIC_COPY ? "synthetic copy task" : files,
+           (long long)t->L, (long long)t->T, j->cfg.train.seqs_per_step,
+           j->cfg.train.seqs_per_step > 1 ? "s" : "");
+    fflush(stdout);
+}
+
+static void log_step(struct run *r, const struct step_stats *st, double dt, double elapsed, int64_t done_here) {
+    const struct cfg *c = r->c;
+    struct trainer *t = r->t;
+    double mem = peak_rss_gib();
+    comm_all_reduce(&t->world, &mem, &mem, 1, COMM_F64, COMM_MAX);
+    if (r->rt->rank != 0) return;
+    double tps = st->tokens / dt;
+    double mfu = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step / (dt * PEAK_FLOPS * r->rt->world);
+    int64_t step = t->step;
+    if (step % c->log.every == 0 || step == c->train.steps || st->skipped) {
+        double eta = elapsed / (double)done_here * (double)(c->train.steps - step);
+        printf("step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.3f  %.0f tok/s  mfu %.2e  mem %.2f GiB  eta %.0fs%s\n",
+               (long long)step, (long long)c->train.steps, st->loss, st->lr, st->grad_norm, tps, mfu, mem, eta,
+               st->skipped ? "  SKIPPED (non-finite)" : "");
+        fflush(stdout);
+    }
+    if (r->metrics) {
+        fprintf(r->metrics,
+                "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
+                "\"loss_tokens\":%lld,\"tokens_per_s\":%.6g,\"mfu\":%.6g,\"mem_gib\":%.6g,\"step_s\":%.6g,"
+                "\"skipped\":%s,\"skipped_steps\":%lld,\"time_data_s\":%.6g,\"time_compute_s\":%.6g,"
+                "\"time_reduce_s\":%.6g,\"time_optim_s\":%.6g,\"time_checkpoint_s\":%.6g}\n",
+                (long long)step, st->loss, st->lr, st->grad_norm, (long long)st->tokens,
+                (long long)st->loss_tokens, tps, mfu, mem, dt, st->skipped ? "true" : "false",
+                (long long)t->skipped, st->t_data, st->t_compute, st->t_reduce, st->t_optim, r->t_ckpt);
+        fflush(r->metrics);
+    }
+}
+
+static void print_end(struct run *r, const char *event, const char *reason, const struct step_stats *st,
+                      int64_t tokens, double elapsed) {
+    if (r->rt->rank != 0) return;
+    printf("{\"event\":\"%s\",%s%s%s\"step\":%lld,\"loss\":%.9g,\"tokens\":%lld,\"elapsed_s\":%.3f,"
+           "\"tokens_per_s\":%.6g,\"skipped_steps\":%lld,\"checkpoint\":\"%s\",\"ranks\":%d}\n",
+           event, reason ? "\"reason\":\"" : "", reason ? reason : "", reason ? "\"," : "",
+           (long long)r->t->step, st->loss, (long long)tokens, elapsed, elapsed > 0 ? tokens / elapsed : 0.0,
+           (long long)r->t->skipped, r->last_ckpt, r->rt->world);
+    fflush(stdout);
+}
+
+static int export_params(const struct run *r, const float *params) {
+    const struct cfg *c = r->c;
+    int rc = 0;
+    if (r->rt->rank == 0) {
+        char err[1024];
+        const struct model_config *mc = &r->t->job.mc;
+        int64_t positions = mc->max_positions > c->data.seq_len ? mc->max_positions : c->data.seq_len;
+        rc = hf_export(c->export_.dir, mc, &r->t->model.pt, params, c->export_.dtype,
+                       c->export_.shard_gib * 1073741824.0, positions, err, sizeof err);
+        if (rc) fprintf(stderr, "ringtrain: export failed: %s\n", err);
+        else printf("exported the model to %s (%s)\n", c->export_.dir, c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32");
+    }
+    comm_broadcast(&r->t->world, &rc, 1, COMM_I32, 0);
+    return rc;
+}
+
+static int train_loop(struct run *r) {
+    struct trainer *t = r->t;
+    const struct cfg *c = r->c;
+    const int have_dir = c->checkpoint.dir[0] != 0;
+    struct step_stats st;
+    memset(&st, 0, sizeof st);
+    int64_t tokens = 0, first = t->step;
+    double t_start = MPI_Wtime();
+    int saved_last = 0;
+    signals_install();
+    while (t->step < c->train.steps) {
+        double t0 = MPI_Wtime();
+        r->t_ckpt = 0;
+        int stop = trainer_step(t, &st);
+        double dt = MPI_Wtime() - t0;
+        tokens += st.tokens;
+        int sig = signals_agree(&t->world);
+        saved_last = 0;
+        if (stop) {
+            if (r->rt->rank == 0)
+                fprintf(stderr, "ringtrain: %lld steps in a row had a non-finite loss or gradient norm "
+                        "(train.max_bad_steps); stopping. The last good checkpoint is %s\n",
+                        (long long)t->bad_in_row, r->last_ckpt[0] ? r->last_ckpt : "(none)");
+            log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
+            print_end(r, "error", "non-finite", &st, tokens, MPI_Wtime() - t_start);
+            return 1;
+        }
+        if (sig & SIGNAL_STOP) {
+            log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
+            if (r->rt->rank == 0) fprintf(stderr, "ringtrain: SIGINT: stopping after step %lld without saving a checkpoint\n", (long long)t->step);
+            print_end(r, "stopped", "SIGINT", &st, tokens, MPI_Wtime() - t_start);
+            return EXIT_INTERRUPTED;
+        }
+        int periodic = have_dir && c->checkpoint.every && t->step % c->checkpoint.every == 0;
+        if (sig & (SIGNAL_SAVE_EXIT | SIGNAL_SAVE_CONTINUE)) {
+            if (!have_dir && r->rt->rank == 0)
+                fprintf(stderr, "ringtrain: signal received but checkpoint.dir is not set: no checkpoint written\n");
+            if (have_dir && save(r) == 0) saved_last = 1;
+            else if (have_dir && (sig & SIGNAL_SAVE_EXIT)) return 1;
+        } else if (periodic) {
+            saved_last = save(r) == 0; /* a failed periodic save is reported; training goes on */
+        }
+        log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
+        if (sig & SIGNAL_SAVE_EXIT) {
+            if (r->rt->rank == 0)
+                fprintf(stderr, "ringtrain: SIGTERM: %s at step %lld; exiting 0 so a requeued job resumes\n",
+                        have_dir ? "checkpoint written" : "stopping", (long long)t->step);
+            print_end(r, "stopped", "SIGTERM", &st, tokens, MPI_Wtime() - t_start);
+            return 0;
+        }
+    }
+    if (have_dir && !saved_last && t->step > first && save(r)) return 1;
+    if (c->export_.dir[0] && export_params(r, t->model.params)) return 1;
+    print_end(r, "done", NULL, &st, tokens, MPI_Wtime() - t_start);
+    return 0;
+}
+
+int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.rt = rt;
+    r.t = rt_calloc(1, sizeof *r.t, "trainer");
+    trainer_init(r.t, j, rt, NULL);
+    r.c = &r.t->job.cfg;
+    int rc = 0;
+    if (rt->rank == 0) print_start(r.t, rt);
+    if (r.c->checkpoint.dir[0] && do_resume) rc = resume(&r);
+    /* A resumed run appends to its metrics; a fresh one starts the file. */
+    if (!rc && rt->rank == 0 && r.c->log.metrics[0] &&
+        !(r.metrics = fopen(r.c->log.metrics, r.t->step > 0 ? "a" : "w")))
+        RT_FATAL("log.metrics: cannot open %s for writing", r.c->log.metrics);
+    if (!rc) rc = train_loop(&r);
+    if (r.metrics && fclose(r.metrics) != 0) RT_FATAL("log.metrics: error writing %s", r.c->log.metrics);
+    trainer_free(r.t);
+    free(r.t);
+    return rc;
+}
+
+int run_eval(const struct job *j, const struct runtime *rt) {
+    const struct cfg *c = &j->cfg;
+    if (c->data.synthetic != SYNTHETIC_NONE && !c->data.eval[0]) {
+        if (rt->rank == 0) fprintf(stderr, "ringtrain: --eval needs data.eval when data.synthetic is set\n");
+        return 2;
+    }
+    struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
+    trainer_init(t, j, rt, NULL);
+    const char *path = c->data.eval[0] ? c->data.eval : c->data.train;
+    int64_t windows = 0;
+    double loss = trainer_eval(t, path, &windows);
+    if (rt->rank == 0) {
+        char files[1024];
+        corpus_list_text(path, files, sizeof files);
+        printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f\n", files, (long long)windows,
+               (long long)t->L, loss);
+        printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+    }
+    trainer_free(t);
+    free(t);
+    return 0;
+}
+
+int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.rt = rt;
+    r.t = rt_calloc(1, sizeof *r.t, "trainer");
+    trainer_init(r.t, j, rt, NULL);
+    r.c = &r.t->job.cfg;
+    int rc = 0;
+    if (!r.c->checkpoint.dir[0]) {
+        if (rt->rank == 0) fprintf(stderr, "ringtrain: --export needs checkpoint.dir in the job\n");
+        rc = 2;
+    } else {
+        rc = resume(&r);
+        int none = !r.last_ckpt[0];
+        comm_broadcast(&r.t->world, &none, 1, COMM_I32, 0);
+        if (!rc && none) {
+            if (rt->rank == 0) fprintf(stderr, "ringtrain: --export: no complete checkpoint in %s\n", r.c->checkpoint.dir);
+            rc = 2;
+        }
+    }
+    if (!rc) {
+        struct cfg_export *e = &r.t->job.cfg.export_;
+        snprintf(e->dir, sizeof e->dir, "%s", dir);
+        rc = export_params(&r, r.t->model.params);
+    }
+    trainer_free(r.t);
+    free(r.t);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/* test_guard: the numerical guard, under mpirun. A step whose gradient norm is not finite
+ * (a NaN injected into one rank's gradient) is skipped on every rank -- parameters and
+ * moments unchanged, counted -- and training goes on; train.max_bad_steps such steps in a
+ * row make trainer_step ask the run to stop. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+#include "testutil.h"
+#include "train.h"
+
+static struct job make_job(int world) {
+    struct job j;
+    memset(&j, 0, sizeof j);
+    cfg_defaults(&j.cfg);
+    j.cfg.data.synthetic = SYNTHETIC_COPY;
+    j.cfg.data.seq_len = 32;
+    j.cfg.train.steps = 10;
+    j.cfg.train.max_bad_steps = 3;
+    j.mc = (struct model_config){.vocab_size = 16, .dim = 16, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                                 .head_dim = 8, .ffn_dim = 16, .norm_eps = 1e-5, .rope_theta = 10000};
+    j.cp = world;
+    j.dp = 1;
+    return j;
+}
+
+int main(int argc, char **argv) {
+    struct runtime rt;
+    rt_init(&rt, &argc, &argv);
+    struct job j = make_job(rt.world);
+    struct train_opts o = {.poison_from = 2, .poison_to = 4};
+    struct trainer *t = calloc(1, sizeof *t);
+    trainer_init(t, &j, &rt, &o);
+    int64_t n = t->model.pt.total;
+    float *before = malloc(n * sizeof(float));
+    struct step_stats st;
+    int stops = 0, skipped = 0;
+    for (int s = 0; s < 6; s++) {
+        memcpy(before, t->model.params, n * sizeof(float));
+        stops += trainer_step(t, &st);
+        skipped += st.skipped;
+        int same = !memcmp(before, t->model.params, n * sizeof(float));
+        CHECK(st.skipped == (s == 2 || s == 3));
+        CHECK(same == st.skipped); /* a skipped step leaves the weights alone; a good one moves them */
+    }
+    CHECK(stops == 0 && skipped == 2 && t->skipped == 2 && t->step == 6 && t->opt.t == 4);
+    trainer_free(t);
+
+    /* Bad from step 1 on: the third bad step in a row asks to stop. */
+    o = (struct train_opts){.poison_from = 1, .poison_to = 100};
+    trainer_init(t, &j, &rt, &o);
+    int stop_at = -1;
+    for (int s = 0; s < 6 && stop_at < 0; s++)
+        if (trainer_step(t, &st)) stop_at = s;
+    CHECK(stop_at == 3 && t->bad_in_row == 3);
+    trainer_free(t);
+    free(t);
+    free(before);
+    int fails = tu_failures;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));
+    if (rt.rank == 0) tu_done("test_guard");
+    rt_finalize(&rt);
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# test_resume: checkpoints, resume and signals through the real command line, under
+# mpirun with 2 ranks (4 for the world-size change). Compares the "loss" fields of the
+# metrics JSONL files (printed with 17 significant digits, so equal text = equal bits).
+#  1. 20 steps straight == 10 steps + resume + 10 steps, bit for bit.
+#  2. SIGTERM to one rank: checkpoint, exit 0; the rerun resumes and the whole matches a
+#     straight run bit for bit. SIGUSR1: checkpoint and continue. SIGINT: stop, no save.
+#  3. A rank killed (SIGKILL) in the middle of writing a checkpoint: the previous one is
+#     used and the losses still match; a failed write (ENOSPC) keeps the previous one.
+#  4. A corrupt and a truncated checkpoint are named and the previous one is used.
+#  5. Resuming a 2-rank checkpoint on 4 ranks continues (losses within 1e-5).
+#  6. --export writes an HF model dir from the newest checkpoint.
+set -u
+cd "$(dirname "$0")/.."
+root=$PWD
+bin="$root/ringtrain"
+mpirun="$root/scripts/mpirun.sh"
+d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_resume_XXXXXX")
+export OMP_NUM_THREADS=1
+fails=0
+ok() { echo "  ok: $*"; }
+bad() { echo "  FAIL: $*"; fails=$((fails + 1)); }
+losses() { grep -o '"loss":[^,]*' "$1"; }
+
+cat > "$d/job.yaml" <<'YAML'
+model: {vocab_size: 32, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 64}
+data: {synthetic: copy, seq_len: 64, seed: 3}
+train: {steps: 20, seqs_per_step: 2, lr: 3e-3, schedule: constant, warmup_steps: 3, grad_clip: 1.0}
+log: {every: 5}
+YAML
+run() { # run NP LOG ARGS... -> exit code; output in $d/LOG
+    local np=$1 log=$2; shift 2
+    "$mpirun" -np "$np" "$bin" "$d/job.yaml" "$@" > "$d/$log" 2>&1
+}
+
+echo "1. straight vs split"
+run 2 a.out --set log.metrics="$d/a.jsonl" || bad "straight run failed"
+run 2 b1.out --set log.metrics="$d/b.jsonl" --set checkpoint.dir="$d/ckb" --set train.steps=10 || bad "first half failed"
+run 2 b2.out --set log.metrics="$d/b.jsonl" --set checkpoint.dir="$d/ckb" || bad "second half failed"
+grep -q "resuming from $d/ckb/step-00000010 at step 10" "$d/b2.out" && ok "resumed at step 10" || bad "no resume message: $(head -5 "$d/b2.out")"
+[ "$(losses "$d/a.jsonl" | wc -l)" = 20 ] && [ "$(losses "$d/a.jsonl")" = "$(losses "$d/b.jsonl")" ] \
+    && ok "20 losses bit-identical" || bad "split losses differ: $(diff <(losses "$d/a.jsonl") <(losses "$d/b.jsonl") | head -4)"
+[ -f "$d/ckb/step-00000020/DONE" ] && [ -f "$d/ckb/step-00000010/DONE" ] && ok "checkpoints 10 and 20 complete" || bad "missing checkpoints: $(ls "$d/ckb")"
+
+echo "2. signals"
+long=(--set train.steps=1500 --set log.every=500)
+straight_long() { [ -f "$d/long.jsonl" ] || run 2 long.out "${long[@]}" --set train.steps="$1" --set log.metrics="$d/long.jsonl"; }
+signal_run() { # SIG NAME -> starts a 1500-step run, signals one rank after 5 steps, waits; sets $rc
+    local sig=$1 name=$2
+    "$mpirun" -np 2 "$bin" "$d/job.yaml" "${long[@]}" --set checkpoint.dir="$d/ck_$name" \
+        --set log.metrics="$d/$name.jsonl" > "$d/$name.out" 2>&1 &
+    local mp=$! n=0
+    while [ "$(cat "$d/$name.jsonl" 2>/dev/null | wc -l)" -lt 5 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    local pid=$(pgrep -P $mp -x ringtrain | tail -1)
+    [ -n "$pid" ] && kill -"$sig" "$pid"
+    wait $mp
+    rc=$?
+}
+signal_run TERM term
+at=$(sed -n 's/.*SIGTERM: checkpoint written at step \([0-9]*\).*/\1/p' "$d/term.out")
+[ $rc = 0 ] && [ -n "$at" ] && ok "SIGTERM: exit 0, checkpoint at step $at" || bad "SIGTERM: exit $rc, $(tail -3 "$d/term.out")"
+if [ -n "$at" ]; then
+    "$mpirun" -np 2 "$bin" "$d/job.yaml" --set train.steps=$((at + 20)) --set checkpoint.dir="$d/ck_term" \
+        --set log.metrics="$d/term.jsonl" > "$d/term2.out" 2>&1 || bad "resume after SIGTERM failed"
+    grep -q "at step $at " "$d/term2.out" && ok "resumed at step $at" || bad "no resume at $at: $(head -4 "$d/term2.out")"
+    run 2 long.out --set train.steps=$((at + 20)) --set log.metrics="$d/long.jsonl"
+    [ "$(losses "$d/long.jsonl")" = "$(losses "$d/term.jsonl")" ] && ok "SIGTERM + resume == straight, bit for bit" \
+        || bad "SIGTERM cycle losses differ: $(diff <(losses "$d/long.jsonl") <(losses "$d/term.jsonl") | head -4)"
+fi
+signal_run USR1 usr1
+at=$(sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$d/usr1.jsonl" | head -1)
+[ $rc = 0 ] && grep -q '"event":"done","step":1500' "$d/usr1.out" && [ "$(ls "$d/ck_usr1" | grep -c '^step-')" = 2 ] \
+    && ok "SIGUSR1: saved ($(ls "$d/ck_usr1" | tr '\n' ' ')) and finished" || bad "SIGUSR1: exit $rc, $(ls "$d/ck_usr1" 2>&1), $(tail -2 "$d/usr1.out")"
+signal_run INT int
+[ $rc = 130 ] && grep -q "SIGINT: stopping after step" "$d/int.out" && [ -z "$(ls "$d/ck_int" 2>/dev/null)" ] \
+    && ok "SIGINT: exit 130, no checkpoint" || bad "SIGINT: exit $rc, $(ls "$d/ck_int" 2>&1) $(tail -3 "$d/int.out")"
+
+echo "3. a crash and a full disk during a save"
+six=(--set train.steps=6 --set checkpoint.every=2)
+run 2 s.out "${six[@]}" --set log.metrics="$d/s.jsonl"
+RINGTRAIN_TEST_CKPT_KILL=4:3000 run 2 k1.out "${six[@]}" --set checkpoint.dir="$d/ckk" --set log.metrics="$d/k.jsonl"
+krc=$?
+[ $krc != 0 ] && [ -f "$d/ckk/step-00000002/DONE" ] && [ ! -e "$d/ckk/step-00000004" ] && ls -a "$d/ckk" | grep -q '^\.step-00000004\.tmp-' \
+    && ok "killed during save of step 4 (exit $krc): step 2 intact, partial temp dir left" || bad "kill test: exit $krc, $(ls -a "$d/ckk")"
+head -n 2 "$d/k.jsonl" > "$d/k2.jsonl" # the metrics the dead run wrote after step 2 are replayed by the resume
+run 2 k2.out "${six[@]}" --set checkpoint.dir="$d/ckk" --set log.metrics="$d/k2.jsonl" || bad "resume after kill failed"
+grep -q "step-00000002 at step 2" "$d/k2.out" && [ "$(losses "$d/s.jsonl")" = "$(losses "$d/k2.jsonl")" ] \
+    && ! ls -a "$d/ckk" | grep -q tmp && ok "resumed from step 2, losses bit-identical, temp dir cleaned" \
+    || bad "after kill: $(head -3 "$d/k2.out") $(ls -a "$d/ckk")"
+RINGTRAIN_TEST_CKPT_FAIL=4:5000 run 2 f.out "${six[@]}" --set checkpoint.dir="$d/ckf"
+frc=$?
+grep -q "checkpoint of step 4 failed: .*No space left on device" "$d/f.out" && [ $frc = 0 ] && [ -f "$d/ckf/step-00000002/DONE" ] \
+    && [ -f "$d/ckf/step-00000006/DONE" ] && ! ls -a "$d/ckf" | grep -q tmp \
+    && ok "ENOSPC at step 4 reported, training went on, step 2 and 6 complete" || bad "ENOSPC: exit $frc $(grep -i checkpoint "$d/f.out") $(ls -a "$d/ckf")"
+
+echo "4. corrupt and truncated checkpoints"
+printf '\x55' | dd of="$d/ckb/step-00000020/model.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
+run 2 c.out --set checkpoint.dir="$d/ckb" --set train.steps=20
+grep -q "step-00000020: model.bin checksum mismatch" "$d/c.out" && grep -q "step-00000010 at step 10" "$d/c.out" \
+    && ok "corrupt step 20 named, resumed from step 10" || bad "corrupt: $(head -4 "$d/c.out")"
+cp -r "$d/ckb" "$d/ckt"
+truncate -s 1000 "$d/ckt/step-00000020/optim.bin"
+run 2 t.out --set checkpoint.dir="$d/ckt" --set train.steps=20
+grep -q "step-00000020: optim.bin has 1000 bytes" "$d/t.out" && grep -q "step-00000010 at step 10" "$d/t.out" \
+    && ok "truncated step 20 named, resumed from step 10" || bad "truncated: $(head -4 "$d/t.out")"
+
+echo "5. resume on another number of ranks"
+run 2 w1.out --set checkpoint.dir="$d/ckw" --set train.steps=10 --set log.metrics="$d/w.jsonl"
+run 4 w2.out --set checkpoint.dir="$d/ckw" --set log.metrics="$d/w.jsonl" || bad "4-rank resume failed: $(tail -3 "$d/w2.out")"
+grep -q "written by 2 ranks" "$d/w2.out" && paste <(losses "$d/a.jsonl" | cut -d: -f2) <(losses "$d/w.jsonl" | cut -d: -f2) \
+    | awk 'BEGIN{bad=0;n=0} {n++; e=($1-$2)/$1; if (e<0) e=-e; if (e>1e-5) bad=1} END{exit bad || n!=20}' \
+    && ok "2-rank checkpoint resumed on 4 ranks, losses within 1e-5" || bad "world change: $(head -4 "$d/w2.out")"
+
+echo "6. export of the newest checkpoint"
+"$bin" --export "$d/hf" "$d/job.yaml" --set checkpoint.dir="$d/ckb" > "$d/e.out" 2>&1 \
+    && [ -f "$d/hf/config.json" ] && [ -f "$d/hf/model.safetensors" ] && ok "exported" || bad "export: $(cat "$d/e.out")"
+"$bin" --export "$d/hf2" "$d/job.yaml" --set checkpoint.dir="$d/none" > "$d/e2.out" 2>&1
+[ $? = 2 ] && grep -q "no complete checkpoint" "$d/e2.out" && ok "export without a checkpoint: exit 2" || bad "export none: $(cat "$d/e2.out")"
+
+rm -rf "$d"
+echo "test_resume: $fails failures"
+[ $fails = 0 ]
