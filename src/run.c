@@ -237,13 +237,22 @@ static int train_loop(struct run *r) {
     return 0;
 }
 
+static void run_open(struct run *r, const struct job *j, const struct runtime *rt) {
+    memset(r, 0, sizeof *r);
+    r->rt = rt;
+    r->t = rt_calloc(1, sizeof *r->t, "trainer");
+    trainer_init(r->t, j, rt, NULL);
+    r->c = &r->t->job.cfg;
+}
+
+static void run_close(struct run *r) {
+    trainer_free(r->t);
+    free(r->t);
+}
+
 int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
     struct run r;
-    memset(&r, 0, sizeof r);
-    r.rt = rt;
-    r.t = rt_calloc(1, sizeof *r.t, "trainer");
-    trainer_init(r.t, j, rt, NULL);
-    r.c = &r.t->job.cfg;
+    run_open(&r, j, rt);
     int rc = 0;
     if (rt->rank == 0) print_start(r.t, rt);
     if (r.c->checkpoint.dir[0] && do_resume) rc = resume(&r);
@@ -253,8 +262,7 @@ int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
         RT_FATAL("log.metrics: cannot open %s for writing", r.c->log.metrics);
     if (!rc) rc = train_loop(&r);
     if (r.metrics && fclose(r.metrics) != 0) RT_FATAL("log.metrics: error writing %s", r.c->log.metrics);
-    trainer_free(r.t);
-    free(r.t);
+    run_close(&r);
     return rc;
 }
 
@@ -283,11 +291,7 @@ int run_eval(const struct job *j, const struct runtime *rt) {
 
 int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
     struct run r;
-    memset(&r, 0, sizeof r);
-    r.rt = rt;
-    r.t = rt_calloc(1, sizeof *r.t, "trainer");
-    trainer_init(r.t, j, rt, NULL);
-    r.c = &r.t->job.cfg;
+    run_open(&r, j, rt);
     int rc = 0;
     if (!r.c->checkpoint.dir[0]) {
         if (rt->rank == 0) fprintf(stderr, "ringtrain: --export needs checkpoint.dir in the job\n");
@@ -306,7 +310,6 @@ int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
         snprintf(e->dir, sizeof e->dir, "%s", dir);
         rc = export_params(&r, r.t->model.params);
     }
-    trainer_free(r.t);
-    free(r.t);
+    run_close(&r);
     return rc;
 }

@@ -26,7 +26,7 @@ static void put_npy(const char *name, const char *descr, const char *shape, int 
     int32_t *t = malloc((size_t)n * sizeof *t);
     for (int i = 0; i < n; i++) t[i] = i == n / 2 ? tok : i % 16;
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    tu_write_npy(p, descr, shape, t, n);
+    tu_write_npy(p, descr, shape, t, 4 * (size_t)n);
     free(t);
 }
 

@@ -21,36 +21,25 @@ static const char *token_file(int n) {
     snprintf(shape, sizeof shape, "(%d,)", n);
     int32_t *t = malloc((size_t)n * sizeof *t);
     for (int i = 0; i < n; i++) t[i] = i % 1000;
-    tu_write_npy(path, "<i4", shape, t, n);
+    tu_write_npy(path, "<i4", shape, t, 4 * (size_t)n);
     free(t);
     return path;
 }
 
-/* A 1-D uint16 .npy (tu_write_npy writes 4-byte items). */
+/* A 1-D uint16 .npy. */
 static void write_u16(const char *path, const int32_t *tok, int n) {
-    char hdr[128];
-    int h = snprintf(hdr, sizeof hdr, "{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }", n);
-    int pad = (64 - (10 + h + 1) % 64) % 64;
-    size_t len = 10 + (size_t)h + (size_t)pad + 1 + 2 * (size_t)n;
-    unsigned char *b = calloc(1, len);
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (unsigned char)((h + pad + 1) & 0xff);
-    b[9] = (unsigned char)((h + pad + 1) >> 8);
-    memcpy(b + 10, hdr, (size_t)h);
-    memset(b + 10 + h, ' ', (size_t)pad);
-    b[10 + h + pad] = '\n';
-    for (int i = 0; i < n; i++) {
-        uint16_t v = (uint16_t)tok[i];
-        memcpy(b + 10 + h + pad + 1 + 2 * i, &v, 2);
-    }
-    tu_write_file(path, b, len);
-    free(b);
+    char shape[32];
+    uint16_t *u = malloc(2 * (size_t)n);
+    for (int i = 0; i < n; i++) u[i] = (uint16_t)tok[i];
+    snprintf(shape, sizeof shape, "(%d,)", n);
+    tu_write_npy(path, "<u2", shape, u, 2 * (size_t)n);
+    free(u);
 }
 
 static void write_i4(const char *path, const char *descr, const int32_t *tok, int n) {
     char shape[32];
     snprintf(shape, sizeof shape, "(%d,)", n);
-    tu_write_npy(path, descr, shape, tok, n);
+    tu_write_npy(path, descr, shape, tok, 4 * (size_t)n);
 }
 
 /* Two sources give the same windows: n sequential draws (wrapping), then eval windows. */

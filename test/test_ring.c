@@ -90,7 +90,7 @@ static void token_file(char *path, size_t len) {
         enum { N = 2000 };
         int32_t tok[N];
         for (int i = 0; i < N; i++) tok[i] = (int32_t)(rng_u64(99, i) % 61);
-        tu_write_npy(path, "<i4", "(2000,)", tok, N);
+        tu_write_npy(path, "<i4", "(2000,)", tok, sizeof tok);
     }
     MPI_CHECK(MPI_Bcast(path, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD));
 }

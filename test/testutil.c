@@ -81,11 +81,11 @@ void tu_write_file(const char *path, const void *data, size_t n) {
     }
 }
 
-void tu_write_npy(const char *path, const char *descr, const char *shape, const int32_t *tok, int n) {
+void tu_write_npy(const char *path, const char *descr, const char *shape, const void *data, size_t bytes) {
     char hdr[256];
     int h = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
     int pad = (64 - (10 + h + 1) % 64) % 64;
-    size_t len = 10 + (size_t)h + (size_t)pad + 1 + 4 * (size_t)n;
+    size_t len = 10 + (size_t)h + (size_t)pad + 1 + bytes;
     unsigned char *b = calloc(1, len);
     if (!b) exit(1);
     memcpy(b, "\x93NUMPY\x01\x00", 8);
@@ -94,7 +94,7 @@ void tu_write_npy(const char *path, const char *descr, const char *shape, const 
     memcpy(b + 10, hdr, (size_t)h);
     memset(b + 10 + h, ' ', (size_t)pad);
     b[10 + h + pad] = '\n';
-    memcpy(b + 10 + h + pad + 1, tok, 4 * (size_t)n);
+    memcpy(b + 10 + h + pad + 1, data, bytes);
     tu_write_file(path, b, len);
     free(b);
 }

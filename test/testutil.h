@@ -25,9 +25,9 @@ double tu_max_rel_err(const float *a, const float *b, int64_t n);
 const char *tu_tmpdir(const char *tag);
 /* Write bytes to a file; aborts the test on failure. */
 void   tu_write_file(const char *path, const void *data, size_t n);
-/* Write a 1-D .npy file of n tokens with the given descr ('<i4' with int32 data); the
- * header is padded as numpy pads it. Aborts the test on failure. */
-void   tu_write_npy(const char *path, const char *descr, const char *shape, const int32_t *tok, int n);
+/* Write a .npy file: header with descr and shape as given (e.g. "<i4", "(5,)"), padded as
+ * numpy pads it, then `bytes` bytes of data. Aborts the test on failure. */
+void   tu_write_npy(const char *path, const char *descr, const char *shape, const void *data, size_t bytes);
 /* Print "name: N checks, M failures" and return the exit status. */
 int    tu_done(const char *name);
 

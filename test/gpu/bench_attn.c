@@ -3,10 +3,11 @@
  * prints TFLOP/s with FLOPs counted as the dense products (the convention of the
  * flash-attention papers): forward 4 Tq Tk H D (half of it when causal), backward 2.5x the
  * forward. Inputs are random bf16 (never zeros). Runs:
- *   the tile variants (RT_ATTN_FWD_VARIANT 0..3, RT_ATTN_BWD_VARIANT 0..2) at causal 16K;
+ *   the tile variants (RT_ATTN_FWD_VARIANT 0..3, RT_ATTN_BWD_VARIANT 0..3) at causal 16K;
  *   causal hd128 H = 32 at 8K, 32K, 128K (if it fits) with the default variants;
  *   the two non-causal zigzag ring blocks of a 32K shard (2C x C and C x 2C), MHA and GQA.
- * Usage: bench_attn [max_T]   (default 131072) */
+ * Usage: bench_attn [max_T]   (default 131072)
+ *        bench_attn --once T      one causal hd128 H=32 forward + backward, no timing (for ncu) */
 #include "cuda_attn.h"
 #include "cuda_check.h"
 #include "rng.h"
@@ -154,7 +155,8 @@ static void bench(const struct shape *s, int fvar, int bvar) {
 }
 
 int main(int argc, char **argv) {
-    int max_T = argc > 1 ? atoi(argv[1]) : 131072;
+    const int once = argc > 2 && strcmp(argv[1], "--once") == 0;
+    const int max_T = once ? atoi(argv[2]) : argc > 1 ? atoi(argv[1]) : 131072;
     struct cudaDeviceProp prop;
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -168,11 +170,22 @@ int main(int argc, char **argv) {
     CUDA_CHECK(cudaMemcpy(g_pattern, h, (size_t)PATTERN * 2, cudaMemcpyHostToDevice));
     free(h);
 
+    if (once) {
+        const struct shape s1 = {"once", max_T, max_T, 32, 32, 128, 1};
+        struct bufs b;
+        if (!bufs_alloc(&b, &s1)) return 1;
+        run_fwd(&b, &s1);
+        cuda_attn_delta(b.delta, s1.Tq, b.dout, b.out, s1.Tq, s1.H, s1.D, 0);
+        run_bwd(&b, &s1);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        bufs_free(&b);
+        return 0;
+    }
     printf("-- tile variants, causal hd128 H=32 T=16384\n");
     const struct shape sv = {"causal T=16384 H=32 D=128", 16384, 16384, 32, 32, 128, 1};
-    for (int v = 0; v < 4; v++) bench(&sv, v, v < 3 ? v : 0);
+    for (int v = 0; v < 4; v++) bench(&sv, v, v);
     const struct shape sv64 = {"causal T=16384 H=32 D=64", 16384, 16384, 32, 32, 64, 1};
-    for (int v = 0; v < 4; v++) bench(&sv64, v, v < 3 ? v : 0);
+    for (int v = 0; v < 4; v++) bench(&sv64, v, v);
 
     printf("-- causal hd128 H=32 (MHA), default variants\n");
     for (int T = 8192; T <= max_T; T *= 4) {
