@@ -14,7 +14,7 @@ JSON_LIBS  ?= -lcjson
 HASH_LIBS  ?= -lxxhash
 OPT        ?= -O2
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp -MMD -MP \
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
            -Isrc -Isrc/cpu -Impi $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) -lm -fopenmp
 

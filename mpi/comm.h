@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum comm_dtype { COMM_F32, COMM_F64, COMM_I32, COMM_I64, COMM_U8, COMM_NDTYPES };
+/* COMM_BF16: 2-byte bfloat16; MPI moves it as raw 16-bit words and cannot reduce it (NCCL can). */
+enum comm_dtype { COMM_F32, COMM_F64, COMM_I32, COMM_I64, COMM_U8, COMM_BF16, COMM_NDTYPES };
 enum comm_op { COMM_SUM, COMM_MAX };
 
 size_t comm_dtype_size(int dtype);

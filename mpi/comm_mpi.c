@@ -19,14 +19,20 @@ static MPI_Datatype dtype_map(int dtype) {
     case COMM_I32: return MPI_INT32_T;
     case COMM_I64: return MPI_INT64_T;
     case COMM_U8: return MPI_UINT8_T;
+    case COMM_BF16: return MPI_UINT16_T; /* moved, never reduced (no_bf16_reduce) */
     default: RT_FATAL("comm: unknown dtype %d", dtype);
     }
 }
 
 size_t comm_dtype_size(int dtype) {
-    static const size_t sizes[COMM_NDTYPES] = {4, 8, 4, 8, 1};
+    static const size_t sizes[COMM_NDTYPES] = {4, 8, 4, 8, 1, 2};
     if (dtype < 0 || dtype >= COMM_NDTYPES) RT_FATAL("comm: unknown dtype %d", dtype);
     return sizes[dtype];
+}
+
+/* MPI has no bfloat16 type: summing its bits as integers would be silently wrong. */
+static void no_bf16_reduce(struct comm *c, int dtype, const char *op) {
+    if (dtype == COMM_BF16) RT_FATAL("comm %s: %s of bf16 is not supported by the MPI transport", c->name, op);
 }
 
 static MPI_Comm mcomm(struct comm *c) { return *(MPI_Comm *)c->impl; }
@@ -68,6 +74,7 @@ static void mpi_ring_wait(struct comm *c, struct comm_ring_req *req, const char 
 }
 
 static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int op) {
+    no_bf16_reduce(c, dtype, "all-reduce");
     size_t es = comm_dtype_size(dtype);
     MPI_Op mop = op == COMM_MAX ? MPI_MAX : MPI_SUM;
     for (int64_t off = 0; off < count; off += PIECE) {
@@ -79,6 +86,7 @@ static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t
 }
 
 static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    no_bf16_reduce(c, dtype, "reduce-scatter");
     if (count > INT_MAX) RT_FATAL("comm %s: reduce-scatter block of %lld elements exceeds one MPI call", c->name, (long long)count);
     MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
 }

@@ -1,7 +1,14 @@
-/* backend: the table of operations the model driver and the ring schedule call. The CPU
- * table (src/cpu/cpu_backend.c) is the specification; a CUDA table will have the same
- * signatures and layouts. Semantics of each op: src/cpu/cpu_ops.h. Buffers are backend
- * memory (host memory for the CPU backend) from the backend's alloc. */
+/* backend: the table of operations the model driver, the ring schedule and the optimizer
+ * call. The CPU table (src/cpu/cpu_backend.c) is the specification: every op there is the
+ * fp32 function of src/cpu/cpu_ops.h, whose comments define the semantics. The CUDA table
+ * has the same ops on device memory with bf16 activations.
+ *
+ * Buffer types: `void *` buffers hold the backend's activation type ("act": fp32 on the
+ * CPU, bf16 on CUDA; act_size bytes per element): activations, their gradients, and the
+ * working copy of the weights. `float *` buffers are fp32 everywhere: master weights,
+ * weight gradients, optimizer moments, lse/delta/rstd, the attention outputs as they are
+ * merged, the dq/dk/dv accumulators. Gradients marked "+=" accumulate. Every op is
+ * asynchronous on the backend's compute stream; only download and sumsq wait. */
 #ifndef RT_BACKEND_H
 #define RT_BACKEND_H
 
@@ -10,41 +17,69 @@
 
 struct backend {
     const char *name;
-    void *(*alloc)(size_t bytes, const char *what); /* zero-filled */
-    void (*free)(void *p);
-    void (*zero)(void *p, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes);
+    size_t act_size;      /* bytes per act element: 4 (fp32) or 2 (bf16) */
+    int    shared_weights; /* 1: the working weights are the fp32 master weights (no copy) */
+    int    host_memory;   /* 1: backend memory is host memory (pointers usable directly) */
+    void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
 
-    void (*matmul_forward)(float *out, const float *x, const float *w, int T, int n_in, int n_out);
-    void (*matmul_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                            int T, int n_in, int n_out);
-    void (*rmsnorm_forward)(float *out, float *rstd, const float *x, const float *w, int T, int d,
-                            float eps);
-    void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x,
-                             const float *w, const float *rstd, int T, int d);
-    void (*rope_forward)(float *x, const int64_t *pos, const double *inv_freq, int T, int nh, int D);
-    void (*rope_backward)(float *dx, const int64_t *pos, const double *inv_freq, int T, int nh, int D);
-    void (*swiglu_forward)(float *out, const float *gate, const float *up, int64_t n);
-    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, int64_t n);
-    void (*embedding_forward)(float *out, const int32_t *tokens, const float *wte, int T, int d);
-    void (*embedding_backward)(float *dwte, const float *dout, const int32_t *tokens, int T, int d);
-    void (*attn_forward)(float *out, float *lse, int ld, const float *q, const float *k,
-                         const float *v, int Tq, int Tk, int H, int Hkv, int D, int causal);
-    void (*attn_delta)(float *delta, int ld, const float *dout, const float *out, int T, int H, int D);
-    void (*attn_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                          const float *k, const float *v, const float *lse, const float *delta,
-                          int ld, int Tq, int Tk, int H, int Hkv, int D, int causal);
-    void (*attn_merge)(float *out, float *lse, int ld, const float *out_b, const float *lse_b,
-                       int ld_b, int Tq, int H, int D);
-    double (*xent_forward_backward)(float *dx, float *dw, const float *x, const float *w,
-                                    const int32_t *labels, int T, int d, int V, float grad_scale,
-                                    int chunk, float *scratch);
-    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
-                  float b2, float eps, float wd, float bc1, float bc2);
-    double (*sumsq)(const float *x, int64_t n);
-    void (*scale)(float *x, float s, int64_t n);
-    void (*add)(float *y, const float *x, int64_t n);
+    /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
+    void *(*alloc)(const struct backend *be, size_t bytes, const char *what);
+    void (*free)(const struct backend *be, void *p);
+    void (*zero)(const struct backend *be, void *p, size_t bytes);
+    void (*copy)(const struct backend *be, void *dst, const void *src, size_t bytes);
+    void (*upload)(const struct backend *be, void *dst, const void *host, size_t bytes);
+    void (*download)(const struct backend *be, void *host, const void *src, size_t bytes); /* waits */
+    void (*to_act)(const struct backend *be, void *dst, const float *src, int64_t n);
+    void (*to_f32)(const struct backend *be, float *dst, const void *src, int64_t n);
+
+    /* Layers. x, out, dx, dy, w...: act; dw, rstd: fp32. */
+    void (*matmul_forward)(const struct backend *be, void *out, const void *x, const void *w, int T,
+                           int n_in, int n_out);
+    void (*matmul_backward)(const struct backend *be, void *dx, float *dw, const void *dy,
+                            const void *x, const void *w, int T, int n_in, int n_out);
+    void (*rmsnorm_forward)(const struct backend *be, void *out, float *rstd, const void *x,
+                            const void *w, int T, int d, float eps);
+    void (*rmsnorm_backward)(const struct backend *be, void *dx, float *dw, const void *dout,
+                             const void *x, const void *w, const float *rstd, int T, int d);
+    void (*rope_forward)(const struct backend *be, void *x, const int64_t *pos,
+                         const double *inv_freq, int T, int nh, int D);
+    void (*rope_backward)(const struct backend *be, void *dx, const int64_t *pos,
+                          const double *inv_freq, int T, int nh, int D);
+    void (*swiglu_forward)(const struct backend *be, void *out, const void *gate, const void *up,
+                           int64_t n);
+    void (*swiglu_backward)(const struct backend *be, void *dgate, void *dup, const void *dout,
+                            const void *gate, const void *up, int64_t n);
+    void (*embedding_forward)(const struct backend *be, void *out, const int32_t *tokens,
+                              const void *wte, int T, int d);
+    void (*embedding_backward)(const struct backend *be, float *dwte, const void *dout,
+                               const int32_t *tokens, int T, int d);
+    void (*add)(const struct backend *be, void *y, const void *x, int64_t n); /* y += x */
+
+    /* Attention blocks (the ring schedule's kernels). q, k, v, dout: act; the rest fp32. */
+    void (*attn_forward)(const struct backend *be, float *out, float *lse, int ld, const void *q,
+                         const void *k, const void *v, int Tq, int Tk, int H, int Hkv, int D,
+                         int causal);
+    void (*attn_delta)(const struct backend *be, float *delta, int ld, const void *dout,
+                       const float *out, int T, int H, int D);
+    void (*attn_backward)(const struct backend *be, float *dq, float *dk, float *dv,
+                          const void *dout, const void *q, const void *k, const void *v,
+                          const float *lse, const float *delta, int ld, int Tq, int Tk, int H,
+                          int Hkv, int D, int causal);
+    void (*attn_merge)(const struct backend *be, float *out, float *lse, int ld, const float *out_b,
+                       const float *lse_b, int ld_b, int Tq, int H, int D);
+
+    /* lm_head + cross-entropy over T tokens (x, w, dx: act; dw fp32 +=): adds the sum of the
+     * token losses to *loss (one double in backend memory). dx == NULL: forward only. */
+    void (*xent)(const struct backend *be, double *loss, void *dx, float *dw, const void *x,
+                 const void *w, const int32_t *labels, int T, int d, int V, float grad_scale);
+
+    /* Optimizer and gradients (fp32). adamw also refreshes the working copy p_act (act)
+     * unless shared_weights. */
+    void (*adamw)(const struct backend *be, float *p, void *p_act, const float *g, float *m,
+                  float *v, int64_t n, float lr, float b1, float b2, float eps, float wd, float bc1,
+                  float bc2);
+    double (*sumsq)(const struct backend *be, const float *x, int64_t n); /* waits */
+    void (*scale)(const struct backend *be, float *x, float s, int64_t n);
 };
 
 extern const struct backend cpu_backend;

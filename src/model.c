@@ -10,22 +10,51 @@
 
 #include "runtime.h"
 
-static float *falloc(const struct backend *be, int64_t n, const char *what) {
-    return be->alloc((size_t)n * sizeof(float), what);
+/* Every buffer this model allocates, for model_free. */
+struct owned {
+    void **p;
+    int n, cap;
+};
+
+static void *own(struct model *m, struct owned *o, size_t bytes, const char *what) {
+    void *p = m->be->alloc(m->be, bytes, what);
+    if (o->n == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 64;
+        o->p = realloc(o->p, (size_t)o->cap * sizeof *o->p);
+        if (!o->p) RT_FATAL("out of memory");
+    }
+    o->p[o->n++] = p;
+    return p;
+}
+
+static struct owned *owned_of(struct model *m) { return (struct owned *)m->owned; }
+
+static void *act_alloc(struct model *m, int64_t n, const char *what) {
+    return own(m, owned_of(m), (size_t)n * m->be->act_size, what);
+}
+static float *f32_alloc(struct model *m, int64_t n, const char *what) {
+    return own(m, owned_of(m), (size_t)n * sizeof(float), what);
+}
+
+/* Element offset into an act buffer. */
+static void *at(const struct model *m, const void *base, int64_t elems) {
+    return (char *)base + elems * (int64_t)m->be->act_size;
 }
 
 /* Allocate the fields of a that are NULL (so per-layer storage can be mixed with scratch). */
-static void acts_alloc(const struct backend *be, struct layer_acts *a, const struct model_config *mc, int T) {
-    int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
+static void acts_alloc(struct model *m, struct layer_acts *a) {
+    const struct model_config *mc = &m->mc;
+    int64_t T = m->T, d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
-    struct { float **p; int64_t n; } f[] = {
-        {&a->xn1, T * d}, {&a->rstd1, T},     {&a->q, T * hd},  {&a->k, T * kvd},
-        {&a->v, T * kvd}, {&a->attn, T * hd}, {&a->lse, mc->n_heads * (int64_t)T},
-        {&a->h, T * d},   {&a->xn2, T * d},   {&a->rstd2, T},   {&a->gate, T * F},
-        {&a->up, T * F},  {&a->act, T * F},
+    struct { void **p; int64_t n; } act[] = {
+        {&a->xn1, T * d}, {&a->q, T * hd}, {&a->k, T * kvd}, {&a->v, T * kvd}, {&a->attn, T * hd},
+        {&a->h, T * d}, {&a->xn2, T * d}, {&a->gate, T * F}, {&a->up, T * F}, {&a->act, T * F},
     };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (!*f[i].p) *f[i].p = falloc(be, f[i].n, "activations");
+    for (size_t i = 0; i < sizeof act / sizeof act[0]; i++)
+        if (!*act[i].p) *act[i].p = act_alloc(m, act[i].n, "activations");
+    if (!a->rstd1) a->rstd1 = f32_alloc(m, T, "activations");
+    if (!a->rstd2) a->rstd2 = f32_alloc(m, T, "activations");
+    if (!a->lse) a->lse = f32_alloc(m, mc->n_heads * T, "activations");
 }
 
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
@@ -35,140 +64,146 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->mc = *mc;
     m->T = T;
     m->ckpt = ckpt;
+    m->owned = rt_calloc(1, sizeof(struct owned), "model buffers");
     char err[256];
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
-    m->params = falloc(be, m->pt.total, "parameters");
-    m->grads = falloc(be, m->pt.total, "gradients");
-    m->inv_freq = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
-    params_rope_inv_freq(mc, m->inv_freq);
+    int64_t P = m->pt.total;
+    m->params = f32_alloc(m, P, "parameters");
+    m->wact = be->shared_weights ? (void *)m->params : act_alloc(m, P, "working weights");
+    m->grads = f32_alloc(m, P, "gradients");
+    double *inv = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
+    params_rope_inv_freq(mc, inv);
+    m->inv_freq = own(m, owned_of(m), (size_t)mc->head_dim / 2 * sizeof(double), "rope frequencies");
+    be->upload(be, m->inv_freq, inv, (size_t)mc->head_dim / 2 * sizeof(double));
+    free(inv);
     ring_init(&m->ring, be, cp, zigzag, T, mc->n_heads, mc->n_kv_heads, mc->head_dim);
 
     int Ly = mc->n_layers;
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
-            kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim, V = mc->vocab_size;
+            kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
     m->xs = rt_calloc((size_t)Ly + 1, sizeof *m->xs, "layer inputs");
-    for (int l = 0; l <= Ly; l++) m->xs[l] = falloc(be, T * d, "layer inputs");
+    for (int l = 0; l <= Ly; l++) m->xs[l] = act_alloc(m, T * d, "layer inputs");
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
-    acts_alloc(be, &m->scratch, mc, T);
+    acts_alloc(m, &m->scratch);
     for (int l = 0; l < Ly; l++) {
         struct layer_acts *a = &m->la[l];
         if (ckpt == MODEL_SAVE_ALL) {
-            acts_alloc(be, a, mc, T);
+            acts_alloc(m, a);
             continue;
         }
         *a = m->scratch;
         if (ckpt == MODEL_SAVE_SELECTIVE) {
-            a->attn = falloc(be, T * hd, "saved attention output");
-            a->lse = falloc(be, (int64_t)mc->n_heads * T, "saved lse");
+            a->attn = act_alloc(m, T * hd, "saved attention output");
+            a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
         }
     }
-    m->xnf = falloc(be, T * d, "final norm");
-    m->rstdf = falloc(be, T, "final norm");
-    m->tmp = falloc(be, T * d, "scratch");
-    m->g = falloc(be, T * d, "gradient");
-    m->dxn = falloc(be, T * d, "gradient");
-    m->dattn = falloc(be, T * hd, "gradient");
-    m->dq = falloc(be, T * hd, "gradient");
-    m->dk = falloc(be, T * kvd, "gradient");
-    m->dv = falloc(be, T * kvd, "gradient");
-    m->dgate = falloc(be, T * F, "gradient");
-    m->dup = falloc(be, T * F, "gradient");
-    m->dact = falloc(be, T * F, "gradient");
-    m->xent_chunk = T < 256 ? T : 256;
-    m->xent_scratch = falloc(be, (int64_t)m->xent_chunk * V, "cross-entropy chunk");
+    m->xnf = act_alloc(m, T * d, "final norm");
+    m->rstdf = f32_alloc(m, T, "final norm");
+    m->tmp = act_alloc(m, T * d, "scratch");
+    m->g = act_alloc(m, T * d, "gradient");
+    m->dxn = act_alloc(m, T * d, "gradient");
+    m->dattn = act_alloc(m, T * hd, "gradient");
+    m->dq = f32_alloc(m, T * hd, "gradient");
+    m->dk = f32_alloc(m, T * kvd, "gradient");
+    m->dv = f32_alloc(m, T * kvd, "gradient");
+    m->dq_a = act_alloc(m, T * hd, "gradient");
+    m->dk_a = act_alloc(m, T * kvd, "gradient");
+    m->dv_a = act_alloc(m, T * kvd, "gradient");
+    m->dgate = act_alloc(m, T * F, "gradient");
+    m->dup = act_alloc(m, T * F, "gradient");
+    m->dact = act_alloc(m, T * F, "gradient");
+    m->tok = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "shard tokens");
+    m->lab = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "shard labels");
+    m->pos = own(m, owned_of(m), (size_t)T * sizeof(int64_t), "shard positions");
+    m->loss = own(m, owned_of(m), sizeof(double), "loss");
 }
 
 void model_free(struct model *m) {
-    const struct backend *be = m->be;
-    int Ly = m->mc.n_layers;
-    for (int l = 0; l <= Ly; l++) be->free(m->xs[l]);
+    struct owned *o = owned_of(m);
+    for (int i = 0; i < o->n; i++) m->be->free(m->be, o->p[i]);
+    free(o->p);
+    free(o);
     free(m->xs);
-    float **mine[] = {&m->scratch.xn1, &m->scratch.rstd1, &m->scratch.q,    &m->scratch.k,
-                      &m->scratch.v,   &m->scratch.attn,  &m->scratch.lse,  &m->scratch.h,
-                      &m->scratch.xn2, &m->scratch.rstd2, &m->scratch.gate, &m->scratch.up,
-                      &m->scratch.act};
-    for (int l = 0; l < Ly; l++) {
-        struct layer_acts *a = &m->la[l];
-        float **fields[] = {&a->xn1, &a->rstd1, &a->q,    &a->k,    &a->v,  &a->attn, &a->lse,
-                            &a->h,   &a->xn2,   &a->rstd2, &a->gate, &a->up, &a->act};
-        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-            if (*fields[i] != *mine[i]) be->free(*fields[i]);
-    }
-    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++) be->free(*mine[i]);
     free(m->la);
-    float *bufs[] = {m->params, m->grads, m->xnf, m->rstdf, m->tmp,  m->g,    m->dxn,
-                     m->dattn,  m->dq,    m->dk,  m->dv,    m->dgate, m->dup, m->dact,
-                     m->xent_scratch};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
-    free(m->inv_freq);
     ring_free(&m->ring);
     params_free(&m->pt);
 }
 
+void model_set_params(struct model *m, const float *host) {
+    const struct backend *be = m->be;
+    size_t bytes = (size_t)m->pt.total * sizeof(float);
+    be->upload(be, m->params, host, bytes);
+    if (!be->shared_weights) be->to_act(be, m->wact, m->params, m->pt.total);
+}
+
 /* Layer l forward from xs[l]. attention: also run the ring (else attn/lse are saved).
  * out: where the layer output goes (NULL when only recomputing for the backward). */
-static void layer_forward(struct model *m, int l, const int64_t *pos, int attention, float *out) {
+static void layer_forward(struct model *m, int l, int attention, void *out) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     struct layer_acts *a = &m->la[l];
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    const float *W = m->params;
+    const void *W = m->wact;
     int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
-    const float *x = m->xs[l];
-    be->rmsnorm_forward(a->xn1, a->rstd1, x, W + lp.attn_norm, T, d, (float)mc->norm_eps);
-    be->matmul_forward(a->q, a->xn1, W + lp.wq, T, d, H * D);
-    be->matmul_forward(a->k, a->xn1, W + lp.wk, T, d, Hkv * D);
-    be->matmul_forward(a->v, a->xn1, W + lp.wv, T, d, Hkv * D);
-    be->rope_forward(a->q, pos, m->inv_freq, T, H, D);
-    be->rope_forward(a->k, pos, m->inv_freq, T, Hkv, D);
+    const void *x = m->xs[l];
+    size_t td = (size_t)T * d * be->act_size;
+    be->rmsnorm_forward(be, a->xn1, a->rstd1, x, at(m, W, lp.attn_norm), T, d, (float)mc->norm_eps);
+    be->matmul_forward(be, a->q, a->xn1, at(m, W, lp.wq), T, d, H * D);
+    be->matmul_forward(be, a->k, a->xn1, at(m, W, lp.wk), T, d, Hkv * D);
+    be->matmul_forward(be, a->v, a->xn1, at(m, W, lp.wv), T, d, Hkv * D);
+    be->rope_forward(be, a->q, m->pos, m->inv_freq, T, H, D);
+    be->rope_forward(be, a->k, m->pos, m->inv_freq, T, Hkv, D);
     if (attention) ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
-    be->matmul_forward(m->tmp, a->attn, W + lp.wo, T, H * D, d);
-    be->copy(a->h, x, (size_t)T * d * sizeof(float));
-    be->add(a->h, m->tmp, (int64_t)T * d);
-    be->rmsnorm_forward(a->xn2, a->rstd2, a->h, W + lp.mlp_norm, T, d, (float)mc->norm_eps);
-    be->matmul_forward(a->gate, a->xn2, W + lp.w_gate, T, d, F);
-    be->matmul_forward(a->up, a->xn2, W + lp.w_up, T, d, F);
-    be->swiglu_forward(a->act, a->gate, a->up, (int64_t)T * F);
+    be->matmul_forward(be, m->tmp, a->attn, at(m, W, lp.wo), T, H * D, d);
+    be->copy(be, a->h, x, td);
+    be->add(be, a->h, m->tmp, (int64_t)T * d);
+    be->rmsnorm_forward(be, a->xn2, a->rstd2, a->h, at(m, W, lp.mlp_norm), T, d, (float)mc->norm_eps);
+    be->matmul_forward(be, a->gate, a->xn2, at(m, W, lp.w_gate), T, d, F);
+    be->matmul_forward(be, a->up, a->xn2, at(m, W, lp.w_up), T, d, F);
+    be->swiglu_forward(be, a->act, a->gate, a->up, (int64_t)T * F);
     if (out) {
-        be->matmul_forward(m->tmp, a->act, W + lp.w_down, T, F, d);
-        be->copy(out, a->h, (size_t)T * d * sizeof(float));
-        be->add(out, m->tmp, (int64_t)T * d);
+        be->matmul_forward(be, m->tmp, a->act, at(m, W, lp.w_down), T, F, d);
+        be->copy(be, out, a->h, td);
+        be->add(be, out, m->tmp, (int64_t)T * d);
     }
 }
 
 /* Layer l backward: m->g holds dL/d(layer output) and becomes dL/d(layer input). */
-static void layer_backward(struct model *m, int l, const int64_t *pos) {
+static void layer_backward(struct model *m, int l) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     struct layer_acts *a = &m->la[l];
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    const float *W = m->params;
+    const void *W = m->wact;
     float *G = m->grads;
     int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
-    size_t td = (size_t)T * d * sizeof(float);
+    size_t as = be->act_size, td = (size_t)T * d * as;
 
     /* MLP: out = h + down(silu(gate) * up); g is dL/dout and, through the residual, dL/dh. */
-    be->zero(m->dact, (size_t)T * F * sizeof(float));
-    be->matmul_backward(m->dact, G + lp.w_down, m->g, a->act, W + lp.w_down, T, F, d);
-    be->swiglu_backward(m->dgate, m->dup, m->dact, a->gate, a->up, (int64_t)T * F);
-    be->zero(m->dxn, td);
-    be->matmul_backward(m->dxn, G + lp.w_gate, m->dgate, a->xn2, W + lp.w_gate, T, d, F);
-    be->matmul_backward(m->dxn, G + lp.w_up, m->dup, a->xn2, W + lp.w_up, T, d, F);
-    be->rmsnorm_backward(m->g, G + lp.mlp_norm, m->dxn, a->h, W + lp.mlp_norm, a->rstd2, T, d);
+    be->zero(be, m->dact, (size_t)T * F * as);
+    be->matmul_backward(be, m->dact, G + lp.w_down, m->g, a->act, at(m, W, lp.w_down), T, F, d);
+    be->swiglu_backward(be, m->dgate, m->dup, m->dact, a->gate, a->up, (int64_t)T * F);
+    be->zero(be, m->dxn, td);
+    be->matmul_backward(be, m->dxn, G + lp.w_gate, m->dgate, a->xn2, at(m, W, lp.w_gate), T, d, F);
+    be->matmul_backward(be, m->dxn, G + lp.w_up, m->dup, a->xn2, at(m, W, lp.w_up), T, d, F);
+    be->rmsnorm_backward(be, m->g, G + lp.mlp_norm, m->dxn, a->h, at(m, W, lp.mlp_norm), a->rstd2, T, d);
 
     /* Attention: h = x + o(attn(rope(q), rope(k), v)). */
-    be->zero(m->dattn, (size_t)T * H * D * sizeof(float));
-    be->matmul_backward(m->dattn, G + lp.wo, m->g, a->attn, W + lp.wo, T, H * D, d);
+    be->zero(be, m->dattn, (size_t)T * H * D * as);
+    be->matmul_backward(be, m->dattn, G + lp.wo, m->g, a->attn, at(m, W, lp.wo), T, H * D, d);
     ring_backward(&m->ring, m->dq, m->dk, m->dv, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
-    be->rope_backward(m->dq, pos, m->inv_freq, T, H, D);
-    be->rope_backward(m->dk, pos, m->inv_freq, T, Hkv, D);
-    be->zero(m->dxn, td);
-    be->matmul_backward(m->dxn, G + lp.wq, m->dq, a->xn1, W + lp.wq, T, d, H * D);
-    be->matmul_backward(m->dxn, G + lp.wk, m->dk, a->xn1, W + lp.wk, T, d, Hkv * D);
-    be->matmul_backward(m->dxn, G + lp.wv, m->dv, a->xn1, W + lp.wv, T, d, Hkv * D);
-    be->rmsnorm_backward(m->g, G + lp.attn_norm, m->dxn, m->xs[l], W + lp.attn_norm, a->rstd1, T, d);
+    be->to_act(be, m->dq_a, m->dq, (int64_t)T * H * D);
+    be->to_act(be, m->dk_a, m->dk, (int64_t)T * Hkv * D);
+    be->to_act(be, m->dv_a, m->dv, (int64_t)T * Hkv * D);
+    be->rope_backward(be, m->dq_a, m->pos, m->inv_freq, T, H, D);
+    be->rope_backward(be, m->dk_a, m->pos, m->inv_freq, T, Hkv, D);
+    be->zero(be, m->dxn, td);
+    be->matmul_backward(be, m->dxn, G + lp.wq, m->dq_a, a->xn1, at(m, W, lp.wq), T, d, H * D);
+    be->matmul_backward(be, m->dxn, G + lp.wk, m->dk_a, a->xn1, at(m, W, lp.wk), T, d, Hkv * D);
+    be->matmul_backward(be, m->dxn, G + lp.wv, m->dv_a, a->xn1, at(m, W, lp.wv), T, d, Hkv * D);
+    be->rmsnorm_backward(be, m->g, G + lp.attn_norm, m->dxn, m->xs[l], at(m, W, lp.attn_norm), a->rstd1, T, d);
 }
 
 double model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
@@ -176,26 +211,30 @@ double model_forward_backward(struct model *m, const int32_t *tokens, const int3
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     int T = m->T, d = mc->dim, V = mc->vocab_size, Ly = mc->n_layers;
-    const float *W = m->params;
+    const void *W = m->wact;
     int64_t embed = params_embed(&m->pt), head = params_lm_head(&m->pt), fnorm = params_final_norm(&m->pt);
+    be->upload(be, m->tok, tokens, (size_t)T * sizeof(int32_t));
+    be->upload(be, m->lab, labels, (size_t)T * sizeof(int32_t));
+    be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
+    be->zero(be, m->loss, sizeof(double));
 
-    be->embedding_forward(m->xs[0], tokens, W + embed, T, d);
-    for (int l = 0; l < Ly; l++) layer_forward(m, l, pos, 1, m->xs[l + 1]);
-    be->rmsnorm_forward(m->xnf, m->rstdf, m->xs[Ly], W + fnorm, T, d, (float)mc->norm_eps);
-    if (!train)
-        return be->xent_forward_backward(NULL, NULL, m->xnf, W + head, labels, T, d, V, 0.0f,
-                                         m->xent_chunk, m->xent_scratch);
-
-    size_t td = (size_t)T * d * sizeof(float);
-    be->zero(m->dxn, td);
-    double loss = be->xent_forward_backward(m->dxn, m->grads + head, m->xnf, W + head, labels, T, d,
-                                            V, grad_scale, m->xent_chunk, m->xent_scratch);
-    be->zero(m->g, td);
-    be->rmsnorm_backward(m->g, m->grads + fnorm, m->dxn, m->xs[Ly], W + fnorm, m->rstdf, T, d);
-    for (int l = Ly - 1; l >= 0; l--) {
-        if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, pos, m->ckpt == MODEL_SAVE_FULL, NULL);
-        layer_backward(m, l, pos);
+    be->embedding_forward(be, m->xs[0], m->tok, at(m, W, embed), T, d);
+    for (int l = 0; l < Ly; l++) layer_forward(m, l, 1, m->xs[l + 1]);
+    be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], at(m, W, fnorm), T, d, (float)mc->norm_eps);
+    size_t td = (size_t)T * d * be->act_size;
+    if (train) be->zero(be, m->dxn, td);
+    be->xent(be, m->loss, train ? m->dxn : NULL, m->grads + head, m->xnf, at(m, W, head), m->lab, T, d, V,
+             grad_scale);
+    if (train) {
+        be->zero(be, m->g, td);
+        be->rmsnorm_backward(be, m->g, m->grads + fnorm, m->dxn, m->xs[Ly], at(m, W, fnorm), m->rstdf, T, d);
+        for (int l = Ly - 1; l >= 0; l--) {
+            if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
+            layer_backward(m, l);
+        }
+        be->embedding_backward(be, m->grads + embed, m->g, m->tok, T, d);
     }
-    be->embedding_backward(m->grads + embed, m->g, tokens, T, d);
+    double loss;
+    be->download(be, &loss, m->loss, sizeof loss);
     return loss;
 }

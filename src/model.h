@@ -2,7 +2,8 @@
  * parameters and their gradients (flat buffers laid out by params.h), the activations
  * saved for the backward according to the checkpointing policy, and the ring attention
  * state. One call processes one rank's shard of one sequence.
- * Shapes: T local tokens, d dim, H/Hkv heads, D head dim, F ffn dim, V vocab, Ly layers. */
+ * Shapes: T local tokens, d dim, H/Hkv heads, D head dim, F ffn dim, V vocab, Ly layers.
+ * Buffers marked act hold the backend's activation type (backend.h); the rest are fp32. */
 #ifndef RT_MODEL_H
 #define RT_MODEL_H
 
@@ -15,51 +16,62 @@ enum model_ckpt { MODEL_SAVE_ALL, MODEL_SAVE_FULL, MODEL_SAVE_SELECTIVE };
 
 /* One layer's activations; pointers into per-layer storage or shared scratch. */
 struct layer_acts {
-    float *xn1;   /* (T, d) */
+    void  *xn1;   /* (T, d) act */
     float *rstd1; /* (T) */
-    float *q;     /* (T, H, D) after RoPE */
-    float *k;     /* (T, Hkv, D) after RoPE */
-    float *v;     /* (T, Hkv, D) */
-    float *attn;  /* (T, H, D) attention output, pre o_proj */
+    void  *q;     /* (T, H, D) act, after RoPE */
+    void  *k;     /* (T, Hkv, D) act, after RoPE */
+    void  *v;     /* (T, Hkv, D) act */
+    void  *attn;  /* (T, H, D) act, attention output, pre o_proj */
     float *lse;   /* (H, T) */
-    float *h;     /* (T, d) residual after attention */
-    float *xn2;   /* (T, d) */
+    void  *h;     /* (T, d) act, residual after attention */
+    void  *xn2;   /* (T, d) act */
     float *rstd2; /* (T) */
-    float *gate;  /* (T, F) */
-    float *up;    /* (T, F) */
-    float *act;   /* (T, F) silu(gate) * up */
+    void  *gate;  /* (T, F) act */
+    void  *up;    /* (T, F) act */
+    void  *act;   /* (T, F) act, silu(gate) * up */
 };
 
 struct model {
     const struct backend *be;
     struct model_config mc;
     struct param_table pt;
-    float  *params;        /* (pt.total) */
+    float  *params;        /* (pt.total) fp32 master weights */
+    void   *wact;          /* (pt.total) act working weights; == params with shared_weights */
     float  *grads;         /* (pt.total) accumulated by model_forward_backward */
-    double *inv_freq;      /* (D/2) host */
+    double *inv_freq;      /* (D/2) backend memory */
     int     T;             /* local tokens per sequence shard */
     int     ckpt;          /* enum model_ckpt */
-    int     xent_chunk;    /* tokens per lm_head/cross-entropy chunk */
     struct ring ring;
-    float **xs;            /* Ly+1 of (T, d): each layer's input; xs[Ly] the last output */
+    void  **xs;            /* Ly+1 of (T, d) act: each layer's input; xs[Ly] the last output */
     struct layer_acts *la; /* Ly */
     struct layer_acts scratch;
-    float *xnf, *rstdf;    /* (T, d), (T): final norm */
-    float *tmp;            /* (T, d) */
-    float *g, *dxn;        /* (T, d) gradients */
-    float *dattn, *dq, *dk, *dv; /* (T, H*D), (T, H*D), (T, Hkv*D) x2 */
-    float *dgate, *dup, *dact;   /* (T, F) */
-    float *xent_scratch;   /* (xent_chunk, V) */
+    void  *xnf;            /* (T, d) act: final norm */
+    float *rstdf;          /* (T) */
+    void  *tmp;            /* (T, d) act */
+    void  *g, *dxn;        /* (T, d) act gradients */
+    void  *dattn;          /* (T, H*D) act */
+    float *dq, *dk, *dv;   /* (T, H*D), (T, Hkv*D) x2: fp32 from the ring */
+    void  *dq_a, *dk_a, *dv_a; /* the same in act */
+    void  *dgate, *dup, *dact; /* (T, F) act */
+    int32_t *tok, *lab;    /* (T) backend copies of the shard */
+    int64_t *pos;          /* (T) */
+    double  *loss;         /* (1) backend memory: summed token losses */
+    void    *owned;        /* every buffer allocated here, for model_free */
 };
 
-/* Allocates parameters (uninitialised: load or init them), gradients and activations. */
+/* Allocates parameters (zero: load or init them with model_set_params), gradients and
+ * activations. */
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
                 struct comm *cp, int zigzag, int T, int ckpt);
 void model_free(struct model *m);
 
+/* Copy fp32 master weights from host memory (pt.total floats) and refresh the working copy. */
+void model_set_params(struct model *m, const float *host);
+
 /* Forward (and backward when train) over this rank's shard: tokens, labels (label < 0 is
- * ignored) and global positions, T each. Gradients are scaled by grad_scale and added to
- * m->grads. Returns the sum of this rank's token losses. Every rank of the ring calls it. */
+ * ignored) and global positions, T each, in host memory. Gradients are scaled by
+ * grad_scale and added to m->grads. Returns the sum of this rank's token losses. Every
+ * rank of the ring calls it. */
 double model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
                               const int64_t *pos, float grad_scale, int train);
 

@@ -5,14 +5,14 @@
 
 void opt_init(struct optimizer *o, const struct backend *be, int64_t total) {
     o->be = be;
-    o->m = be->alloc((size_t)total * sizeof(float), "AdamW first moment");
-    o->v = be->alloc((size_t)total * sizeof(float), "AdamW second moment");
+    o->m = be->alloc(be, (size_t)total * sizeof(float), "AdamW first moment");
+    o->v = be->alloc(be, (size_t)total * sizeof(float), "AdamW second moment");
     o->t = 0;
 }
 
 void opt_free(struct optimizer *o) {
-    o->be->free(o->m);
-    o->be->free(o->v);
+    o->be->free(o->be, o->m);
+    o->be->free(o->be, o->v);
 }
 
 double opt_lr(const struct cfg_train *tc, int64_t step) {
@@ -25,15 +25,15 @@ double opt_lr(const struct cfg_train *tc, int64_t step) {
 }
 
 double opt_grad_norm(const struct backend *be, const float *grads, int64_t total) {
-    return sqrt(be->sumsq(grads, total));
+    return sqrt(be->sumsq(be, grads, total));
 }
 
 void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct param_table *pt,
-              float *params, float *grads, double grad_norm, double lr) {
+              float *params, void *wact, float *grads, double grad_norm, double lr) {
     const struct backend *be = o->be;
     if (tc->grad_clip > 0) {
         double coef = tc->grad_clip / (grad_norm + 1e-6);
-        if (coef < 1.0) be->scale(grads, (float)coef, pt->total);
+        if (coef < 1.0) be->scale(be, grads, (float)coef, pt->total);
     }
     o->t++;
     float bc1 = (float)(1.0 - pow(tc->beta1, (double)o->t));
@@ -41,7 +41,8 @@ void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct para
     for (int i = 0; i < pt->n; i++) {
         const struct param *p = &pt->p[i];
         float wd = p->ndim >= 2 ? (float)tc->weight_decay : 0.0f;
-        be->adamw(params + p->offset, grads + p->offset, o->m + p->offset, o->v + p->offset, p->numel,
-                  (float)lr, (float)tc->beta1, (float)tc->beta2, (float)tc->eps, wd, bc1, bc2);
+        be->adamw(be, params + p->offset, (char *)wact + p->offset * (int64_t)be->act_size, grads + p->offset,
+                  o->m + p->offset, o->v + p->offset, p->numel, (float)lr, (float)tc->beta1, (float)tc->beta2,
+                  (float)tc->eps, wd, bc1, bc2);
     }
 }

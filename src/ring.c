@@ -13,6 +13,11 @@
 
 static size_t kv_elems(const struct ring *rg) { return (size_t)2 * rg->T * rg->Hkv * rg->D; }
 
+/* Element offset into an act buffer. */
+static void *at(const struct ring *rg, const void *base, size_t elems) {
+    return (char *)base + elems * rg->be->act_size;
+}
+
 void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,
                int Hkv, int D) {
     rg->be = be;
@@ -23,24 +28,27 @@ void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int z
     rg->H = H;
     rg->Hkv = Hkv;
     rg->D = D;
-    size_t kvb = kv_elems(rg) * sizeof(float);
+    rg->act_dtype = be->act_size == 2 ? COMM_BF16 : COMM_F32;
     for (int i = 0; i < 2; i++) {
-        rg->kv[i] = be->alloc(kvb, "ring K/V buffer");
-        rg->dkv[i] = be->alloc(kvb, "ring dK/dV buffer");
+        rg->kv[i] = be->alloc(be, kv_elems(rg) * be->act_size, "ring K/V buffer");
+        rg->dkv[i] = be->alloc(be, kv_elems(rg) * sizeof(float), "ring dK/dV buffer");
     }
-    rg->blk_out = be->alloc((size_t)T * H * D * sizeof(float), "ring block output");
-    rg->blk_lse = be->alloc((size_t)H * T * sizeof(float), "ring block lse");
-    rg->delta = be->alloc((size_t)H * T * sizeof(float), "ring delta");
+    rg->out32 = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring merged output");
+    rg->blk_out = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring block output");
+    rg->blk_lse = be->alloc(be, (size_t)H * T * sizeof(float), "ring block lse");
+    rg->delta = be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
 }
 
 void ring_free(struct ring *rg) {
+    const struct backend *be = rg->be;
     for (int i = 0; i < 2; i++) {
-        rg->be->free(rg->kv[i]);
-        rg->be->free(rg->dkv[i]);
+        be->free(be, rg->kv[i]);
+        be->free(be, rg->dkv[i]);
     }
-    rg->be->free(rg->blk_out);
-    rg->be->free(rg->blk_lse);
-    rg->be->free(rg->delta);
+    be->free(be, rg->out32);
+    be->free(be, rg->blk_out);
+    be->free(be, rg->blk_lse);
+    be->free(be, rg->delta);
 }
 
 /* Which block a step computes: q rows [q0, q0+nq), keys [k0, k0+nk) of the held K/V. */
@@ -66,28 +74,28 @@ static int step_block(const struct ring *rg, int s, struct block *b) {
     return 0;
 }
 
-void ring_forward(struct ring *rg, float *out, float *lse, const float *q, const float *k,
-                  const float *v) {
+void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
+                  const void *v) {
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
-    size_t kv_half = (size_t)T * Hkv * D;
-    be->copy(rg->kv[0], k, kv_half * sizeof(float));
-    be->copy(rg->kv[0] + kv_half, v, kv_half * sizeof(float));
+    size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
+    be->copy(be, rg->kv[0], k, kv_half * be->act_size);
+    be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
     struct comm_ring_req req = {0};
     char what[64];
     for (int s = 0; s < N; s++) {
-        float *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
-        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)2 * kv_half, COMM_F32, &req);
+        void *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
+        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)(2 * kv_half), rg->act_dtype, &req);
         struct block b;
         if (step_block(rg, s, &b)) {
-            const float *kb = cur + (size_t)b.k0 * Hkv * D, *vb = cur + kv_half + (size_t)b.k0 * Hkv * D;
-            float *qo = out + (size_t)b.q0 * H * D;
-            const float *qb = q + (size_t)b.q0 * H * D;
+            const void *kb = at(rg, cur, (size_t)b.k0 * Hkv * D), *vb = at(rg, cur, kv_half + (size_t)b.k0 * Hkv * D);
+            const void *qb = at(rg, q, (size_t)b.q0 * hd);
             if (s == 0) {
-                be->attn_forward(out, lse, T, q, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
+                be->attn_forward(be, rg->out32, lse, T, q, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
             } else {
-                be->attn_forward(rg->blk_out, rg->blk_lse, T, qb, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
-                be->attn_merge(qo, lse + b.q0, T, rg->blk_out, rg->blk_lse, T, b.nq, H, D);
+                be->attn_forward(be, rg->blk_out, rg->blk_lse, T, qb, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
+                be->attn_merge(be, rg->out32 + (size_t)b.q0 * hd, lse + b.q0, T, rg->blk_out, rg->blk_lse, T,
+                               b.nq, H, D);
             }
         }
         if (s + 1 < N) {
@@ -95,35 +103,37 @@ void ring_forward(struct ring *rg, float *out, float *lse, const float *q, const
             comm_ring_wait(rg->cp, &req, what);
         }
     }
+    be->to_act(be, out, rg->out32, (int64_t)(T * hd));
 }
 
-void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const float *dout,
-                   const float *q, const float *k, const float *v, const float *out,
+void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void *dout,
+                   const void *q, const void *k, const void *v, const void *out,
                    const float *lse) {
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
-    size_t kv_half = (size_t)T * Hkv * D;
-    be->attn_delta(rg->delta, T, dout, out, T, H, D);
-    be->zero(dq, (size_t)T * H * D * sizeof(float));
-    be->copy(rg->kv[0], k, kv_half * sizeof(float));
-    be->copy(rg->kv[0] + kv_half, v, kv_half * sizeof(float));
-    be->zero(rg->dkv[0], 2 * kv_half * sizeof(float));
+    size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
+    be->to_f32(be, rg->out32, out, (int64_t)(T * hd));
+    be->attn_delta(be, rg->delta, T, dout, rg->out32, T, H, D);
+    be->zero(be, dq, (size_t)T * hd * sizeof(float));
+    be->copy(be, rg->kv[0], k, kv_half * be->act_size);
+    be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
+    be->zero(be, rg->dkv[0], 2 * kv_half * sizeof(float));
     struct comm_ring_req req = {0}, dreq = {0};
     char what[64];
     for (int s = 0; s < N; s++) {
-        float *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
+        void *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
         float *dcur = rg->dkv[s & 1], *dnext = rg->dkv[(s + 1) & 1];
-        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)2 * kv_half, COMM_F32, &req);
+        if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)(2 * kv_half), rg->act_dtype, &req);
         struct block b;
         if (step_block(rg, s, &b)) {
-            size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * H * D;
-            be->attn_backward(dq + qo, dcur + ko, dcur + kv_half + ko, dout + qo, q + qo, cur + ko,
-                              cur + kv_half + ko, lse + b.q0, rg->delta + b.q0, T, b.nq, b.nk, H, Hkv,
-                              D, b.causal);
+            size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * hd;
+            be->attn_backward(be, dq + qo, dcur + ko, dcur + kv_half + ko, at(rg, dout, qo), at(rg, q, qo),
+                              at(rg, cur, ko), at(rg, cur, kv_half + ko), lse + b.q0, rg->delta + b.q0, T,
+                              b.nq, b.nk, H, Hkv, D, b.causal);
         }
         if (N > 1) {
             /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
-            comm_ring_start(rg->cp, dcur, dnext, (int64_t)2 * kv_half, COMM_F32, &dreq);
+            comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
             if (s + 1 < N) {
                 snprintf(what, sizeof what, "K/V backward step %d/%d", s + 1, N);
                 comm_ring_wait(rg->cp, &req, what);
@@ -133,6 +143,6 @@ void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const float
         }
     }
     const float *dmine = rg->dkv[N > 1 ? N & 1 : 0];
-    be->copy(dk, dmine, kv_half * sizeof(float));
-    be->copy(dv, dmine + kv_half, kv_half * sizeof(float));
+    be->copy(be, dk, dmine, kv_half * sizeof(float));
+    be->copy(be, dv, dmine + kv_half, kv_half * sizeof(float));
 }

@@ -3,7 +3,9 @@
  * tokens: with zigzag sharding chunks r and 2N-1-r of C = T/2 tokens each, with the plain
  * ring the contiguous chunk r. K/V blocks travel to rank r+1 while the rank computes; block
  * results merge into the running (out, lse) in fp32 through the log-sum-exp.
- * Shapes: q, out (T, H, D); k, v (T, Hkv, D); lse (H, T). */
+ * Shapes: q, out (T, H, D); k, v (T, Hkv, D); lse (H, T). q, k, v, out, dout are in the
+ * backend's activation type; K/V travel in it; merging, lse and the dK/dV accumulators
+ * that travel in the backward are fp32. */
 #ifndef RT_RING_H
 #define RT_RING_H
 
@@ -16,8 +18,10 @@ struct ring {
     int   zigzag;         /* 1: zigzag shards, 0: contiguous shards */
     int   local_only;     /* test-only: skip every cross-shard step */
     int   T, H, Hkv, D;
-    float *kv[2];         /* (2, T, Hkv, D) double-buffered K|V travelling the ring */
+    int   act_dtype;      /* comm dtype of the activations */
+    void  *kv[2];         /* (2, T, Hkv, D) act, double-buffered K|V travelling the ring */
     float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them */
+    float *out32;         /* (T, H, D) fp32 merged output */
     float *blk_out;       /* (T, H, D) one block's output */
     float *blk_lse;       /* (H, T) one block's lse */
     float *delta;         /* (H, T) rowsum(dout * out) */
@@ -27,12 +31,13 @@ void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int z
                int Hkv, int D);
 void ring_free(struct ring *rg);
 
-/* out, lse (overwritten) = causal attention of the local q over the whole sequence's K/V. */
-void ring_forward(struct ring *rg, float *out, float *lse, const float *q, const float *k,
-                  const float *v);
-/* dq, dk, dv (overwritten) given the final out, lse and dout. */
-void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const float *dout,
-                   const float *q, const float *k, const float *v, const float *out,
+/* out (act) and lse (overwritten) = causal attention of the local q over the whole
+ * sequence's K/V. */
+void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
+                  const void *v);
+/* dq, dk, dv (fp32, overwritten) given the final out (act), lse and dout (act). */
+void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void *dout,
+                   const void *q, const void *k, const void *v, const void *out,
                    const float *lse);
 
 #endif

@@ -55,14 +55,15 @@ static int save(struct run *r) {
     if (r->rt->rank == 0) {
         struct ckpt_meta meta;
         struct ckpt_faults f;
+        float *p, *m, *v;
         trainer_meta(t, &meta);
         test_faults(meta.step, &f);
-        rc = ckpt_save(r->c->checkpoint.dir, &meta, t->model.params, t->opt.m, t->opt.v,
-                       r->c->checkpoint.keep, &f, err, sizeof err);
+        trainer_host_state(t, &p, &m, &v);
+        rc = ckpt_save(r->c->checkpoint.dir, &meta, p, m, v, r->c->checkpoint.keep, &f, err, sizeof err);
         if (rc) fprintf(stderr, "ringtrain: checkpoint of step %lld failed: %s\n", (long long)t->step, err);
         else snprintf(r->last_ckpt, sizeof r->last_ckpt, "step-%08lld", (long long)t->step);
     }
-    comm_broadcast(&t->world, &rc, 1, COMM_I32, 0);
+    comm_broadcast(&t->ctl, &rc, 1, COMM_I32, 0);
     r->t_ckpt += MPI_Wtime() - t0;
     return rc;
 }
@@ -74,12 +75,13 @@ static int resume(struct run *r) {
     int found = 0;
     struct ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
+    float *p, *m, *v;
+    trainer_host_state(t, &p, &m, &v);
     if (r->rt->rank == 0) {
         char err[2048];
         struct ckpt_meta mine;
         trainer_meta(t, &mine);
-        found = ckpt_load_latest(dir, stderr, t->model.pt.total, t->model.params, t->opt.m, t->opt.v,
-                                 r->last_ckpt, &meta, err, sizeof err);
+        found = ckpt_load_latest(dir, stderr, t->model.pt.total, p, m, v, r->last_ckpt, &meta, err, sizeof err);
         if (found < 0) {
             fprintf(stderr, "ringtrain: %s\n", err);
         } else if (found && meta.model_hash != mine.model_hash) {
@@ -91,13 +93,14 @@ static int resume(struct run *r) {
                     "files or optimizer settings; resuming with the current ones\n", dir, r->last_ckpt);
         }
     }
-    comm_broadcast(&t->world, &found, 1, COMM_I32, 0);
+    comm_broadcast(&t->ctl, &found, 1, COMM_I32, 0);
     if (found < 0) return 2;
     if (!found) return 0;
-    comm_broadcast(&t->world, &meta, (int64_t)sizeof meta, COMM_U8, 0);
-    comm_broadcast(&t->world, t->model.params, t->model.pt.total, COMM_F32, 0);
-    comm_broadcast(&t->world, t->opt.m, t->model.pt.total, COMM_F32, 0);
-    comm_broadcast(&t->world, t->opt.v, t->model.pt.total, COMM_F32, 0);
+    comm_broadcast(&t->ctl, &meta, (int64_t)sizeof meta, COMM_U8, 0);
+    comm_broadcast(&t->ctl, p, t->model.pt.total, COMM_F32, 0);
+    comm_broadcast(&t->ctl, m, t->model.pt.total, COMM_F32, 0);
+    comm_broadcast(&t->ctl, v, t->model.pt.total, COMM_F32, 0);
+    trainer_push_state(t);
     trainer_restore(t, &meta);
     if (r->rt->rank == 0)
         printf("resuming from %s/%s at step %lld (written by %d rank%s, cp %d x dp %d)\n", dir, r->last_ckpt,
@@ -128,7 +131,7 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
     const struct cfg *c = r->c;
     struct trainer *t = r->t;
     double mem = peak_rss_gib();
-    comm_all_reduce(&t->world, &mem, &mem, 1, COMM_F64, COMM_MAX);
+    comm_all_reduce(&t->ctl, &mem, &mem, 1, COMM_F64, COMM_MAX);
     if (r->rt->rank != 0) return;
     double tps = st->tokens / dt;
     double mfu = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step / (dt * PEAK_FLOPS * r->rt->world);
@@ -164,9 +167,11 @@ static void print_end(struct run *r, const char *event, const char *reason, cons
     fflush(stdout);
 }
 
-static int export_params(const struct run *r, const float *params) {
+static int export_params(const struct run *r) {
     const struct cfg *c = r->c;
     int rc = 0;
+    float *params, *m, *v;
+    trainer_host_state(r->t, &params, &m, &v);
     if (r->rt->rank == 0) {
         char err[1024];
         const struct model_config *mc = &r->t->job.mc;
@@ -176,7 +181,7 @@ static int export_params(const struct run *r, const float *params) {
         if (rc) fprintf(stderr, "ringtrain: export failed: %s\n", err);
         else printf("exported the model to %s (%s)\n", c->export_.dir, c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32");
     }
-    comm_broadcast(&r->t->world, &rc, 1, COMM_I32, 0);
+    comm_broadcast(&r->t->ctl, &rc, 1, COMM_I32, 0);
     return rc;
 }
 
@@ -196,7 +201,7 @@ static int train_loop(struct run *r) {
         int stop = trainer_step(t, &st);
         double dt = MPI_Wtime() - t0;
         tokens += st.tokens;
-        int sig = signals_agree(&t->world);
+        int sig = signals_agree(&t->ctl);
         saved_last = 0;
         if (stop) {
             if (r->rt->rank == 0)
@@ -232,7 +237,7 @@ static int train_loop(struct run *r) {
         }
     }
     if (have_dir && !saved_last && t->step > first && save(r)) return 1;
-    if (c->export_.dir[0] && export_params(r, t->model.params)) return 1;
+    if (c->export_.dir[0] && export_params(r)) return 1;
     print_end(r, "done", NULL, &st, tokens, MPI_Wtime() - t_start);
     return 0;
 }
@@ -299,7 +304,7 @@ int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
     } else {
         rc = resume(&r);
         int none = !r.last_ckpt[0];
-        comm_broadcast(&r.t->world, &none, 1, COMM_I32, 0);
+        comm_broadcast(&r.t->ctl, &none, 1, COMM_I32, 0);
         if (!rc && none) {
             if (rt->rank == 0) fprintf(stderr, "ringtrain: --export: no complete checkpoint in %s\n", r.c->checkpoint.dir);
             rc = 2;
@@ -308,7 +313,7 @@ int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
     if (!rc) {
         struct cfg_export *e = &r.t->job.cfg.export_;
         snprintf(e->dir, sizeof e->dir, "%s", dir);
-        rc = export_params(&r, r.t->model.params);
+        rc = export_params(&r);
     }
     run_close(&r);
     return rc;

@@ -21,9 +21,9 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     /* rank = dp_rank * cp + cp_rank: the ranks of one ring are consecutive. */
     t->cp_rank = rt->rank % j->cp;
     t->dp_rank = rt->rank / j->cp;
+    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
     comm_mpi_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S);
     comm_mpi_split(&t->cp, rt->world_comm, t->dp_rank, t->cp_rank, "cp", COMM_TIMEOUT_S);
-    comm_mpi_split(&t->dp, rt->world_comm, t->cp_rank, t->dp_rank, "dp", COMM_TIMEOUT_S);
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
@@ -33,12 +33,14 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     char err[1024];
+    float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
     if (c->model.init == INIT_HF) {
-        if (hf_load_weights(c->model.hf_dir, &t->model.pt, t->model.params, err, sizeof err))
-            RT_FATAL("%s", err);
+        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_FATAL("%s", err);
     } else {
-        params_init_random(&t->model.pt, c->model.seed, t->model.params);
+        params_init_random(&t->model.pt, c->model.seed, w);
     }
+    model_set_params(&t->model, w);
+    free(w);
     opt_init(&t->opt, be, t->model.pt.total);
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
@@ -52,7 +54,38 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->pos = rt_malloc((size_t)t->T * sizeof(int64_t), "shard positions");
 }
 
+void trainer_host_state(struct trainer *t, float **p, float **m, float **v) {
+    const struct backend *be = t->model.be;
+    size_t bytes = (size_t)t->model.pt.total * sizeof(float);
+    if (be->host_memory) {
+        *p = t->model.params, *m = t->opt.m, *v = t->opt.v;
+        return;
+    }
+    if (!t->host_p) {
+        t->host_p = rt_malloc(bytes, "host copy of the weights");
+        t->host_m = rt_malloc(bytes, "host copy of the moments");
+        t->host_v = rt_malloc(bytes, "host copy of the moments");
+    }
+    be->download(be, t->host_p, t->model.params, bytes);
+    be->download(be, t->host_m, t->opt.m, bytes);
+    be->download(be, t->host_v, t->opt.v, bytes);
+    *p = t->host_p, *m = t->host_m, *v = t->host_v;
+}
+
+void trainer_push_state(struct trainer *t) {
+    const struct backend *be = t->model.be;
+    size_t bytes = (size_t)t->model.pt.total * sizeof(float);
+    if (!be->host_memory) {
+        model_set_params(&t->model, t->host_p);
+        be->upload(be, t->opt.m, t->host_m, bytes);
+        be->upload(be, t->opt.v, t->host_v, bytes);
+    }
+}
+
 void trainer_free(struct trainer *t) {
+    free(t->host_p);
+    free(t->host_m);
+    free(t->host_v);
     free(t->seq_in);
     free(t->seq_lab);
     free(t->tok);
@@ -61,9 +94,9 @@ void trainer_free(struct trainer *t) {
     data_close(&t->data);
     opt_free(&t->opt);
     model_free(&t->model);
-    comm_free(&t->dp);
     comm_free(&t->cp);
     comm_free(&t->world);
+    comm_free(&t->ctl);
 }
 
 /* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... */
@@ -94,11 +127,11 @@ double trainer_gradients(struct trainer *t, struct step_stats *st) {
     int64_t nlab = count_labels(t->seq_lab, (int64_t)nseq * t->L);
     float scale = nlab ? (float)(1.0 / (double)nlab) : 0.0f;
     double t1 = MPI_Wtime();
-    t->model.be->zero(t->model.grads, (size_t)t->model.pt.total * sizeof(float));
+    t->model.be->zero(t->model.be, t->model.grads, (size_t)t->model.pt.total * sizeof(float));
     double loss = run_sequences(t, nseq, scale, 1);
     if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) t->model.grads[0] = NAN;
     double t2 = MPI_Wtime();
-    comm_all_reduce(&t->world, &loss, &loss, 1, COMM_F64, COMM_SUM);
+    comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
     comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
     double t3 = MPI_Wtime();
     st->loss = nlab ? loss / (double)nlab : 0.0;
@@ -123,7 +156,7 @@ int trainer_step(struct trainer *t, struct step_stats *st) {
         t->skipped++;
     } else {
         t->bad_in_row = 0;
-        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.wact, t->model.grads, st->grad_norm, st->lr);
     }
     st->t_optim = MPI_Wtime() - t0;
     t->step++;
@@ -168,7 +201,7 @@ double trainer_eval(struct trainer *t, const char *path, int64_t *windows) {
         nlab += count_labels(t->seq_lab, (int64_t)nseq * t->L); /* the same on every rank */
     }
     data_close(&ds);
-    comm_all_reduce(&t->world, &loss, &loss, 1, COMM_F64, COMM_SUM);
+    comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
     *windows = n;
     return nlab ? loss / (double)nlab : 0.0;
 }

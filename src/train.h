@@ -22,7 +22,8 @@ struct train_opts {
 
 struct trainer {
     struct job        job;
-    struct comm       world, cp, dp;
+    struct comm       ctl;           /* MPI over all ranks, host buffers: losses, signals, broadcasts */
+    struct comm       world, cp;     /* the backend's transport: gradients (world), the ring (cp) */
     int               cp_rank, dp_rank;
     struct model      model;
     struct optimizer  opt;
@@ -35,6 +36,7 @@ struct trainer {
     int64_t           bad_in_row;    /* non-finite steps in a row */
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
+    float            *host_p, *host_m, *host_v; /* host copies of weights and moments (device backends) */
 };
 
 struct step_stats {
@@ -60,6 +62,12 @@ int trainer_step(struct trainer *t, struct step_stats *st);
 double trainer_gradients(struct trainer *t, struct step_stats *st);
 /* Mean token loss over the eval windows of `path` (no update). Collective. */
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
+
+/* Host views of the fp32 master weights and AdamW moments (pt.total floats each): the
+ * buffers themselves on a host-memory backend, else copies downloaded now. After writing
+ * into them (a resume), trainer_push_state makes the backend's buffers match. */
+void trainer_host_state(struct trainer *t, float **p, float **m, float **v);
+void trainer_push_state(struct trainer *t);
 
 /* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer
  * step count; parameters and moments are restored by the caller into model/opt). */

@@ -57,7 +57,7 @@ static void check_logits(struct trainer *t, const struct st_file *ref, const cha
     for (int64_t p = 0; p < pt->numel; p++)
         for (int64_t i = 0; i < t->T; i++) {
             if (t->pos[i] != want_pos[p]) continue;
-            cpu_matmul_forward(got, m->xnf + i * d, m->params + params_lm_head(&m->pt), 1, d, V);
+            cpu_matmul_forward(got, (const float *)m->xnf + i * d, m->params + params_lm_head(&m->pt), 1, d, V);
             char what[160];
             snprintf(what, sizeof what, "%s logits at position %lld", name, (long long)want_pos[p]);
             CHECK_ARRAY(got, want + p * V, V, 1e-4, what);

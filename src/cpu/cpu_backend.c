@@ -1,4 +1,6 @@
-/* cpu_backend: the CPU backend's operation table (host memory, fp32). */
+/* cpu_backend: the CPU backend's operation table: host memory, fp32 activations (act =
+ * float), the working weights are the master weights. Each entry adapts a cpu_ops.h
+ * function to the table's signature. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,34 +8,123 @@
 #include "cpu_ops.h"
 #include "runtime.h"
 
-static void cpu_free(void *p) { free(p); }
-static void *cpu_alloc(size_t bytes, const char *what) { return rt_calloc(1, bytes, what); }
-static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+#define XENT_CHUNK 256 /* tokens per lm_head/cross-entropy chunk */
+
+static void *c_alloc(const struct backend *be, size_t bytes, const char *what) {
+    (void)be;
+    return rt_calloc(1, bytes, what);
+}
+static void c_free(const struct backend *be, void *p) { (void)be, free(p); }
+static void c_zero(const struct backend *be, void *p, size_t n) { (void)be, memset(p, 0, n); }
+static void c_copy(const struct backend *be, void *d, const void *s, size_t n) {
+    (void)be;
+    if (d != s) memmove(d, s, n);
+}
+static void c_to_f32(const struct backend *be, float *d, const void *s, int64_t n) {
+    c_copy(be, d, s, (size_t)n * sizeof(float));
+}
+static void c_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
+    c_copy(be, d, s, (size_t)n * sizeof(float));
+}
+
+static void c_matmul_fwd(const struct backend *be, void *out, const void *x, const void *w, int T, int ni, int no) {
+    (void)be, cpu_matmul_forward(out, x, w, T, ni, no);
+}
+static void c_matmul_bwd(const struct backend *be, void *dx, float *dw, const void *dy, const void *x,
+                         const void *w, int T, int ni, int no) {
+    (void)be, cpu_matmul_backward(dx, dw, dy, x, w, T, ni, no);
+}
+static void c_rms_fwd(const struct backend *be, void *out, float *rstd, const void *x, const void *w, int T, int d,
+                      float eps) {
+    (void)be, cpu_rmsnorm_forward(out, rstd, x, w, T, d, eps);
+}
+static void c_rms_bwd(const struct backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
+                      const float *rstd, int T, int d) {
+    (void)be, cpu_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, d);
+}
+static void c_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
+    (void)be, cpu_rope_forward(x, pos, f, T, nh, D);
+}
+static void c_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
+    (void)be, cpu_rope_backward(x, pos, f, T, nh, D);
+}
+static void c_swiglu_fwd(const struct backend *be, void *out, const void *g, const void *u, int64_t n) {
+    (void)be, cpu_swiglu_forward(out, g, u, n);
+}
+static void c_swiglu_bwd(const struct backend *be, void *dg, void *du, const void *dout, const void *g,
+                         const void *u, int64_t n) {
+    (void)be, cpu_swiglu_backward(dg, du, dout, g, u, n);
+}
+static void c_embed_fwd(const struct backend *be, void *out, const int32_t *tok, const void *wte, int T, int d) {
+    (void)be, cpu_embedding_forward(out, tok, wte, T, d);
+}
+static void c_embed_bwd(const struct backend *be, float *dwte, const void *dout, const int32_t *tok, int T, int d) {
+    (void)be, cpu_embedding_backward(dwte, dout, tok, T, d);
+}
+static void c_add(const struct backend *be, void *y, const void *x, int64_t n) { (void)be, cpu_add(y, x, n); }
+static void c_attn_fwd(const struct backend *be, float *out, float *lse, int ld, const void *q, const void *k,
+                       const void *v, int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    (void)be, cpu_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal);
+}
+static void c_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const float *out, int T,
+                         int H, int D) {
+    (void)be, cpu_attn_delta(delta, ld, dout, out, T, H, D);
+}
+static void c_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
+                       const void *k, const void *v, const float *lse, const float *delta, int ld, int Tq, int Tk,
+                       int H, int Hkv, int D, int causal) {
+    (void)be, cpu_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal);
+}
+static void c_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
+                         int ldb, int Tq, int H, int D) {
+    (void)be, cpu_attn_merge(out, lse, ld, ob, lb, ldb, Tq, H, D);
+}
+static void c_xent(const struct backend *be, double *loss, void *dx, float *dw, const void *x, const void *w,
+                   const int32_t *labels, int T, int d, int V, float grad_scale) {
+    int chunk = T < XENT_CHUNK ? T : XENT_CHUNK;
+    float *scratch = c_alloc(be, (size_t)chunk * V * sizeof(float), "cross-entropy chunk");
+    *loss += cpu_xent_forward_backward(dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, chunk, scratch);
+    free(scratch);
+}
+static void c_adamw(const struct backend *be, float *p, void *p_act, const float *g, float *m, float *v, int64_t n,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    (void)be, (void)p_act; /* shared weights: p is the working copy */
+    cpu_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+}
+static double c_sumsq(const struct backend *be, const float *x, int64_t n) { return (void)be, cpu_sumsq(x, n); }
+static void c_scale(const struct backend *be, float *x, float s, int64_t n) { (void)be, cpu_scale(x, s, n); }
 
 const struct backend cpu_backend = {
     .name = "cpu",
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .zero = cpu_zero,
-    .copy = cpu_copy,
-    .matmul_forward = cpu_matmul_forward,
-    .matmul_backward = cpu_matmul_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
-    .rmsnorm_backward = cpu_rmsnorm_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = cpu_embedding_backward,
-    .attn_forward = cpu_attn_forward,
-    .attn_delta = cpu_attn_delta,
-    .attn_backward = cpu_attn_backward,
-    .attn_merge = cpu_attn_merge,
-    .xent_forward_backward = cpu_xent_forward_backward,
-    .adamw = cpu_adamw,
-    .sumsq = cpu_sumsq,
-    .scale = cpu_scale,
-    .add = cpu_add,
+    .act_size = sizeof(float),
+    .shared_weights = 1,
+    .host_memory = 1,
+    .ctx = NULL,
+    .alloc = c_alloc,
+    .free = c_free,
+    .zero = c_zero,
+    .copy = c_copy,
+    .upload = c_copy,
+    .download = c_copy,
+    .to_act = c_to_act,
+    .to_f32 = c_to_f32,
+    .matmul_forward = c_matmul_fwd,
+    .matmul_backward = c_matmul_bwd,
+    .rmsnorm_forward = c_rms_fwd,
+    .rmsnorm_backward = c_rms_bwd,
+    .rope_forward = c_rope_fwd,
+    .rope_backward = c_rope_bwd,
+    .swiglu_forward = c_swiglu_fwd,
+    .swiglu_backward = c_swiglu_bwd,
+    .embedding_forward = c_embed_fwd,
+    .embedding_backward = c_embed_bwd,
+    .add = c_add,
+    .attn_forward = c_attn_fwd,
+    .attn_delta = c_attn_delta,
+    .attn_backward = c_attn_bwd,
+    .attn_merge = c_attn_merge,
+    .xent = c_xent,
+    .adamw = c_adamw,
+    .sumsq = c_sumsq,
+    .scale = c_scale,
 };
