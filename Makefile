@@ -15,7 +15,7 @@ HASH_LIBS  ?= -lxxhash
 OPT        ?= -O2
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
-           -Isrc -Isrc/cpu -Impi $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+           -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) -lm -fopenmp
 
 SRC_LIB := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c mpi/*.c))
@@ -31,7 +31,7 @@ ifeq ($(CUDA),1)
   NVCC     := $(CUDA_HOME)/bin/nvcc
   NVFLAGS  := -std=c++17 $(OPT) -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
               -Xcompiler -Wall,-Werror -MMD -MP -Isrc -Isrc/cpu -Impi -Icuda -I$(NCCL_HOME)/include $(EXTRA_CFLAGS)
-  OBJ_LIB  += $(patsubst %.cu,build/obj/%.o,$(wildcard cuda/*.cu))
+  OBJ_LIB  += $(patsubst %.cu,build/obj/%.o,$(wildcard cuda/*.cu)) $(patsubst %.c,build/obj/%.o,$(wildcard cuda/*.c))
   CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include -Icuda
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib \
               -lcudart -lcublasLt -lcublas -lnccl -lstdc++
@@ -40,7 +40,7 @@ endif
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CFLAGS  += -DRT_VERSION=\"$(VERSION)\"
 
-.PHONY: all test test-gpu clean docs
+.PHONY: all test test-gpu bench clean docs
 all: ringtrain $(TESTS)
 
 ringtrain: build/obj/src/main.o build/libringtrain.a
@@ -72,6 +72,16 @@ build/gpu/test_%: build/obj/test/gpu/test_%.o build/obj/test/testutil.o build/li
 test-gpu: ringtrain $(GPU_TESTS)
 	@test "$(CUDA)" = 1 || { echo "test-gpu needs the CUDA backend (nvcc in CUDA_HOME and cuda/*.cu)"; exit 1; }
 	test/gpu/run_gpu_tests.sh
+
+# Benchmark (GPU): the 7B-shape step at SEQ tokens, then the attention kernels.
+SEQ ?= 16384
+bench: ringtrain build/gpu/bench_attn
+	./ringtrain yaml/bench_7b.yaml --set data.seq_len=$(SEQ) --set log.metrics=build/bench_7b_$(SEQ).jsonl
+	build/gpu/bench_attn
+
+build/gpu/bench_%: build/obj/test/gpu/bench_%.o build/obj/test/testutil.o build/libringtrain.a
+	@mkdir -p $(@D)
+	$(MPICC) -o $@ $^ $(LDLIBS)
 
 docs: ringtrain
 	./ringtrain --help-config=markdown > docs/config.md

@@ -20,6 +20,7 @@ enum cfg_sampling  { SAMPLING_SEQUENTIAL, SAMPLING_RANDOM };
 enum cfg_synthetic { SYNTHETIC_NONE, SYNTHETIC_COPY };
 enum cfg_schedule  { SCHEDULE_CONSTANT, SCHEDULE_COSINE };
 enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
+enum cfg_transport { TRANSPORT_AUTO, TRANSPORT_NCCL, TRANSPORT_MPI };
 enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
 enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
@@ -65,6 +66,7 @@ struct cfg_train {
 struct cfg_parallel {
     int cp;                        /* 0 = the world size (resolved at start-up) */
     int attention;                 /* enum cfg_ring */
+    int transport;                 /* enum cfg_transport */
 };
 
 struct cfg_memory {

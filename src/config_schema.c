@@ -82,6 +82,8 @@ const struct cfg_key cfg_schema[] = {
     KEY("parallel.attention", CFGT_ENUM, parallel.attention, NOBOUND, "zigzag|ring", "zigzag",
         "Ring attention layout: `zigzag` balances the causal work across ranks, "
         "`ring` gives each rank one contiguous chunk."),
+    KEY("parallel.transport", CFGT_ENUM, parallel.transport, NOBOUND, "auto|nccl|mpi", "auto",
+        "How the CUDA backend moves K/V and gradients: `nccl`, `mpi` (staged through pinned host memory; lets several ranks share one GPU), or `auto` = nccl when every rank has a GPU of its own."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",

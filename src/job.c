@@ -100,10 +100,12 @@ static int resolve_parallel(struct job *j, const struct cfg *c, int world, char 
 
 /* Keys whose feature needs another backend or a later version: refuse rather than ignore. */
 static int refuse_unavailable(const struct cfg *c, char *err, size_t errlen) {
+#ifndef RT_HAVE_CUDA
     if (c->device.backend == BACKEND_CUDA)
         return fail(err, errlen, c, "device.backend", "this build has no CUDA backend (use cpu)");
+#endif
     if (c->device.attention == ATTN_CUDNN)
-        return fail(err, errlen, c, "device.attention", "cudnn needs device.backend: cuda");
+        return fail(err, errlen, c, "device.attention", "the cuDNN attention is not available yet (use native or auto)");
     if (c->memory.offload)
         return fail(err, errlen, c, "memory.offload", "activation offload needs device.backend: cuda");
     return 0;

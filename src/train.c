@@ -7,25 +7,73 @@
 #include <string.h>
 
 #include "comm_mpi.h"
+#ifdef RT_HAVE_CUDA
+#include "comm_nccl.h"
+#include "comm_staged.h"
+#include "cuda_backend.h"
+#endif
 #include "corpus.h"
 #include "hf.h"
 
 #define COMM_TIMEOUT_S 600.0
+
+/* The backend of device.backend and the transport that suits it: MPI on host buffers for
+ * the CPU; for CUDA, NCCL when every rank of the host has a GPU of its own (or when
+ * parallel.transport says so), else MPI staged through pinned host memory. */
+static const struct backend *backend_open(struct trainer *t, const struct runtime *rt) {
+    const struct cfg *c = &t->job.cfg;
+    MPI_Comm ring;
+    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
+    const struct backend *be = &cpu_backend;
+    if (c->device.backend == BACKEND_CPU) {
+        comm_mpi_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S);
+        comm_mpi_init(&t->cp, ring, "cp", COMM_TIMEOUT_S);
+    } else {
+#ifdef RT_HAVE_CUDA
+        const struct model_config *mc = &t->job.mc;
+        struct backend *g = cuda_backend_create(rt->local_rank, (int)t->T, mc->dim, mc->vocab_size);
+        cudaStream_t s = cuda_backend_stream(g);
+        int own_gpu = rt->local_size <= cuda_device_count();
+        int nccl = c->parallel.transport == TRANSPORT_NCCL || (c->parallel.transport == TRANSPORT_AUTO && own_gpu);
+        if (nccl && !own_gpu)
+            RT_FATAL("parallel.transport nccl: %d ranks on this host share %d GPU(s); NCCL needs one GPU per "
+                     "rank (use parallel.transport: mpi)", rt->local_size, cuda_device_count());
+        if (nccl) {
+            comm_nccl_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s);
+            comm_nccl_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s);
+        } else {
+            struct param_table pt;
+            char err[256];
+            if (params_init(&pt, mc, err, sizeof err)) RT_FATAL("%s", err);
+            size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
+            size_t max_bytes = (size_t)pt.total * sizeof(float) > kv ? (size_t)pt.total * sizeof(float) : kv;
+            params_free(&pt);
+            comm_staged_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s, max_bytes);
+            comm_staged_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s, kv);
+        }
+        t->cuda = g;
+        be = g;
+#else
+        (void)rt;
+        RT_FATAL("device.backend cuda: this build has no CUDA backend");
+#endif
+    }
+    MPI_CHECK(MPI_Comm_free(&ring));
+    return be;
+}
 
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o) {
     memset(t, 0, sizeof *t);
     t->job = *j;
     const struct cfg *c = &t->job.cfg;
-    const struct backend *be = &cpu_backend;
     /* rank = dp_rank * cp + cp_rank: the ranks of one ring are consecutive. */
     t->cp_rank = rt->rank % j->cp;
     t->dp_rank = rt->rank / j->cp;
-    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
-    comm_mpi_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S);
-    comm_mpi_split(&t->cp, rt->world_comm, t->dp_rank, t->cp_rank, "cp", COMM_TIMEOUT_S);
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
+    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
+    const struct backend *be = backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
@@ -97,6 +145,9 @@ void trainer_free(struct trainer *t) {
     comm_free(&t->cp);
     comm_free(&t->world);
     comm_free(&t->ctl);
+#ifdef RT_HAVE_CUDA
+    if (t->cuda) cuda_backend_destroy(t->cuda);
+#endif
 }
 
 /* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... */

@@ -37,6 +37,7 @@ struct trainer {
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
     float            *host_p, *host_m, *host_v; /* host copies of weights and moments (device backends) */
+    struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
 };
 
 struct step_stats {
