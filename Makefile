@@ -32,8 +32,8 @@ ifeq ($(CUDA),1)
   NVFLAGS  := -std=c++17 $(OPT) -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
               -Xcompiler -Wall,-Werror -MMD -MP -Isrc -Isrc/cpu -Impi -Icuda -I$(NCCL_HOME)/include $(EXTRA_CFLAGS)
   OBJ_LIB  += $(patsubst %.cu,build/obj/%.o,$(wildcard cuda/*.cu)) $(patsubst %.c,build/obj/%.o,$(wildcard cuda/*.c))
-  CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include -Icuda
-  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib \
+  CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include -Icuda
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib:$(NCCL_HOME)/lib \
               -lcudart -lcublasLt -lcublas -lnccl -lstdc++
 endif
 

@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Kernel-time categories of backend->profile. */
+enum backend_prof { PROF_GEMM, PROF_ATTN, PROF_XENT, PROF_OPTIM, PROF_OTHER, PROF_NCAT };
+
 struct backend {
     const char *name;
     size_t act_size;      /* bytes per act element: 4 (fp32) or 2 (bf16) */
@@ -80,6 +83,10 @@ struct backend {
                   float bc2);
     double (*sumsq)(const struct backend *be, const float *x, int64_t n); /* waits */
     void (*scale)(const struct backend *be, float *x, float s, int64_t n);
+
+    /* Milliseconds of kernel time per enum backend_prof category since the last call (waits);
+     * NULL when the backend does not time its ops. */
+    void (*profile)(const struct backend *be, double *ms);
 };
 
 extern const struct backend cpu_backend;

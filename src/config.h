@@ -88,6 +88,7 @@ struct cfg_checkpoint {
 struct cfg_log {
     int64_t every;
     char    metrics[CFG_PATH_MAX]; /* "" = no metrics file */
+    int     profile;               /* time every kernel by category (device backends) */
 };
 
 struct cfg_export {

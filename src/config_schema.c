@@ -108,6 +108,8 @@ const struct cfg_key cfg_schema[] = {
         "Print a progress line every this many steps."),
     KEY("log.metrics", CFGT_PATH, log.metrics, NOBOUND, NULL, "\"\"",
         "JSON Lines file receiving one record per step; empty means none."),
+    KEY("log.profile", CFGT_BOOL, log.profile, NOBOUND, NULL, "false",
+        "Time every kernel by category (GEMM, attention, cross-entropy, optimizer, other) with CUDA events and add the split to the progress line and metrics; costs a little speed."),
 
     KEY("export.dir", CFGT_PATH, export_.dir, NOBOUND, NULL, "\"\"",
         "At the end of the run, write a Hugging Face model directory (config.json + safetensors) here; empty means none."),

@@ -10,6 +10,20 @@
 #include "ring.h"
 
 #include <stdio.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Wait for an exchange, adding the time to t_wait. */
+static void wait_timed(struct ring *rg, struct comm_ring_req *req, const char *what) {
+    double t0 = now_s();
+    comm_ring_wait(rg->cp, req, what);
+    rg->t_wait += now_s() - t0;
+}
 
 static size_t kv_elems(const struct ring *rg) { return (size_t)2 * rg->T * rg->Hkv * rg->D; }
 
@@ -100,7 +114,7 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
         }
         if (s + 1 < N) {
             snprintf(what, sizeof what, "K/V forward step %d/%d", s + 1, N);
-            comm_ring_wait(rg->cp, &req, what);
+            wait_timed(rg, &req, what);
         }
     }
     be->to_act(be, out, rg->out32, (int64_t)(T * hd));
@@ -136,10 +150,10 @@ void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void 
             comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
             if (s + 1 < N) {
                 snprintf(what, sizeof what, "K/V backward step %d/%d", s + 1, N);
-                comm_ring_wait(rg->cp, &req, what);
+                wait_timed(rg, &req, what);
             }
             snprintf(what, sizeof what, "dK/dV backward step %d/%d", s + 1, N);
-            comm_ring_wait(rg->cp, &dreq, what);
+            wait_timed(rg, &dreq, what);
         }
     }
     const float *dmine = rg->dkv[N > 1 ? N & 1 : 0];

@@ -25,6 +25,7 @@ struct ring {
     float *blk_out;       /* (T, H, D) one block's output */
     float *blk_lse;       /* (H, T) one block's lse */
     float *delta;         /* (H, T) rowsum(dout * out) */
+    double t_wait;        /* seconds spent in exchange waits (exposed communication), summed */
 };
 
 void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,

@@ -141,6 +141,11 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
         printf("step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.3f  %.0f tok/s  mfu %.2e  mem %.2f GiB  eta %.0fs%s\n",
                (long long)step, (long long)c->train.steps, st->loss, st->lr, st->grad_norm, tps, mfu, mem, eta,
                st->skipped ? "  SKIPPED (non-finite)" : "");
+        if (st->profiled)
+            printf("  time: step %.3fs = kernels gemm %.3f attention %.3f xent %.3f optimizer %.3f other %.3f; "
+                   "ring waits %.3f, gradient reduce %.3f\n", dt, st->kernel_ms[PROF_GEMM] / 1e3,
+                   st->kernel_ms[PROF_ATTN] / 1e3, st->kernel_ms[PROF_XENT] / 1e3, st->kernel_ms[PROF_OPTIM] / 1e3,
+                   st->kernel_ms[PROF_OTHER] / 1e3, st->t_ring_wait, st->t_reduce);
         fflush(stdout);
     }
     if (r->metrics) {
@@ -148,10 +153,17 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
                 "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
                 "\"loss_tokens\":%lld,\"tokens_per_s\":%.6g,\"mfu\":%.6g,\"mem_gib\":%.6g,\"step_s\":%.6g,"
                 "\"skipped\":%s,\"skipped_steps\":%lld,\"time_data_s\":%.6g,\"time_compute_s\":%.6g,"
-                "\"time_reduce_s\":%.6g,\"time_optim_s\":%.6g,\"time_checkpoint_s\":%.6g}\n",
+                "\"time_reduce_s\":%.6g,\"time_optim_s\":%.6g,\"time_checkpoint_s\":%.6g,\"time_ring_wait_s\":%.6g",
                 (long long)step, st->loss, st->lr, st->grad_norm, (long long)st->tokens,
                 (long long)st->loss_tokens, tps, mfu, mem, dt, st->skipped ? "true" : "false",
-                (long long)t->skipped, st->t_data, st->t_compute, st->t_reduce, st->t_optim, r->t_ckpt);
+                (long long)t->skipped, st->t_data, st->t_compute, st->t_reduce, st->t_optim, r->t_ckpt,
+                st->t_ring_wait);
+        if (st->profiled)
+            fprintf(r->metrics, ",\"kernel_gemm_s\":%.6g,\"kernel_attention_s\":%.6g,\"kernel_xent_s\":%.6g,"
+                    "\"kernel_optimizer_s\":%.6g,\"kernel_other_s\":%.6g", st->kernel_ms[PROF_GEMM] / 1e3,
+                    st->kernel_ms[PROF_ATTN] / 1e3, st->kernel_ms[PROF_XENT] / 1e3, st->kernel_ms[PROF_OPTIM] / 1e3,
+                    st->kernel_ms[PROF_OTHER] / 1e3);
+        fputs("}\n", r->metrics);
         fflush(r->metrics);
     }
 }

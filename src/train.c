@@ -31,7 +31,8 @@ static const struct backend *backend_open(struct trainer *t, const struct runtim
     } else {
 #ifdef RT_HAVE_CUDA
         const struct model_config *mc = &t->job.mc;
-        struct backend *g = cuda_backend_create(rt->local_rank, (int)t->T, mc->dim, mc->vocab_size);
+        struct backend *g = cuda_backend_create(rt->local_rank, (int)t->T, mc->dim, mc->vocab_size,
+                                                c->log.profile);
         cudaStream_t s = cuda_backend_stream(g);
         int own_gpu = rt->local_size <= cuda_device_count();
         int nccl = c->parallel.transport == TRANSPORT_NCCL || (c->parallel.transport == TRANSPORT_AUTO && own_gpu);
@@ -183,7 +184,8 @@ double trainer_gradients(struct trainer *t, struct step_stats *st) {
     if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) t->model.grads[0] = NAN;
     double t2 = MPI_Wtime();
     comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
-    comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
+    if (t->world.size > 1)
+        comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
     double t3 = MPI_Wtime();
     st->loss = nlab ? loss / (double)nlab : 0.0;
     st->tokens = (int64_t)nseq * t->L;
@@ -192,6 +194,8 @@ double trainer_gradients(struct trainer *t, struct step_stats *st) {
     st->t_data = t1 - t0;
     st->t_compute = t2 - t1;
     st->t_reduce = t3 - t2;
+    st->t_ring_wait = t->model.ring.t_wait;
+    t->model.ring.t_wait = 0;
     return st->loss;
 }
 
@@ -210,6 +214,9 @@ int trainer_step(struct trainer *t, struct step_stats *st) {
         opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.wact, t->model.grads, st->grad_norm, st->lr);
     }
     st->t_optim = MPI_Wtime() - t0;
+    const struct backend *be = t->model.be;
+    st->profiled = be->profile && t->job.cfg.log.profile;
+    if (st->profiled) be->profile(be, st->kernel_ms);
     t->step++;
     return t->bad_in_row >= tc->max_bad_steps;
 }

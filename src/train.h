@@ -47,7 +47,10 @@ struct step_stats {
     int64_t tokens;      /* tokens processed in the step (all ranks) */
     int64_t loss_tokens; /* tokens that carried a label */
     int     skipped;     /* non-finite loss or gradient norm: the update was not applied */
-    double  t_data, t_compute, t_reduce, t_optim; /* seconds in each phase */
+    double  t_data, t_compute, t_reduce, t_optim; /* seconds in each phase (host clock) */
+    double  t_ring_wait;    /* seconds the ring spent waiting for K/V and dK/dV exchanges */
+    int     profiled;       /* kernel_ms is filled (log.profile on a device backend) */
+    double  kernel_ms[PROF_NCAT]; /* kernel time by enum backend_prof */
 };
 
 /* Builds everything; loads HF weights or random-initialises them. Collective. */

@@ -3,7 +3,7 @@
  * prints TFLOP/s with FLOPs counted as the dense products (the convention of the
  * flash-attention papers): forward 4 Tq Tk H D (half of it when causal), backward 2.5x the
  * forward. Inputs are random bf16 (never zeros). Runs:
- *   the tile variants (RT_ATTN_FWD_VARIANT 0..3, RT_ATTN_BWD_VARIANT 0..3) at causal 16K;
+ *   the tile variants (RT_ATTN_FWD_VARIANT 0..4, RT_ATTN_BWD_VARIANT 0..4) at causal 16K;
  *   causal hd128 H = 32 at 8K, 32K, 128K (if it fits) with the default variants;
  *   the two non-causal zigzag ring blocks of a 32K shard (2C x C and C x 2C), MHA and GQA.
  * Usage: bench_attn [max_T]   (default 131072)
@@ -183,10 +183,19 @@ int main(int argc, char **argv) {
     }
     printf("-- tile variants, causal hd128 H=32 T=16384\n");
     const struct shape sv = {"causal T=16384 H=32 D=128", 16384, 16384, 32, 32, 128, 1};
-    for (int v = 0; v < 4; v++) bench(&sv, v, v);
+    for (int v = 0; v < 5; v++) bench(&sv, v, v);
     const struct shape sv64 = {"causal T=16384 H=32 D=64", 16384, 16384, 32, 32, 64, 1};
-    for (int v = 0; v < 4; v++) bench(&sv64, v, v);
+    for (int v = 0; v < 5; v++) bench(&sv64, v, v);
 
+    printf("-- grid order at 32K (variant 4: query/key tiles fastest instead of heads)\n");
+    const struct shape so[] = {
+        {"causal T=32768 H=32 D=128", 32768, 32768, 32, 32, 128, 1},
+        {"ring 2C x C  H=32 Hkv=8", 32768, 16384, 32, 8, 128, 0},
+    };
+    for (int i = 0; i < 2; i++) {
+        bench(&so[i], 0, 0);
+        bench(&so[i], 4, 4);
+    }
     printf("-- causal hd128 H=32 (MHA), default variants\n");
     for (int T = 8192; T <= max_T; T *= 4) {
         char name[64];

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# The GPU test suite (make test-gpu): runs every build/gpu/test_* program (each compares CUDA
-# ops with their CPU twins and exits non-zero on a failed check), prints a summary and exits
-# non-zero when any of them failed or none was found.
+# The GPU test suite (make test-gpu): every CUDA op against its CPU twin (test_attn,
+# test_ops), the transports on device buffers (test_comm: staged MPI with several ranks on
+# one GPU, NCCL with one rank per GPU), and the whole model on CUDA against the CPU and on
+# several ranks against one (test_model). Prints a summary; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
+export NCCL_NVLS_ENABLE=0
+mpirun="scripts/mpirun.sh"
 failed=()
 ran=0
-for t in build/gpu/test_*; do
-    [ -x "$t" ] || continue
+run() {
     ran=$((ran + 1))
-    echo "== $t"
-    t0=$SECONDS
-    if "$t"; then echo "   ok ($((SECONDS - t0)) s)"; else failed+=("$t"); echo "   FAILED: $t"; fi
+    echo "== $*"
+    local t0=$SECONDS
+    if "$@"; then echo "   ok ($((SECONDS - t0)) s)"; else failed+=("$*"); echo "   FAILED: $*"; fi
+}
+for t in build/gpu/test_attn build/gpu/test_ops; do
+    [ -x "$t" ] && run "$t"
 done
+for n in 1 2 4; do run $mpirun -np $n build/gpu/test_comm; done
+run build/gpu/test_model
+for n in 2 4; do run $mpirun -np $n build/gpu/test_model; done
 echo
-if [ "$ran" -eq 0 ]; then
-    echo "no GPU test programs in build/gpu/ (build them with make test-gpu)"
-    exit 1
-fi
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "${#failed[@]} of $ran GPU test program(s) failed:"
+    echo "${#failed[@]} of $ran GPU test run(s) failed:"
     printf '  %s\n' "${failed[@]}"
     exit 1
 fi
-echo "all $ran GPU test program(s) passed"
+echo "all $ran GPU test run(s) passed"

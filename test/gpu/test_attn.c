@@ -11,7 +11,7 @@
  *   delta     1e-4  fp32 sums of D products (the CPU sums in double).
  *   merge     1e-5  the same fp32 formula; expf/log1pf may differ by an ulp.
  * The SIMT path (other D) is fp32 throughout and lands near 1e-6 under the same bounds.
- * Every tensor-core tile variant (RT_ATTN_FWD_VARIANT 0..3, RT_ATTN_BWD_VARIANT 0..3) is
+ * Every tensor-core tile variant (RT_ATTN_FWD_VARIANT 0..4, RT_ATTN_BWD_VARIANT 0..4) is
  * checked; one line per case and output lists each variant's error.
  * Also checked: lse/delta as (H, ld) views at an offset (entries outside the rows stay
  * untouched, bitwise), every output element written (buffers poisoned with NaN first),
@@ -37,8 +37,8 @@
 #define TOL_MERGE 1e-5
 #define GRAD_FLOOR 1e-2
 
-#define N_FWD_VARIANTS 4
-#define N_BWD_VARIANTS 4
+#define N_FWD_VARIANTS 5
+#define N_BWD_VARIANTS 5
 
 static double g_cpu_seconds = 0;
 

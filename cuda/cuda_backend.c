@@ -1,0 +1,260 @@
+/* cuda_backend: the CUDA backend's operation table. Each entry calls a kernel wrapper of
+ * cuda_ops.h / cuda_attn.h on the backend's stream; scratch for the cross-entropy chunks,
+ * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once. */
+#include "cuda_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_attn.h"
+#include "cuda_check.h"
+#include "cuda_ops.h"
+#include "runtime.h"
+
+#define XENT_CHUNK 1024 /* tokens per lm_head/cross-entropy chunk */
+#define PROF_MAX 16384  /* timed op calls between two reads of the profile */
+
+struct cuda_ctx {
+    int device;
+    cudaStream_t stream;
+    int profiling;                         /* time every op with events (log.profile) */
+    int nprof;                             /* op calls timed since the last read */
+    cudaEvent_t *prof_ev;                  /* (2 * PROF_MAX) start/stop pairs */
+    unsigned char *prof_cat;               /* (PROF_MAX) enum backend_prof */
+    struct cuda_blas *blas;
+    void *xent_scratch;
+    float *norm_scratch;
+    size_t norm_bytes;
+    double *sumsq_scratch, *sumsq_out;
+};
+
+static struct cuda_ctx *ctx(const struct backend *be) { return be->ctx; }
+static cudaStream_t st(const struct backend *be) { return ctx(be)->stream; }
+
+/* Bracket an op with events when profiling: PROF(be, CAT, call). */
+static int prof_begin(const struct backend *be) {
+    struct cuda_ctx *c = ctx(be);
+    if (!c->profiling || c->nprof == PROF_MAX) return -1;
+    CUDA_CHECK(cudaEventRecord(c->prof_ev[2 * c->nprof], c->stream));
+    return c->nprof++;
+}
+static void prof_end(const struct backend *be, int slot, int cat) {
+    struct cuda_ctx *c = ctx(be);
+    if (slot < 0) return;
+    CUDA_CHECK(cudaEventRecord(c->prof_ev[2 * slot + 1], c->stream));
+    c->prof_cat[slot] = (unsigned char)cat;
+}
+#define PROF(be, cat, call)                  \
+    do {                                     \
+        int slot_ = prof_begin(be);          \
+        call;                                \
+        prof_end(be, slot_, cat);            \
+    } while (0)
+
+static void g_profile(const struct backend *be, double *ms) {
+    struct cuda_ctx *c = ctx(be);
+    for (int i = 0; i < PROF_NCAT; i++) ms[i] = 0;
+    if (!c->nprof) return;
+    CUDA_CHECK(cudaEventSynchronize(c->prof_ev[2 * c->nprof - 1]));
+    for (int i = 0; i < c->nprof; i++) {
+        float t = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&t, c->prof_ev[2 * i], c->prof_ev[2 * i + 1]));
+        ms[c->prof_cat[i]] += t;
+    }
+    c->nprof = 0;
+}
+
+static void *g_alloc(const struct backend *be, size_t bytes, const char *what) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess)
+        RT_FATAL("cudaMalloc of %zu bytes for %s failed: %s", bytes, what, cudaGetErrorString(e));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, st(be)));
+    return p;
+}
+static void g_free(const struct backend *be, void *p) {
+    CUDA_CHECK(cudaStreamSynchronize(st(be)));
+    CUDA_CHECK(cudaFree(p));
+}
+static void g_zero(const struct backend *be, void *p, size_t n) {
+    CUDA_CHECK(cudaMemsetAsync(p, 0, n, st(be)));
+}
+static void g_copy(const struct backend *be, void *d, const void *s, size_t n) {
+    if (d != s) CUDA_CHECK(cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, st(be)));
+}
+/* The host buffer may be reused as soon as this returns: wait for the copy. */
+static void g_upload(const struct backend *be, void *d, const void *h, size_t n) {
+    CUDA_CHECK(cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, st(be)));
+    CUDA_CHECK(cudaStreamSynchronize(st(be)));
+}
+static void g_download(const struct backend *be, void *h, const void *d, size_t n) {
+    CUDA_CHECK(cudaMemcpyAsync(h, d, n, cudaMemcpyDeviceToHost, st(be)));
+    CUDA_CHECK(cudaStreamSynchronize(st(be)));
+}
+static void g_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
+    PROF(be, PROF_OTHER, cuda_to_bf16(d, s, n, st(be)));
+}
+static void g_to_f32(const struct backend *be, float *d, const void *s, int64_t n) {
+    PROF(be, PROF_OTHER, cuda_to_f32(d, s, n, st(be)));
+}
+
+static void g_matmul_fwd(const struct backend *be, void *out, const void *x, const void *w, int T, int ni, int no) {
+    PROF(be, PROF_GEMM, cuda_matmul_forward(ctx(be)->blas, out, x, w, T, ni, no, st(be)));
+}
+static void g_matmul_bwd(const struct backend *be, void *dx, float *dw, const void *dy, const void *x,
+                         const void *w, int T, int ni, int no) {
+    PROF(be, PROF_GEMM, cuda_matmul_backward(ctx(be)->blas, dx, dw, dy, x, w, T, ni, no, st(be)));
+}
+static void g_rms_fwd(const struct backend *be, void *out, float *rstd, const void *x, const void *w, int T, int d,
+                      float eps) {
+    PROF(be, PROF_OTHER, cuda_rmsnorm_forward(out, rstd, x, w, T, d, eps, st(be)));
+}
+static void g_rms_bwd(const struct backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
+                      const float *rstd, int T, int d) {
+    if (cuda_rmsnorm_scratch(T, d) > ctx(be)->norm_bytes)
+        RT_FATAL("cuda: RMSNorm scratch for T=%d d=%d exceeds the %zu bytes planned", T, d, ctx(be)->norm_bytes);
+    cuda_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, d, ctx(be)->norm_scratch, st(be));
+}
+static void g_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
+    PROF(be, PROF_OTHER, cuda_rope_forward(x, pos, f, T, nh, D, st(be)));
+}
+static void g_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
+    PROF(be, PROF_OTHER, cuda_rope_backward(x, pos, f, T, nh, D, st(be)));
+}
+static void g_swiglu_fwd(const struct backend *be, void *out, const void *g, const void *u, int64_t n) {
+    PROF(be, PROF_OTHER, cuda_swiglu_forward(out, g, u, n, st(be)));
+}
+static void g_swiglu_bwd(const struct backend *be, void *dg, void *du, const void *dout, const void *g,
+                         const void *u, int64_t n) {
+    PROF(be, PROF_OTHER, cuda_swiglu_backward(dg, du, dout, g, u, n, st(be)));
+}
+static void g_embed_fwd(const struct backend *be, void *out, const int32_t *tok, const void *wte, int T, int d) {
+    PROF(be, PROF_OTHER, cuda_embedding_forward(out, tok, wte, T, d, st(be)));
+}
+static void g_embed_bwd(const struct backend *be, float *dwte, const void *dout, const int32_t *tok, int T, int d) {
+    PROF(be, PROF_OTHER, cuda_embedding_backward(dwte, dout, tok, T, d, st(be)));
+}
+static void g_add(const struct backend *be, void *y, const void *x, int64_t n) {
+    PROF(be, PROF_OTHER, cuda_add_bf16(y, x, n, st(be)));
+}
+static void g_attn_fwd(const struct backend *be, float *out, float *lse, int ld, const void *q, const void *k,
+                       const void *v, int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    PROF(be, PROF_ATTN, cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
+}
+static void g_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const float *out, int T,
+                         int H, int D) {
+    PROF(be, PROF_ATTN, cuda_attn_delta(delta, ld, dout, out, T, H, D, st(be)));
+}
+static void g_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
+                       const void *k, const void *v, const float *lse, const float *delta, int ld, int Tq, int Tk,
+                       int H, int Hkv, int D, int causal) {
+    PROF(be, PROF_ATTN, cuda_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal, st(be)));
+}
+static void g_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
+                         int ldb, int Tq, int H, int D) {
+    PROF(be, PROF_ATTN, cuda_attn_merge(out, lse, ld, ob, lb, ldb, Tq, H, D, st(be)));
+}
+static void g_xent(const struct backend *be, double *loss, void *dx, float *dw, const void *x, const void *w,
+                   const int32_t *labels, int T, int d, int V, float grad_scale) {
+    PROF(be, PROF_XENT, cuda_xent(ctx(be)->blas, loss, dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, XENT_CHUNK,
+              ctx(be)->xent_scratch, st(be)));
+}
+static void g_adamw(const struct backend *be, float *p, void *p_act, const float *g, float *m, float *v, int64_t n,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    PROF(be, PROF_OPTIM, cuda_adamw(p, p_act, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, st(be)));
+}
+static double g_sumsq(const struct backend *be, const float *x, int64_t n) {
+    double r;
+    cuda_sumsq(ctx(be)->sumsq_out, x, n, ctx(be)->sumsq_scratch, st(be));
+    g_download(be, &r, ctx(be)->sumsq_out, sizeof r);
+    return r;
+}
+static void g_scale(const struct backend *be, float *x, float s, int64_t n) {
+    cuda_scale(x, s, n, st(be));
+}
+
+static const struct backend table = {
+    .name = "cuda",
+    .act_size = 2,
+    .shared_weights = 0,
+    .host_memory = 0,
+    .alloc = g_alloc,
+    .free = g_free,
+    .zero = g_zero,
+    .copy = g_copy,
+    .upload = g_upload,
+    .download = g_download,
+    .to_act = g_to_act,
+    .to_f32 = g_to_f32,
+    .matmul_forward = g_matmul_fwd,
+    .matmul_backward = g_matmul_bwd,
+    .rmsnorm_forward = g_rms_fwd,
+    .rmsnorm_backward = g_rms_bwd,
+    .rope_forward = g_rope_fwd,
+    .rope_backward = g_rope_bwd,
+    .swiglu_forward = g_swiglu_fwd,
+    .swiglu_backward = g_swiglu_bwd,
+    .embedding_forward = g_embed_fwd,
+    .embedding_backward = g_embed_bwd,
+    .add = g_add,
+    .attn_forward = g_attn_fwd,
+    .attn_delta = g_attn_delta,
+    .attn_backward = g_attn_bwd,
+    .attn_merge = g_attn_merge,
+    .xent = g_xent,
+    .adamw = g_adamw,
+    .sumsq = g_sumsq,
+    .scale = g_scale,
+    .profile = g_profile,
+};
+
+int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+}
+
+struct backend *cuda_backend_create(int local_rank, int T, int d, int V, int profile) {
+    int n = cuda_device_count();
+    if (n < 1) RT_FATAL("device.backend cuda: no CUDA device is visible");
+    struct backend *be = rt_calloc(1, sizeof *be, "cuda backend");
+    struct cuda_ctx *c = rt_calloc(1, sizeof *c, "cuda backend");
+    *be = table;
+    be->ctx = c;
+    c->device = local_rank % n;
+    CUDA_CHECK(cudaSetDevice(c->device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    c->blas = cuda_blas_init(0);
+    int chunk = T < XENT_CHUNK ? T : XENT_CHUNK;
+    c->xent_scratch = g_alloc(be, cuda_xent_scratch(chunk, V), "cross-entropy chunk");
+    c->norm_bytes = cuda_rmsnorm_scratch(T, d);
+    c->norm_scratch = c->norm_bytes ? g_alloc(be, c->norm_bytes, "RMSNorm scratch") : NULL;
+    c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), "norm scratch");
+    c->sumsq_out = g_alloc(be, sizeof(double), "norm result");
+    c->profiling = profile;
+    if (profile) {
+        c->prof_ev = rt_calloc(2 * PROF_MAX, sizeof *c->prof_ev, "profile events");
+        c->prof_cat = rt_calloc(PROF_MAX, 1, "profile events");
+        for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
+    }
+    return be;
+}
+
+void cuda_backend_destroy(struct backend *be) {
+    struct cuda_ctx *c = be->ctx;
+    g_free(be, c->xent_scratch);
+    if (c->norm_scratch) g_free(be, c->norm_scratch);
+    g_free(be, c->sumsq_scratch);
+    g_free(be, c->sumsq_out);
+    cuda_blas_free(c->blas);
+    if (c->profiling) {
+        for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
+        free(c->prof_ev);
+        free(c->prof_cat);
+    }
+    CUDA_CHECK(cudaStreamDestroy(c->stream));
+    free(c);
+    free(be);
+}
+
+cudaStream_t cuda_backend_stream(const struct backend *be) { return st(be); }
