@@ -173,6 +173,14 @@ static void g_scale(const struct backend *be, float *x, float s, int64_t n) {
     cuda_scale(x, s, n, st(be));
 }
 
+/* Everything is allocated at start-up, so what is in use now is the peak. */
+static double g_mem_gib(const struct backend *be) {
+    size_t free_b = 0, total = 0;
+    (void)be;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return (double)(total - free_b) / (1024.0 * 1024.0 * 1024.0);
+}
+
 static const struct backend table = {
     .name = "cuda",
     .act_size = 2,
@@ -206,6 +214,7 @@ static const struct backend table = {
     .sumsq = g_sumsq,
     .scale = g_scale,
     .profile = g_profile,
+    .mem_gib = g_mem_gib,
 };
 
 int cuda_device_count(void) {

@@ -26,7 +26,7 @@ struct nccl_impl {
     cudaStream_t compute; /* the caller's */
     cudaEvent_t  ready, coll_done, ring_done[RING_SLOTS];
     int          ring_busy[RING_SLOTS];
-    int         *flag;    /* (1) device int for barrier */
+    int         *flag;    /* (2) device ints: barrier, warm-up exchange */
     int          device;
 };
 
@@ -191,6 +191,17 @@ static const struct comm_ops nccl_ops = {
     nccl_all_gather, nccl_broadcast,  nccl_barrier,    nccl_free,
 };
 
+/* NCCL connects peers lazily, on their first operation: do one ring exchange and one
+ * barrier now, so the connection set-up is not charged to (or stuck inside) the first
+ * training step, and a broken peer shows up at start-up. */
+static void warm_up(struct comm *c) {
+    struct nccl_impl *m = impl(c);
+    struct comm_ring_req req = {0};
+    comm_ring_start(c, m->flag, m->flag + 1, 1, COMM_I32, &req);
+    comm_ring_wait(c, &req, "warm-up exchange");
+    comm_barrier(c);
+}
+
 void comm_nccl_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s,
                     cudaStream_t compute) {
     memset(c, 0, sizeof *c);
@@ -213,8 +224,9 @@ void comm_nccl_init(struct comm *c, MPI_Comm parent, const char *name, double ti
     CUDA_CHECK(cudaEventCreateWithFlags(&m->ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&m->coll_done, cudaEventDisableTiming));
     for (int i = 0; i < RING_SLOTS; i++) CUDA_CHECK(cudaEventCreateWithFlags(&m->ring_done[i], cudaEventDisableTiming));
-    CUDA_CHECK(cudaMalloc((void **)&m->flag, sizeof *m->flag));
-    CUDA_CHECK(cudaMemsetAsync(m->flag, 0, sizeof *m->flag, m->stream));
+    CUDA_CHECK(cudaMalloc((void **)&m->flag, 2 * sizeof *m->flag));
+    CUDA_CHECK(cudaMemsetAsync(m->flag, 0, 2 * sizeof *m->flag, m->stream));
+    warm_up(c);
 }
 
 #else

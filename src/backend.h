@@ -87,6 +87,9 @@ struct backend {
     /* Milliseconds of kernel time per enum backend_prof category since the last call (waits);
      * NULL when the backend does not time its ops. */
     void (*profile)(const struct backend *be, double *ms);
+    /* GiB of device memory in use by this process's device; NULL on a host backend (the
+     * caller reports peak resident memory instead). */
+    double (*mem_gib)(const struct backend *be);
 };
 
 extern const struct backend cpu_backend;

@@ -130,7 +130,8 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
 static void log_step(struct run *r, const struct step_stats *st, double dt, double elapsed, int64_t done_here) {
     const struct cfg *c = r->c;
     struct trainer *t = r->t;
-    double mem = peak_rss_gib();
+    const struct backend *be = t->model.be;
+    double mem = be->mem_gib ? be->mem_gib(be) : peak_rss_gib();
     comm_all_reduce(&t->ctl, &mem, &mem, 1, COMM_F64, COMM_MAX);
     if (r->rt->rank != 0) return;
     double tps = st->tokens / dt;
