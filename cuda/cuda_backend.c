@@ -159,9 +159,9 @@ static void g_xent(const struct backend *be, double *loss, void *dx, float *dw, 
     PROF(be, PROF_XENT, cuda_xent(ctx(be)->blas, loss, dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, XENT_CHUNK,
               ctx(be)->xent_scratch, st(be)));
 }
-static void g_adamw(const struct backend *be, float *p, void *p_act, const float *g, float *m, float *v, int64_t n,
-                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
-    PROF(be, PROF_OPTIM, cuda_adamw(p, p_act, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, st(be)));
+static void g_adamw(const struct backend *be, float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                    float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    PROF(be, PROF_OPTIM, cuda_adamw(p, NULL, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, st(be)));
 }
 static double g_sumsq(const struct backend *be, const float *x, int64_t n) {
     double r;

@@ -76,11 +76,9 @@ struct backend {
     void (*xent)(const struct backend *be, double *loss, void *dx, float *dw, const void *x,
                  const void *w, const int32_t *labels, int T, int d, int V, float grad_scale);
 
-    /* Optimizer and gradients (fp32). adamw also refreshes the working copy p_act (act)
-     * unless shared_weights. */
-    void (*adamw)(const struct backend *be, float *p, void *p_act, const float *g, float *m,
-                  float *v, int64_t n, float lr, float b1, float b2, float eps, float wd, float bc1,
-                  float bc2);
+    /* Optimizer and gradients (fp32); the model refreshes its working weights after. */
+    void (*adamw)(const struct backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                  float lr, float b1, float b2, float eps, float wd, float bc1, float bc2);
     double (*sumsq)(const struct backend *be, const float *x, int64_t n); /* waits */
     void (*scale)(const struct backend *be, float *x, float s, int64_t n);
 

@@ -2,7 +2,11 @@
  * checkpointing: MODEL_SAVE_SELECTIVE keeps each layer's input, attention output and lse
  * (the backward recomputes norms, projections, RoPE and the MLP, never the ring);
  * MODEL_SAVE_FULL keeps only the layer input (the backward re-runs the ring);
- * MODEL_SAVE_ALL keeps everything. */
+ * MODEL_SAVE_ALL keeps everything.
+ * Working weights: a host backend computes on the fp32 master weights. A device backend
+ * keeps the embedding, final norm and lm_head in its activation type for the whole step
+ * and converts one layer at a time into a layer buffer just before the layer runs (forward
+ * and backward), so no full second copy of the weights exists. */
 #include "model.h"
 
 #include <stdlib.h>
@@ -41,6 +45,33 @@ static void *at(const struct model *m, const void *base, int64_t elems) {
     return (char *)base + elems * (int64_t)m->be->act_size;
 }
 
+/* The working copy of the weight at flat offset off (params.h layout). */
+static const void *wt(const struct model *m, int64_t off) {
+    if (m->be->shared_weights) return m->params + off;
+    if (off < m->head_end) return at(m, m->wglob, off);
+    if (off >= m->tail0) return at(m, m->wglob, m->head_end + (off - m->tail0));
+    if (m->lay_base < 0 || off < m->lay_base || off >= m->lay_base + m->lay_size)
+        RT_FATAL("model: weight at offset %lld used while its layer is not loaded", (long long)off);
+    return at(m, m->wlay, off - m->lay_base);
+}
+
+/* Make layer l's working weights current (a device backend converts them from fp32). */
+static void load_layer(struct model *m, int l) {
+    const struct backend *be = m->be;
+    struct layer_params lp;
+    params_layer(&m->pt, l, &lp);
+    m->lay_base = lp.attn_norm;
+    if (!be->shared_weights) be->to_act(be, m->wlay, m->params + m->lay_base, m->lay_size);
+}
+
+void model_refresh_weights(struct model *m) {
+    const struct backend *be = m->be;
+    if (be->shared_weights) return;
+    be->to_act(be, m->wglob, m->params, m->head_end);
+    be->to_act(be, at(m, m->wglob, m->head_end), m->params + m->tail0, m->pt.total - m->tail0);
+    m->lay_base = -1;
+}
+
 /* Allocate the fields of a that are NULL (so per-layer storage can be mixed with scratch). */
 static void acts_alloc(struct model *m, struct layer_acts *a) {
     const struct model_config *mc = &m->mc;
@@ -69,7 +100,22 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
     int64_t P = m->pt.total;
     m->params = f32_alloc(m, P, "parameters");
-    m->wact = be->shared_weights ? (void *)m->params : act_alloc(m, P, "working weights");
+    /* Layer tensors lie between the embedding and the final norm (params.c). */
+    struct layer_params l0, l1;
+    params_layer(&m->pt, 0, &l0);
+    m->head_end = l0.attn_norm;
+    m->tail0 = params_final_norm(&m->pt);
+    if (mc->n_layers > 1) {
+        params_layer(&m->pt, 1, &l1);
+        m->lay_size = l1.attn_norm - l0.attn_norm;
+    } else {
+        m->lay_size = m->tail0 - l0.attn_norm;
+    }
+    m->lay_base = -1;
+    if (!be->shared_weights) {
+        m->wglob = act_alloc(m, m->head_end + (P - m->tail0), "working weights (embedding, head)");
+        m->wlay = act_alloc(m, m->lay_size, "working weights (one layer)");
+    }
     m->grads = f32_alloc(m, P, "gradients");
     double *inv = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
     params_rope_inv_freq(mc, inv);
@@ -133,7 +179,7 @@ void model_set_params(struct model *m, const float *host) {
     const struct backend *be = m->be;
     size_t bytes = (size_t)m->pt.total * sizeof(float);
     be->upload(be, m->params, host, bytes);
-    if (!be->shared_weights) be->to_act(be, m->wact, m->params, m->pt.total);
+    model_refresh_weights(m);
 }
 
 /* Layer l forward from xs[l]. attention: also run the ring (else attn/lse are saved).
@@ -144,26 +190,25 @@ static void layer_forward(struct model *m, int l, int attention, void *out) {
     struct layer_acts *a = &m->la[l];
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    const void *W = m->wact;
     int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
     const void *x = m->xs[l];
     size_t td = (size_t)T * d * be->act_size;
-    be->rmsnorm_forward(be, a->xn1, a->rstd1, x, at(m, W, lp.attn_norm), T, d, (float)mc->norm_eps);
-    be->matmul_forward(be, a->q, a->xn1, at(m, W, lp.wq), T, d, H * D);
-    be->matmul_forward(be, a->k, a->xn1, at(m, W, lp.wk), T, d, Hkv * D);
-    be->matmul_forward(be, a->v, a->xn1, at(m, W, lp.wv), T, d, Hkv * D);
+    be->rmsnorm_forward(be, a->xn1, a->rstd1, x, wt(m, lp.attn_norm), T, d, (float)mc->norm_eps);
+    be->matmul_forward(be, a->q, a->xn1, wt(m, lp.wq), T, d, H * D);
+    be->matmul_forward(be, a->k, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
+    be->matmul_forward(be, a->v, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
     be->rope_forward(be, a->q, m->pos, m->inv_freq, T, H, D);
     be->rope_forward(be, a->k, m->pos, m->inv_freq, T, Hkv, D);
     if (attention) ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
-    be->matmul_forward(be, m->tmp, a->attn, at(m, W, lp.wo), T, H * D, d);
+    be->matmul_forward(be, m->tmp, a->attn, wt(m, lp.wo), T, H * D, d);
     be->copy(be, a->h, x, td);
     be->add(be, a->h, m->tmp, (int64_t)T * d);
-    be->rmsnorm_forward(be, a->xn2, a->rstd2, a->h, at(m, W, lp.mlp_norm), T, d, (float)mc->norm_eps);
-    be->matmul_forward(be, a->gate, a->xn2, at(m, W, lp.w_gate), T, d, F);
-    be->matmul_forward(be, a->up, a->xn2, at(m, W, lp.w_up), T, d, F);
+    be->rmsnorm_forward(be, a->xn2, a->rstd2, a->h, wt(m, lp.mlp_norm), T, d, (float)mc->norm_eps);
+    be->matmul_forward(be, a->gate, a->xn2, wt(m, lp.w_gate), T, d, F);
+    be->matmul_forward(be, a->up, a->xn2, wt(m, lp.w_up), T, d, F);
     be->swiglu_forward(be, a->act, a->gate, a->up, (int64_t)T * F);
     if (out) {
-        be->matmul_forward(be, m->tmp, a->act, at(m, W, lp.w_down), T, F, d);
+        be->matmul_forward(be, m->tmp, a->act, wt(m, lp.w_down), T, F, d);
         be->copy(be, out, a->h, td);
         be->add(be, out, m->tmp, (int64_t)T * d);
     }
@@ -176,23 +221,22 @@ static void layer_backward(struct model *m, int l) {
     struct layer_acts *a = &m->la[l];
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    const void *W = m->wact;
     float *G = m->grads;
     int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
     size_t as = be->act_size, td = (size_t)T * d * as;
 
     /* MLP: out = h + down(silu(gate) * up); g is dL/dout and, through the residual, dL/dh. */
     be->zero(be, m->dact, (size_t)T * F * as);
-    be->matmul_backward(be, m->dact, G + lp.w_down, m->g, a->act, at(m, W, lp.w_down), T, F, d);
+    be->matmul_backward(be, m->dact, G + lp.w_down, m->g, a->act, wt(m, lp.w_down), T, F, d);
     be->swiglu_backward(be, m->dgate, m->dup, m->dact, a->gate, a->up, (int64_t)T * F);
     be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, G + lp.w_gate, m->dgate, a->xn2, at(m, W, lp.w_gate), T, d, F);
-    be->matmul_backward(be, m->dxn, G + lp.w_up, m->dup, a->xn2, at(m, W, lp.w_up), T, d, F);
-    be->rmsnorm_backward(be, m->g, G + lp.mlp_norm, m->dxn, a->h, at(m, W, lp.mlp_norm), a->rstd2, T, d);
+    be->matmul_backward(be, m->dxn, G + lp.w_gate, m->dgate, a->xn2, wt(m, lp.w_gate), T, d, F);
+    be->matmul_backward(be, m->dxn, G + lp.w_up, m->dup, a->xn2, wt(m, lp.w_up), T, d, F);
+    be->rmsnorm_backward(be, m->g, G + lp.mlp_norm, m->dxn, a->h, wt(m, lp.mlp_norm), a->rstd2, T, d);
 
     /* Attention: h = x + o(attn(rope(q), rope(k), v)). */
     be->zero(be, m->dattn, (size_t)T * H * D * as);
-    be->matmul_backward(be, m->dattn, G + lp.wo, m->g, a->attn, at(m, W, lp.wo), T, H * D, d);
+    be->matmul_backward(be, m->dattn, G + lp.wo, m->g, a->attn, wt(m, lp.wo), T, H * D, d);
     ring_backward(&m->ring, m->dq, m->dk, m->dv, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
     be->to_act(be, m->dq_a, m->dq, (int64_t)T * H * D);
     be->to_act(be, m->dk_a, m->dk, (int64_t)T * Hkv * D);
@@ -200,10 +244,10 @@ static void layer_backward(struct model *m, int l) {
     be->rope_backward(be, m->dq_a, m->pos, m->inv_freq, T, H, D);
     be->rope_backward(be, m->dk_a, m->pos, m->inv_freq, T, Hkv, D);
     be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, G + lp.wq, m->dq_a, a->xn1, at(m, W, lp.wq), T, d, H * D);
-    be->matmul_backward(be, m->dxn, G + lp.wk, m->dk_a, a->xn1, at(m, W, lp.wk), T, d, Hkv * D);
-    be->matmul_backward(be, m->dxn, G + lp.wv, m->dv_a, a->xn1, at(m, W, lp.wv), T, d, Hkv * D);
-    be->rmsnorm_backward(be, m->g, G + lp.attn_norm, m->dxn, m->xs[l], at(m, W, lp.attn_norm), a->rstd1, T, d);
+    be->matmul_backward(be, m->dxn, G + lp.wq, m->dq_a, a->xn1, wt(m, lp.wq), T, d, H * D);
+    be->matmul_backward(be, m->dxn, G + lp.wk, m->dk_a, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
+    be->matmul_backward(be, m->dxn, G + lp.wv, m->dv_a, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
+    be->rmsnorm_backward(be, m->g, G + lp.attn_norm, m->dxn, m->xs[l], wt(m, lp.attn_norm), a->rstd1, T, d);
 }
 
 double model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
@@ -211,24 +255,27 @@ double model_forward_backward(struct model *m, const int32_t *tokens, const int3
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     int T = m->T, d = mc->dim, V = mc->vocab_size, Ly = mc->n_layers;
-    const void *W = m->wact;
     int64_t embed = params_embed(&m->pt), head = params_lm_head(&m->pt), fnorm = params_final_norm(&m->pt);
     be->upload(be, m->tok, tokens, (size_t)T * sizeof(int32_t));
     be->upload(be, m->lab, labels, (size_t)T * sizeof(int32_t));
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
     be->zero(be, m->loss, sizeof(double));
 
-    be->embedding_forward(be, m->xs[0], m->tok, at(m, W, embed), T, d);
-    for (int l = 0; l < Ly; l++) layer_forward(m, l, 1, m->xs[l + 1]);
-    be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], at(m, W, fnorm), T, d, (float)mc->norm_eps);
+    be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
+    for (int l = 0; l < Ly; l++) {
+        load_layer(m, l);
+        layer_forward(m, l, 1, m->xs[l + 1]);
+    }
+    be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], wt(m, fnorm), T, d, (float)mc->norm_eps);
     size_t td = (size_t)T * d * be->act_size;
     if (train) be->zero(be, m->dxn, td);
-    be->xent(be, m->loss, train ? m->dxn : NULL, m->grads + head, m->xnf, at(m, W, head), m->lab, T, d, V,
+    be->xent(be, m->loss, train ? m->dxn : NULL, m->grads + head, m->xnf, wt(m, head), m->lab, T, d, V,
              grad_scale);
     if (train) {
         be->zero(be, m->g, td);
-        be->rmsnorm_backward(be, m->g, m->grads + fnorm, m->dxn, m->xs[Ly], at(m, W, fnorm), m->rstdf, T, d);
+        be->rmsnorm_backward(be, m->g, m->grads + fnorm, m->dxn, m->xs[Ly], wt(m, fnorm), m->rstdf, T, d);
         for (int l = Ly - 1; l >= 0; l--) {
+            load_layer(m, l);
             if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
             layer_backward(m, l);
         }

@@ -36,7 +36,11 @@ struct model {
     struct model_config mc;
     struct param_table pt;
     float  *params;        /* (pt.total) fp32 master weights */
-    void   *wact;          /* (pt.total) act working weights; == params with shared_weights */
+    void   *wglob;         /* act working copy of the embedding, final norm and lm_head (device backends) */
+    void   *wlay;          /* act working copy of the current layer (device backends) */
+    int64_t head_end;      /* params [0, head_end): the embedding */
+    int64_t tail0;         /* params [tail0, total): final norm and lm_head */
+    int64_t lay_base, lay_size; /* the layer in wlay: params [lay_base, lay_base + lay_size) */
     float  *grads;         /* (pt.total) accumulated by model_forward_backward */
     double *inv_freq;      /* (D/2) backend memory */
     int     T;             /* local tokens per sequence shard */
@@ -67,6 +71,8 @@ void model_free(struct model *m);
 
 /* Copy fp32 master weights from host memory (pt.total floats) and refresh the working copy. */
 void model_set_params(struct model *m, const float *host);
+/* After the master weights changed (an optimizer step): refresh the working copies. */
+void model_refresh_weights(struct model *m);
 
 /* Forward (and backward when train) over this rank's shard: tokens, labels (label < 0 is
  * ignored) and global positions, T each, in host memory. Gradients are scaled by

@@ -29,7 +29,7 @@ double opt_grad_norm(const struct backend *be, const float *grads, int64_t total
 }
 
 void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct param_table *pt,
-              float *params, void *wact, float *grads, double grad_norm, double lr) {
+              float *params, float *grads, double grad_norm, double lr) {
     const struct backend *be = o->be;
     if (tc->grad_clip > 0) {
         double coef = tc->grad_clip / (grad_norm + 1e-6);
@@ -41,7 +41,7 @@ void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct para
     for (int i = 0; i < pt->n; i++) {
         const struct param *p = &pt->p[i];
         float wd = p->ndim >= 2 ? (float)tc->weight_decay : 0.0f;
-        be->adamw(be, params + p->offset, (char *)wact + p->offset * (int64_t)be->act_size, grads + p->offset,
+        be->adamw(be, params + p->offset, grads + p->offset,
                   o->m + p->offset, o->v + p->offset, p->numel, (float)lr, (float)tc->beta1, (float)tc->beta2,
                   (float)tc->eps, wd, bc1, bc2);
     }

@@ -27,8 +27,8 @@ double opt_lr(const struct cfg_train *tc, int64_t step);
 double opt_grad_norm(const struct backend *be, const float *grads, int64_t total);
 
 /* Clip (when grad_clip > 0) given the pre-clip norm, then one AdamW update at lr of the
- * fp32 params, refreshing the working copy wact (act) unless the backend shares them. */
+ * fp32 params (the caller refreshes any working copy). */
 void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct param_table *pt,
-              float *params, void *wact, float *grads, double grad_norm, double lr);
+              float *params, float *grads, double grad_norm, double lr);
 
 #endif

@@ -211,7 +211,8 @@ int trainer_step(struct trainer *t, struct step_stats *st) {
         t->skipped++;
     } else {
         t->bad_in_row = 0;
-        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.wact, t->model.grads, st->grad_norm, st->lr);
+        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+        model_refresh_weights(&t->model);
     }
     st->t_optim = MPI_Wtime() - t0;
     const struct backend *be = t->model.be;
