@@ -5,6 +5,8 @@ MPIRUN     ?= mpirun
 CUDA       ?= auto
 CUDA_HOME  ?= /usr/local/cuda
 NCCL_HOME  ?= $(CUDA_HOME)
+CUDNN      ?= auto
+CUDNN_HOME ?= $(CUDA_HOME)
 EXTRA_CFLAGS  ?=
 EXTRA_LDFLAGS ?=
 BLAS_CFLAGS ?=
@@ -35,6 +37,15 @@ ifeq ($(CUDA),1)
   CFLAGS   += -DRT_HAVE_CUDA -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include -Icuda
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64:$(CUDA_HOME)/lib:$(NCCL_HOME)/lib \
               -lcudart -lcublasLt -lcublas -lnccl -lstdc++
+  # cuDNN's fused attention is built in when its header is found (CUDNN=0 leaves it out).
+  ifeq ($(CUDNN),auto)
+    CUDNN := $(if $(wildcard $(CUDNN_HOME)/include/cudnn.h),1,0)
+  endif
+  ifeq ($(CUDNN),1)
+    CFLAGS  += -DRT_HAVE_CUDNN -I$(CUDNN_HOME)/include
+    NVFLAGS += -DRT_HAVE_CUDNN -I$(CUDNN_HOME)/include
+    LDLIBS  += -L$(CUDNN_HOME)/lib -L$(CUDNN_HOME)/lib64 -Wl,-rpath,$(CUDNN_HOME)/lib:$(CUDNN_HOME)/lib64 -lcudnn
+  endif
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)

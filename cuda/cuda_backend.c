@@ -9,6 +9,7 @@
 #include "cuda_attn.h"
 #include "cuda_check.h"
 #include "cuda_ops.h"
+#include "cudnn_attn.h"
 #include "runtime.h"
 
 #define XENT_CHUNK 1024 /* tokens per lm_head/cross-entropy chunk */
@@ -26,6 +27,8 @@ struct cuda_ctx {
     float *norm_scratch;
     size_t norm_bytes;
     double *sumsq_scratch, *sumsq_out;
+    struct cudnn_attn *cudnn;              /* NULL: the native attention kernels */
+    char attention[128];                   /* for the start-up log */
 };
 
 static struct cuda_ctx *ctx(const struct backend *be) { return be->ctx; }
@@ -139,16 +142,24 @@ static void g_add(const struct backend *be, void *y, const void *x, int64_t n) {
 }
 static void g_attn_fwd(const struct backend *be, float *out, float *lse, int ld, const void *q, const void *k,
                        const void *v, int Tq, int Tk, int H, int Hkv, int D, int causal) {
-    PROF(be, PROF_ATTN, cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
+    struct cudnn_attn *ca = ctx(be)->cudnn;
+    if (ca) PROF(be, PROF_ATTN, cudnn_attn_forward(ca, out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
+    else PROF(be, PROF_ATTN, cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
 }
 static void g_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const float *out, int T,
                          int H, int D) {
     PROF(be, PROF_ATTN, cuda_attn_delta(delta, ld, dout, out, T, H, D, st(be)));
 }
 static void g_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
-                       const void *k, const void *v, const float *lse, const float *delta, int ld, int Tq, int Tk,
-                       int H, int Hkv, int D, int causal) {
-    PROF(be, PROF_ATTN, cuda_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal, st(be)));
+                       const void *k, const void *v, const float *out, const float *lse, const float *delta, int ld,
+                       int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    struct cudnn_attn *ca = ctx(be)->cudnn;
+    if (ca)
+        PROF(be, PROF_ATTN, cudnn_attn_backward(ca, dq, dk, dv, dout, q, k, v, out, lse, delta, ld, Tq, Tk, H, Hkv, D,
+                                                causal, st(be)));
+    else
+        PROF(be, PROF_ATTN, cuda_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal,
+                                               st(be)));
 }
 static void g_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
                          int ldb, int Tq, int H, int D) {
@@ -223,7 +234,51 @@ int cuda_device_count(void) {
     return n;
 }
 
-struct backend *cuda_backend_create(int local_rank, int T, int d, int V, int profile) {
+/* The attention blocks the ring will run (ring.c): the causal diagonal step, and either
+ * the two zigzag block shapes or the plain ring's full block; all with ld = T. */
+struct block_shape { int Tq, Tk, causal; };
+
+static int ring_shapes(const struct cuda_backend_opts *o, struct block_shape *b) {
+    int n = 0, T = o->T, C = T / 2;
+    b[n++] = (struct block_shape){T, T, 1};
+    if (o->ring_size > 1 && o->zigzag) {
+        b[n++] = (struct block_shape){T, C, 0};
+        b[n++] = (struct block_shape){C, T, 0};
+    } else if (o->ring_size > 1) {
+        b[n++] = (struct block_shape){T, T, 0};
+    }
+    return n;
+}
+
+/* device.attention: cudnn requires cuDNN for every block shape; auto takes it when it
+ * serves them all; native never. Plans are built and the workspace reserved now. */
+static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
+    struct cuda_ctx *c = be->ctx;
+    struct block_shape b[3];
+    int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE;
+    for (int i = 0; i < n && ok; i++) ok = cudnn_attn_supported(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal);
+    if (!ok && o->attention == ATTN_CUDNN)
+        RT_FATAL("device.attention cudnn: cuDNN's fused attention %s (T=%d, heads %d/%d, head dim %d)",
+                 cudnn_attn_version() ? "does not take this shape" : "is not in this build", o->T, o->H, o->Hkv, o->D);
+    if (!ok) {
+        snprintf(c->attention, sizeof c->attention, "native flash attention (cuda/attn_*.cu)%s",
+                 o->attention == ATTN_AUTO ? ", cuDNN not available for this shape" : "");
+        return;
+    }
+    c->cudnn = cudnn_attn_init(0);
+    size_t ws = 0;
+    for (int i = 0; i < n; i++) {
+        size_t need = cudnn_attn_prepare(c->cudnn, b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal, o->T);
+        if (need > ws) ws = need;
+    }
+    cudnn_attn_reserve(c->cudnn, ws);
+    size_t v = cudnn_attn_version();
+    snprintf(c->attention, sizeof c->attention, "cuDNN %zu.%zu.%zu fused attention (workspace %.2f GiB)", v / 10000,
+             v / 100 % 100, v % 100, ws / 1073741824.0);
+}
+
+struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
+    int local_rank = o->local_rank, T = o->T, d = o->d, V = o->V, profile = o->profile;
     int n = cuda_device_count();
     if (n < 1) RT_FATAL("device.backend cuda: no CUDA device is visible");
     struct backend *be = rt_calloc(1, sizeof *be, "cuda backend");
@@ -246,6 +301,8 @@ struct backend *cuda_backend_create(int local_rank, int T, int d, int V, int pro
         c->prof_cat = rt_calloc(PROF_MAX, 1, "profile events");
         for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
     }
+    choose_attention(be, o);
+    be->attention = c->attention;
     return be;
 }
 
@@ -256,6 +313,7 @@ void cuda_backend_destroy(struct backend *be) {
     g_free(be, c->sumsq_scratch);
     g_free(be, c->sumsq_out);
     cuda_blas_free(c->blas);
+    if (c->cudnn) cudnn_attn_free(c->cudnn);
     if (c->profiling) {
         for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);

@@ -7,11 +7,20 @@
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
+#include "config.h"
 
-/* Selects GPU local_rank % (visible GPUs), creates the stream, cuBLASLt and the scratch
- * buffers sized for shards of T tokens of a model of width d and vocabulary V. profile:
- * time every op with CUDA events (read with be->profile). */
-struct backend *cuda_backend_create(int local_rank, int T, int d, int V, int profile);
+struct cuda_backend_opts {
+    int local_rank;          /* selects GPU local_rank % (visible GPUs) */
+    int T, d, V;             /* shard tokens, model width, vocabulary: scratch sizes */
+    int H, Hkv, D;           /* attention heads, kv heads, head dim */
+    int ring_size, zigzag;   /* the ring the attention blocks come from */
+    int attention;           /* enum cfg_attn_impl: auto | cudnn | native */
+    int profile;             /* time every op with CUDA events (read with be->profile) */
+};
+
+/* Creates the stream, cuBLASLt, the scratch buffers, and the attention (cuDNN plans and
+ * workspace when chosen); be->attention says which attention runs. */
+struct backend *cuda_backend_create(const struct cuda_backend_opts *o);
 void cuda_backend_destroy(struct backend *be);
 cudaStream_t cuda_backend_stream(const struct backend *be);
 /* Number of GPUs this process can see. */

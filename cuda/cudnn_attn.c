@@ -268,8 +268,9 @@ static void gb_pw(struct gb *g, cudnnPointwiseMode_t mode, cudnnDataType_t prec,
     gb_set(g, op, CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one, what);
     gb_fin(g, op, what);
     gb_add_op(g, op);
-    gb_logf(g, "  %-13s (prec %s%s) %s = %s", pw_name(mode), dt_name(prec), axis >= 0 ? (axis == 2 ? ", axis 2" : ", axis 3") : "",
-            tens_str(y, s1, sizeof s1), tens_str(x, s2, sizeof s2));
+    const char *ax = axis < 0 ? "" : axis == 2 ? ", axis 2" : ", axis 3";
+    gb_logf(g, "  %-13s (prec %s%s) %s = %s", pw_name(mode), dt_name(prec), ax, tens_str(y, s1, sizeof s1),
+            tens_str(x, s2, sizeof s2));
     if (b) gb_logf(g, ", %s", tens_str(b, s3, sizeof s3));
     if (t) gb_logf(g, ", %s", tens_str(t, s4, sizeof s4));
     gb_logf(g, "\n");
@@ -463,10 +464,11 @@ static void build_bwd(struct gb *g, int Tq, int Tk, int H, int Hkv, int D, int c
     gb_pw(g, CUDNN_POINTWISE_IDENTITY, F, &dQacc, NULL, NULL, &dQ, -1);
 }
 
-/* Operation graph, heuristics (mode A, then FALLBACK), the first engine config whose plan
- * finalizes. Returns the plan (NULL on failure, reason in g->err). */
-static cudnnBackendDescriptor_t gb_plan(struct gb *g, cudnnHandle_t h, int first, int64_t *ws, char *engine,
-                                        size_t engine_n) {
+/* Operation graph, heuristics (mode A, or FALLBACK when fallback is set), the first engine
+ * config (from index `first`) whose plan finalizes. Returns the plan (NULL on failure, reason
+ * in g->err). */
+static cudnnBackendDescriptor_t gb_plan(struct gb *g, cudnnHandle_t h, int fallback, int first, int64_t *ws,
+                                        char *engine, size_t engine_n) {
     cudnnBackendDescriptor_t graph = gb_new(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
     gb_set(g, graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, g->nops, g->ops,
            "operation graph ops");
@@ -474,22 +476,15 @@ static cudnnBackendDescriptor_t gb_plan(struct gb *g, cudnnHandle_t h, int first
     gb_fin(g, graph, "operation graph finalize");
     if (!gb_ok(g)) return NULL;
     char tried[640] = "";
-    const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
-    for (int mi = 0; mi < 2; mi++) {
-        cudnnBackendHeurMode_t mode = modes[mi];
+    {
+        const int mi = fallback ? 1 : 0;
+        cudnnBackendHeurMode_t mode = fallback ? CUDNN_HEUR_MODE_FALLBACK : CUDNN_HEUR_MODE_A;
         cudnnBackendDescriptor_t heur = gb_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristics");
         gb_set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph,
                "heuristics graph");
         gb_set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode, "heuristics mode");
         gb_fin(g, heur, mi == 0 ? "heuristics (mode A) finalize" : "heuristics (mode FALLBACK) finalize");
-        if (!gb_ok(g)) {
-            if (mi == 0) { /* keep the reason, try the fallback mode */
-                catf(tried, sizeof tried, "%s; ", g->err);
-                g->st = CUDNN_STATUS_SUCCESS;
-                continue;
-            }
-            return NULL;
-        }
+        if (!gb_ok(g)) return NULL;
         int64_t count = 0;
         cudnnStatus_t st = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                                     0, &count, NULL);
@@ -512,7 +507,7 @@ static cudnnBackendDescriptor_t gb_plan(struct gb *g, cudnnHandle_t h, int first
         }
         catf(tried, sizeof tried, "mode %s: %lld config(s)", mi == 0 ? "A" : "FALLBACK",
                                    (long long)got);
-        for (int64_t i = mi == 0 && first < got ? first : 0; i < got; i++) {
+        for (int64_t i = first < got ? first : 0; i < got; i++) {
             cudnnBackendDescriptor_t plan = NULL;
             st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan);
             if (st != CUDNN_STATUS_SUCCESS) {
@@ -548,7 +543,6 @@ static cudnnBackendDescriptor_t gb_plan(struct gb *g, cudnnHandle_t h, int first
                                        cudnnGetErrorString(st), (int)st, msg);
             cudnnBackendDestroyDescriptor(plan);
         }
-        catf(tried, sizeof tried, "; ");
     }
     gb_fail(g, CUDNN_STATUS_NOT_SUPPORTED, "no engine config gave a plan");
     strf(g->err, sizeof g->err, "no plan: %s", tried);
@@ -584,7 +578,8 @@ struct cudnn_attn {
     struct plan **plans;
     int nplans, cap;
     int verbose;
-    int force_o16, force_g16, force_kv16, force_staged; /* RT_CUDNN_ATTN_CFG knobs */
+    int try_o32, try_g32, force_staged; /* RT_CUDNN_ATTN_CFG knobs */
+    int clear_dqacc;                    /* memset dQ_accum before the backward (cuDNN < 9.6) */
     int config_index;          /* RT_CUDNN_ATTN_CONFIG_INDEX: heuristics result to use (0 = first) */
     float scale, neg_inf, one; /* by-value scalars of the graphs */
     char path[320];
@@ -633,12 +628,19 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
     if (!p) rt_fatal(__FILE__, __LINE__, "cudnn_attn: out of host memory");
     p->kind = kind; p->Tq = Tq; p->Tk = Tk; p->H = H; p->Hkv = Hkv; p->D = D; p->causal = causal; p->ld = ld;
     const int lds = ld ? ld : Tq;
-    /* output dtypes tried in order: fp32 straight into ringtrain's buffers / staging first */
-    static const int fwd_cfg[2] = {1, 0};
-    static const int bwd_cfg[3][2] = {{1, 1}, {1, 0}, {0, 0}};
-    const int ncfg = kind == KIND_FWD ? 2 : 3;
+    /* Output dtypes tried in order: bf16 (cudnn-frontend's SDPA graphs), heuristics mode A, then
+     * mode FALLBACK. fp32 outputs (O, dQ, dK, dV straight in fp32) are tried first only on request
+     * (RT_CUDNN_ATTN_CFG=o32 / g32): cuDNN 9.19 builds those plans but computes them wrong on an
+     * H200 (O partly unwritten, dQ and MHA dK/dV off by O(1); docs/cudnn_attention.md). */
+    static const int fwd_cfg[3] = {1, 0, 0};
+    static const int bwd_cfg[4][2] = {{1, 1}, {1, 0}, {0, 0}, {0, 0}};
+    const int ncfg = kind == KIND_FWD ? 3 : 4;
     double t0 = now_s();
     for (int c = 0; c < ncfg && !p->ok; c++) {
+        const int fallback = c == ncfg - 1;
+        int skip = kind == KIND_FWD ? (fwd_cfg[c] && !ca->try_o32)
+                                    : ((bwd_cfg[c][0] || bwd_cfg[c][1]) && !ca->try_g32);
+        if (skip) continue;
         struct gb *g = calloc(1, sizeof *g);
         if (!g) rt_fatal(__FILE__, __LINE__, "cudnn_attn: out of host memory");
         g->next_uid = UID_VIRTUAL;
@@ -646,15 +648,9 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
         else build_bwd(g, Tq, Tk, H, Hkv, D, causal, lds, bwd_cfg[c][0], bwd_cfg[c][1]);
         char engine[128] = "";
         int64_t ws = 0;
-        int skip = kind == KIND_FWD ? (ca->force_o16 && fwd_cfg[c]) :
-                   ((ca->force_g16 && bwd_cfg[c][0]) || ((ca->force_g16 || ca->force_kv16) && bwd_cfg[c][1]));
-        if (skip) {
-            gb_destroy(g);
-            continue;
-        }
         cudnnBackendDescriptor_t exec =
-            gb_ok(g) ? gb_plan(g, ca->h, ca->config_index, &ws, engine, sizeof engine) : NULL;
-        if (ca->verbose >= 2 || (ca->verbose && !exec)) fprintf(stderr, "[cudnn_attn] graph:\n%s", g->log);
+            gb_ok(g) ? gb_plan(g, ca->h, fallback, fallback ? 0 : ca->config_index, &ws, engine, sizeof engine) : NULL;
+        if (ca->verbose >= 2 || (ca->verbose && !exec && c == 0)) fprintf(stderr, "[cudnn_attn] graph:\n%s", g->log);
         if (exec) {
             p->ok = 1;
             p->exec = exec;
@@ -669,11 +665,10 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
                 strf(p->desc, sizeof p->desc, "dQ %s, dK/dV %s, lse %s, %s", p->g32q ? "f32" : "bf16",
                          p->g32kv ? "f32" : "bf16", ld ? "direct" : "staged", engine);
         } else {
-            catf(p->why, sizeof p->why, "%s[%s] %s", p->why[0] ? " | " : "",
-                                       kind == KIND_FWD ? (fwd_cfg[c] ? "O f32" : "O bf16")
-                                                        : (bwd_cfg[c][0] ? (bwd_cfg[c][1] ? "grads f32" : "dQ f32 dKV bf16")
-                                                                         : "grads bf16"),
-                                       g->err);
+            catf(p->why, sizeof p->why, "%s[%s%s] %s", p->why[0] ? " | " : "",
+                 kind == KIND_FWD ? (fwd_cfg[c] ? "O f32" : "O bf16")
+                                  : (bwd_cfg[c][0] ? (bwd_cfg[c][1] ? "grads f32" : "dQ f32 dKV bf16") : "grads bf16"),
+                 fallback ? ", mode FALLBACK" : "", g->err);
             gb_destroy(g);
         }
     }
@@ -751,14 +746,16 @@ struct cudnn_attn *cudnn_attn_init(size_t workspace_bytes) {
     CUDNN_CHECK(cudnnCreate(&ca->h));
     const char *v = getenv("RT_CUDNN_ATTN_VERBOSE");
     ca->verbose = v ? atoi(v) : 0;
-    /* tuning / diagnosis knobs (not settings): RT_CUDNN_ATTN_CFG holds any of o16 (forward O in
-     * bf16), g16 (all gradients in bf16), kv16 (dK, dV in bf16), staged (lse through the
-     * workspace); RT_CUDNN_ATTN_CONFIG_INDEX=k takes the k-th engine config of the heuristics */
+    /* tuning / diagnosis knobs (not settings): RT_CUDNN_ATTN_CFG holds any of o32 (try the forward
+     * with O in fp32 first), g32 (try fp32 dQ, dK, dV first), staged (lse through the workspace),
+     * clear (memset dQ_accum before every backward, as needed before cuDNN 9.6);
+     * RT_CUDNN_ATTN_CONFIG_INDEX=k takes the k-th engine config of the mode-A heuristics */
     const char *cfg = getenv("RT_CUDNN_ATTN_CFG");
+    ca->clear_dqacc = cudnnGetVersion() < 90600;
     if (cfg) {
-        ca->force_o16 = strstr(cfg, "o16") != NULL;
-        ca->force_g16 = strstr(cfg, "g16") != NULL;
-        ca->force_kv16 = strstr(cfg, "kv16") != NULL;
+        if (strstr(cfg, "clear")) ca->clear_dqacc = 1;
+        ca->try_o32 = strstr(cfg, "o32") != NULL;
+        ca->try_g32 = strstr(cfg, "g32") != NULL;
         ca->force_staged = strstr(cfg, "staged") != NULL;
     }
     const char *ci = getenv("RT_CUDNN_ATTN_CONFIG_INDEX");
@@ -794,6 +791,12 @@ void cudnn_attn_reserve(struct cudnn_attn *ca, size_t bytes) {
 }
 
 size_t cudnn_attn_workspace_bytes(const struct cudnn_attn *ca) { return ca ? ca->ws_bytes : 0; }
+
+void cudnn_attn_poison_workspace(struct cudnn_attn *ca) {
+    if (!ca || !ca->ws) return;
+    CUDA_CHECK(cudaMemset(ca->ws, 0xff, ca->ws_bytes));
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 const char *cudnn_attn_last_path(const struct cudnn_attn *ca) { return ca ? ca->path : "native (built without cuDNN)"; }
 
@@ -924,9 +927,8 @@ void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv,
     if (!p->ld)
         CUDA_CHECK(cudaMemcpy2DAsync(st, (size_t)Tq * 4, lse, (size_t)ld * 4, (size_t)Tq * 4, (size_t)H,
                                      cudaMemcpyDeviceToDevice, s));
-    /* cuDNN >= 9.6 clears dQ_accum itself (cudnn-frontend stopped doing it); clearing it here
-     * costs one memset of Tq*H*D fp32 and is right for every version. */
-    CUDA_CHECK(cudaMemsetAsync(dqacc, 0, nq * 4, s));
+    /* cuDNN >= 9.6 clears dQ_accum itself (cudnn-frontend clears it only before 9.6) */
+    if (ca->clear_dqacc) CUDA_CHECK(cudaMemsetAsync(dqacc, 0, nq * 4, s));
     ca->scale = 1.0f / sqrtf((float)D);
     int64_t uids[15] = {UID_Q, UID_K, UID_V, UID_O, UID_DO, UID_STATS, UID_DQ, UID_DK, UID_DV,
                         UID_SCALE, UID_ONE, UID_SSUM, UID_DQACC, UID_NEGINF};
@@ -969,6 +971,7 @@ size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv,
 }
 void cudnn_attn_reserve(struct cudnn_attn *ca, size_t bytes) { (void)ca; (void)bytes; }
 size_t cudnn_attn_workspace_bytes(const struct cudnn_attn *ca) { (void)ca; return 0; }
+void cudnn_attn_poison_workspace(struct cudnn_attn *ca) { (void)ca; }
 const char *cudnn_attn_last_path(const struct cudnn_attn *ca) {
     (void)ca;
     return "native (built without cuDNN)";

@@ -1,7 +1,7 @@
 /* cudnn_attn: block attention through cuDNN's fused flash-attention engine (the cuDNN graph
  * backend API, plain C), with the layouts and semantics of cuda_attn.h (cuda_attn_forward /
  * cuda_attn_backward), so the ring can call either. Sources: cudnn_attn.c (graphs, plans,
- * execution), cudnn_accum.cu (the conversion / accumulation kernels around it). Design, the
+ * execution), cudnn_accum.cu (the accumulation kernel; conversions: cuda_ops.h). Design, the
  * exact graphs, errors and speed: docs/cudnn_attention.md.
  * Shapes (as in cuda_attn.h): q, dout (Tq, H, D) bf16; out, dq (Tq, H, D) fp32, row stride
  * H*D; k, v (Tk, Hkv, D) bf16 and dk, dv (Tk, Hkv, D) fp32, row stride Hkv*D; lse, delta
@@ -12,7 +12,10 @@
  * says 0, init() returns NULL and forward/backward run the native kernels (cuda_attn_*).
  * Shapes cuDNN does not take (cudnn_attn_supported() == 0, a plan that cannot be built,
  * pointers that are not 16-byte aligned) also run the native kernels, with the same results
- * up to rounding; cudnn_attn_last_path() says which path the last call took. */
+ * up to rounding; cudnn_attn_last_path() says which path the last call took.
+ * Precision: cuDNN writes O, dQ, dK, dV in bf16 (its fp32 outputs are wrong in 9.19, see the
+ * doc); they are widened to fp32 / added to the fp32 accumulators here, so out and the
+ * gradient increments carry one bf16 rounding more than the native kernel's. */
 #ifndef RT_CUDNN_ATTN_H
 #define RT_CUDNN_ATTN_H
 
@@ -48,9 +51,13 @@ size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv,
 /* Grows the workspace to at least `bytes` (synchronizes the device; startup only). */
 void cudnn_attn_reserve(struct cudnn_attn *ca, size_t bytes);
 size_t cudnn_attn_workspace_bytes(const struct cudnn_attn *ca);
-/* What the last forward/backward call ran, e.g. "cudnn bwd [grads fp32, lse direct] ws 2.1 GB"
- * or "native (D=12 not taken by cuDNN)". Static storage inside ca. */
+/* What the last forward/backward call ran, e.g. "cudnn bwd [dQ bf16, dK/dV bf16, lse direct,
+ * engine 6 (heuristics mode A, config 0 of 2)] ws 1.61 GB" or "native fwd (D=12 not taken by
+ * cuDNN)". Storage inside ca. */
 const char *cudnn_attn_last_path(const struct cudnn_attn *ca);
+/* Fills the workspace with NaN bits (synchronously): tests call it before each call to show
+ * that nothing in it (staging, cuDNN's dQ_accum) is read before it is written. */
+void cudnn_attn_poison_workspace(struct cudnn_attn *ca);
 /* cudnnGetVersion() of the loaded library (0 without cuDNN). */
 size_t cudnn_attn_version(void);
 

@@ -23,6 +23,7 @@ struct backend {
     size_t act_size;      /* bytes per act element: 4 (fp32) or 2 (bf16) */
     int    shared_weights; /* 1: the working weights are the fp32 master weights (no copy) */
     int    host_memory;   /* 1: backend memory is host memory (pointers usable directly) */
+    const char *attention; /* which attention kernels run, for the start-up log */
     void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
 
     /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
@@ -64,10 +65,12 @@ struct backend {
                          int causal);
     void (*attn_delta)(const struct backend *be, float *delta, int ld, const void *dout,
                        const float *out, int T, int H, int D);
+    /* out: the final merged output of the rows (fp32, (Tq, H, D)); kernels that compute
+     * delta themselves read it, the others use delta. */
     void (*attn_backward)(const struct backend *be, float *dq, float *dk, float *dv,
                           const void *dout, const void *q, const void *k, const void *v,
-                          const float *lse, const float *delta, int ld, int Tq, int Tk, int H,
-                          int Hkv, int D, int causal);
+                          const float *out, const float *lse, const float *delta, int ld, int Tq,
+                          int Tk, int H, int Hkv, int D, int causal);
     void (*attn_merge)(const struct backend *be, float *out, float *lse, int ld, const float *out_b,
                        const float *lse_b, int ld_b, int Tq, int H, int D);
 

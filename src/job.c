@@ -104,8 +104,8 @@ static int refuse_unavailable(const struct cfg *c, char *err, size_t errlen) {
     if (c->device.backend == BACKEND_CUDA)
         return fail(err, errlen, c, "device.backend", "this build has no CUDA backend (use cpu)");
 #endif
-    if (c->device.attention == ATTN_CUDNN)
-        return fail(err, errlen, c, "device.attention", "the cuDNN attention is not available yet (use native or auto)");
+    if (c->device.attention == ATTN_CUDNN && c->device.backend != BACKEND_CUDA)
+        return fail(err, errlen, c, "device.attention", "cudnn needs device.backend: cuda");
     if (c->memory.offload)
         return fail(err, errlen, c, "memory.offload", "activation offload needs device.backend: cuda");
     return 0;

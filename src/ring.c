@@ -142,8 +142,8 @@ void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void 
         if (step_block(rg, s, &b)) {
             size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * hd;
             be->attn_backward(be, dq + qo, dcur + ko, dcur + kv_half + ko, at(rg, dout, qo), at(rg, q, qo),
-                              at(rg, cur, ko), at(rg, cur, kv_half + ko), lse + b.q0, rg->delta + b.q0, T,
-                              b.nq, b.nk, H, Hkv, D, b.causal);
+                              at(rg, cur, ko), at(rg, cur, kv_half + ko), rg->out32 + qo, lse + b.q0,
+                              rg->delta + b.q0, T, b.nq, b.nk, H, Hkv, D, b.causal);
         }
         if (N > 1) {
             /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */

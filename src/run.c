@@ -115,6 +115,7 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            RT_VERSION, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp, t->model.be->name,
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
            (const char *[]){"none", "full", "selective"}[j->cfg.memory.checkpointing]);
+    printf("attention kernels: %s\n", t->model.be->attention);
     printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
            (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,
            mc->n_kv_heads, mc->head_dim, mc->ffn_dim, mc->tie_embeddings ? ", tied embeddings" : "");

@@ -31,8 +31,12 @@ static const struct backend *backend_open(struct trainer *t, const struct runtim
     } else {
 #ifdef RT_HAVE_CUDA
         const struct model_config *mc = &t->job.mc;
-        struct backend *g = cuda_backend_create(rt->local_rank, (int)t->T, mc->dim, mc->vocab_size,
-                                                c->log.profile);
+        struct cuda_backend_opts go = {
+            .local_rank = rt->local_rank, .T = (int)t->T, .d = mc->dim, .V = mc->vocab_size, .H = mc->n_heads,
+            .Hkv = mc->n_kv_heads, .D = mc->head_dim, .ring_size = t->job.cp,
+            .zigzag = c->parallel.attention == RING_ZIGZAG, .attention = c->device.attention,
+            .profile = c->log.profile};
+        struct backend *g = cuda_backend_create(&go);
         cudaStream_t s = cuda_backend_stream(g);
         int own_gpu = rt->local_size <= cuda_device_count();
         int nccl = c->parallel.transport == TRANSPORT_NCCL || (c->parallel.transport == TRANSPORT_AUTO && own_gpu);

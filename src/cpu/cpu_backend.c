@@ -71,9 +71,9 @@ static void c_attn_delta(const struct backend *be, float *delta, int ld, const v
     (void)be, cpu_attn_delta(delta, ld, dout, out, T, H, D);
 }
 static void c_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
-                       const void *k, const void *v, const float *lse, const float *delta, int ld, int Tq, int Tk,
-                       int H, int Hkv, int D, int causal) {
-    (void)be, cpu_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal);
+                       const void *k, const void *v, const float *out, const float *lse, const float *delta, int ld,
+                       int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    (void)be, (void)out, cpu_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal);
 }
 static void c_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
                          int ldb, int Tq, int H, int D) {
@@ -98,6 +98,7 @@ const struct backend cpu_backend = {
     .act_size = sizeof(float),
     .shared_weights = 1,
     .host_memory = 1,
+    .attention = "cpu reference (cpu_attn.c)",
     .ctx = NULL,
     .alloc = c_alloc,
     .free = c_free,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU test suite (make test-gpu): every CUDA op against its CPU twin (test_attn,
-# test_ops), the transports on device buffers (test_comm: staged MPI with several ranks on
+# test_ops, test_cudnn_attn), the transports on device buffers (test_comm: staged MPI with several ranks on
 # one GPU, NCCL with one rank per GPU), and the whole model on CUDA against the CPU and on
 # several ranks against one (test_model). Prints a summary; exits non-zero on any failure.
 set -u
@@ -15,7 +15,7 @@ run() {
     local t0=$SECONDS
     if "$@"; then echo "   ok ($((SECONDS - t0)) s)"; else failed+=("$*"); echo "   FAILED: $*"; fi
 }
-for t in build/gpu/test_attn build/gpu/test_ops; do
+for t in build/gpu/test_attn build/gpu/test_ops build/gpu/test_cudnn_attn; do
     [ -x "$t" ] && run "$t"
 done
 for n in 1 2 4; do run $mpirun -np $n build/gpu/test_comm; done

@@ -21,7 +21,7 @@
 
 static struct runtime rt, self;
 
-static struct job make_job(int D, int gqa, int zigzag, int backend, int cp) {
+static struct job make_job(int D, int gqa, int zigzag, int backend, int cp, int attention) {
     struct job j;
     memset(&j, 0, sizeof j);
     cfg_defaults(&j.cfg);
@@ -35,6 +35,7 @@ static struct job make_job(int D, int gqa, int zigzag, int backend, int cp) {
     j.cfg.parallel.attention = zigzag ? RING_ZIGZAG : RING_PLAIN;
     j.cfg.parallel.transport = TRANSPORT_MPI;
     j.cfg.device.backend = backend;
+    j.cfg.device.attention = attention;
     int H = 4;
     j.mc = (struct model_config){.vocab_size = 96, .dim = H * D, .n_layers = 2, .n_heads = H,
                                  .n_kv_heads = gqa ? 2 : H, .head_dim = D, .ffn_dim = 3 * D,
@@ -49,6 +50,7 @@ static double grads_of(const struct job *j, const struct runtime *r, float **g) 
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, j, r, NULL);
     struct step_stats st;
+    if (r->rank == 0 && j->cfg.device.backend == BACKEND_CUDA) printf("    (%s)\n", t->model.be->attention);
     trainer_gradients(t, &st);
     size_t bytes = (size_t)t->model.pt.total * sizeof(float);
     *g = malloc(bytes);
@@ -87,13 +89,14 @@ static void losses_of(const struct job *j, const struct runtime *r, double *out)
 }
 
 static void single_rank_tests(void) {
-    static const struct { int D, gqa, zigzag; } cases[] = {{64, 0, 1}, {128, 1, 1}, {48, 1, 0}};
+    static const struct { int D, gqa, zigzag, attention; } cases[] = {
+        {64, 0, 1, ATTN_AUTO}, {128, 1, 1, ATTN_AUTO}, {64, 1, 1, ATTN_NATIVE}, {128, 0, 0, ATTN_NATIVE}, {48, 1, 0, ATTN_AUTO}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char what[96];
-        snprintf(what, sizeof what, "D=%d %s %s", cases[i].D, cases[i].gqa ? "gqa tied" : "mha",
-                 cases[i].zigzag ? "zigzag" : "ring");
-        struct job jc = make_job(cases[i].D, cases[i].gqa, cases[i].zigzag, BACKEND_CPU, 1);
-        struct job jg = make_job(cases[i].D, cases[i].gqa, cases[i].zigzag, BACKEND_CUDA, 1);
+        snprintf(what, sizeof what, "D=%d %s %s %s", cases[i].D, cases[i].gqa ? "gqa tied" : "mha",
+                 cases[i].zigzag ? "zigzag" : "ring", cases[i].attention == ATTN_AUTO ? "auto" : "native");
+        struct job jc = make_job(cases[i].D, cases[i].gqa, cases[i].zigzag, BACKEND_CPU, 1, ATTN_AUTO);
+        struct job jg = make_job(cases[i].D, cases[i].gqa, cases[i].zigzag, BACKEND_CUDA, 1, cases[i].attention);
         float *gc, *gg;
         double lc = grads_of(&jc, &self, &gc), lg = grads_of(&jg, &self, &gg);
         printf("  %s: step-0 loss cpu %.6f cuda %.6f\n", what, lc, lg);
@@ -139,11 +142,13 @@ static void fixture_tests(void) {
 }
 
 static void ring_tests(void) {
-    for (int zigzag = 0; zigzag < 2; zigzag++) {
+    for (int c = 0; c < 4; c++) {
+        int zigzag = c & 1, attention = c < 2 ? ATTN_AUTO : ATTN_NATIVE;
         char what[64];
-        snprintf(what, sizeof what, "%d ranks %s vs 1", rt.world, zigzag ? "zigzag" : "ring");
-        struct job j1 = make_job(64, 1, zigzag, BACKEND_CUDA, 1);
-        struct job jN = make_job(64, 1, zigzag, BACKEND_CUDA, rt.world);
+        snprintf(what, sizeof what, "%d ranks %s %s vs 1", rt.world, zigzag ? "zigzag" : "ring",
+                 attention == ATTN_AUTO ? "auto" : "native");
+        struct job j1 = make_job(64, 1, zigzag, BACKEND_CUDA, 1, attention);
+        struct job jN = make_job(64, 1, zigzag, BACKEND_CUDA, rt.world, attention);
         float *g1, *gN;
         double l1 = grads_of(&j1, &self, &g1), lN = grads_of(&jN, &rt, &gN);
         if (rt.rank == 0) printf("  %s: loss %.6f vs %.6f\n", what, lN, l1);

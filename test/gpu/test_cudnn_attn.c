@@ -1,0 +1,350 @@
+/* test_cudnn_attn: the cuDNN block attention (cuda/cudnn_attn.h) against the CPU twin
+ * (cpu_attn_*) and against the native kernels (cuda_attn_*), on a GPU, for the three zigzag
+ * ring block kinds (s = 0 causal 2C x 2C; src < r: 2C rows x the first C keys; src > r: the
+ * second C rows x 2C keys, lse/delta views at offset C of ld = 2C), GQA and MHA, D = 128 and
+ * 64, plus odd lengths, a misaligned lse view (the staged-lse path) and one shape cuDNN does not
+ * take (D = 12: the native fallback, with delta = NULL).
+ * Inputs are random normals rounded to bf16; the CPU gets the same values as fp32.
+ * Error = max |gpu - cpu| / max |cpu| over an output (for gradients the denominator is at
+ * least GRAD_FLOOR, as in test_attn). Bounds, and why:
+ *   out       1e-2  P is rounded to bf16 as the operand of P V, and cuDNN writes O in bf16
+ *                   (2^-9 relative per element); measured 2.0e-3 - 3.0e-3.
+ *   lse       1e-3  fp32 statistics, only the summation order and exp/log differ; relative to
+ *                   max |lse|. A base-2 lse (or a missing scale) would be off by ~40 %.
+ *   dq dk dv  2e-2  P and dS rounded to bf16 for four products, dQ/dK/dV written in bf16 by
+ *                   cuDNN, delta from O rounded to bf16; measured 2.0e-3 - 5.7e-3.
+ * Also checked: every output element written (buffers poisoned with NaN first), nothing in
+ * the workspace read before written (it is poisoned with NaN before every call: this covers
+ * cuDNN's dQ_accum, which cuDNN >= 9.6 clears itself), lse written only inside its view
+ * (bitwise), the backward ACCUMULATES into random non-zero dq/dk/dv, and which path ran
+ * (cuDNN where it must, the native kernel where cuDNN cannot). The distance to the native
+ * kernel is printed (not bounded: both are approximations of the CPU).
+ * RT_CUDNN_ATTN_VERBOSE=1 prints every plan built (engine, workspace, failed attempts). */
+#include "cpu_ops.h"
+#include "cuda_attn.h"
+#include "cuda_check.h"
+#include "cudnn_attn.h"
+#include "rng.h"
+#include "../testutil.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_OUT   1e-2
+#define TOL_LSE   1e-3
+#define TOL_GRAD  2e-2
+#define GRAD_FLOOR 1e-2
+
+/* ---------- host helpers (as test_attn.c) ---------- */
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+#define FALLOC(n) ((float *)xmalloc((size_t)(n) * sizeof(float)))
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf2f(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+struct bft {
+    int64_t n;
+    uint16_t *bits;
+    float *f;
+    rt_bf16 *dev;
+};
+
+static void bft_init(struct bft *t, int64_t n, uint64_t key, float scale) {
+    t->n = n;
+    t->bits = xmalloc((size_t)n * 2);
+    t->f = FALLOC(n);
+    for (int64_t i = 0; i < n; i++) {
+        t->bits[i] = f2bf(scale * (float)rng_normal(key, (uint64_t)i));
+        t->f[i] = bf2f(t->bits[i]);
+    }
+    CUDA_CHECK(cudaMalloc((void **)&t->dev, (size_t)n * 2 + 16));
+    CUDA_CHECK(cudaMemcpy(t->dev, t->bits, (size_t)n * 2, cudaMemcpyHostToDevice));
+}
+
+static void bft_free(struct bft *t) {
+    free(t->bits);
+    free(t->f);
+    CUDA_CHECK(cudaFree(t->dev));
+}
+
+static float *dalloc(int64_t n) {
+    float *p = NULL;
+    CUDA_CHECK(cudaMalloc((void **)&p, (size_t)(n ? n : 1) * sizeof(float)));
+    return p;
+}
+
+static void h2d(float *d, const float *h, int64_t n) {
+    CUDA_CHECK(cudaMemcpy(d, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+static void d2h(float *h, const float *d, int64_t n) {
+    CUDA_CHECK(cudaMemcpy(h, d, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+static void poison(float *d, int64_t n) { CUDA_CHECK(cudaMemset(d, 0xff, (size_t)n * sizeof(float))); }
+
+static int is_poison(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u == 0xffffffffu;
+}
+
+static void put_view(float *dbuf, const float *h, int H, int T, int ld, int off) {
+    poison(dbuf, (int64_t)H * ld);
+    CUDA_CHECK(cudaMemcpy2D(dbuf + off, (size_t)ld * sizeof(float), h, (size_t)T * sizeof(float),
+                            (size_t)T * sizeof(float), (size_t)H, cudaMemcpyHostToDevice));
+}
+
+static int get_view(float *h, const float *dbuf, int H, int T, int ld, int off) {
+    float *all = FALLOC((int64_t)H * ld);
+    d2h(all, dbuf, (int64_t)H * ld);
+    int ok = 1;
+    for (int r = 0; r < H; r++)
+        for (int t = 0; t < ld; t++) {
+            float x = all[(int64_t)r * ld + t];
+            if (t >= off && t < off + T) {
+                h[(int64_t)r * T + t - off] = x;
+                if (is_poison(x)) ok = 0;
+            } else if (!is_poison(x)) {
+                ok = 0;
+            }
+        }
+    free(all);
+    return ok;
+}
+
+static double err_floor(const float *a, const float *b, int64_t n, double floor) {
+    double maxref = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs(b[i]) > maxref) maxref = fabs(b[i]);
+    return tu_max_rel_err(a, b, n) * (maxref > 1e-30 ? maxref : 1e-30) / (maxref > floor ? maxref : floor);
+}
+
+static int all_written(const float *h, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (is_poison(h[i])) return 0;
+    return 1;
+}
+
+static void sub_init(float *g, const float *init, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = (float)((double)g[i] - init[i]);
+}
+
+/* "case output  cudnn-vs-cpu  bound  ok  | native-vs-cpu, cudnn-vs-native" */
+static void report(const char *cname, const char *op, double e_cd, double e_nat, double e_cn, double bound,
+                   const char *extra) {
+    tu_checks++;
+    int ok = e_cd <= bound;
+    if (!ok) tu_failures++;
+    printf("  %-36s %-5s cudnn %.2e  bound %.0e  %-6s| native %.2e  cudnn-native %.2e%s\n", cname, op, e_cd, bound,
+           ok ? "ok" : "FAILED", e_nat, e_cn, extra ? extra : "");
+}
+
+/* ---------- one case ---------- */
+
+struct acase {
+    const char *name;
+    int Tq, Tk, H, Hkv, D, causal;
+    int ld, off;  /* lse/delta: rows [off, off+Tq) of an (H, ld) buffer */
+    float qscale; /* larger: peakier softmax */
+    int expect;   /* 1: must run on cuDNN, 0: must run natively, -1: either (reported) */
+};
+
+static struct cudnn_attn *g_ca;
+static double g_cpu_seconds;
+
+static int path_is_cudnn(void) { return strncmp(cudnn_attn_last_path(g_ca), "cudnn", 5) == 0; }
+
+static void check_path(const struct acase *c, const char *what) {
+    const int on = path_is_cudnn();
+    printf("  %-36s %-5s path: %s\n", c->name, what, cudnn_attn_last_path(g_ca));
+    if (c->expect >= 0) {
+        tu_checks++;
+        if (on != c->expect) {
+            tu_failures++;
+            printf("  %-36s %-5s FAILED: expected the %s path\n", c->name, what, c->expect ? "cuDNN" : "native");
+        }
+    }
+}
+
+static void run_case(const struct acase *c, uint64_t seed) {
+    const int Tq = c->Tq, Tk = c->Tk, H = c->H, Hkv = c->Hkv, D = c->D, ld = c->ld, off = c->off;
+    const int64_t nq = (int64_t)Tq * H * D, nk = (int64_t)Tk * Hkv * D, nl = (int64_t)H * ld, nr = (int64_t)H * Tq;
+
+    /* prepare() sizes for aligned lse views; the misaligned case (off % 4 != 0) takes the
+     * staged-lse plan, a little larger: reserve with room for it */
+    size_t need = cudnn_attn_prepare(g_ca, Tq, Tk, H, Hkv, D, c->causal, ld);
+    cudnn_attn_reserve(g_ca, need + need / 4 + ((size_t)1 << 20));
+
+    struct bft q, k, v, dout;
+    bft_init(&q, nq, seed + 1, c->qscale);
+    bft_init(&k, nk, seed + 2, 1.0f);
+    bft_init(&v, nk, seed + 3, 1.0f);
+    bft_init(&dout, nq, seed + 4, 1.0f);
+
+    /* CPU reference */
+    float *out_c = FALLOC(nq), *lse_c = FALLOC(nr), *del_c = FALLOC(nr);
+    float *dq_c = calloc((size_t)nq + 1, sizeof(float)), *dk_c = calloc((size_t)nk + 1, sizeof(float)),
+          *dv_c = calloc((size_t)nk + 1, sizeof(float));
+    double t0 = omp_get_wtime();
+    cpu_attn_forward(out_c, lse_c, Tq, q.f, k.f, v.f, Tq, Tk, H, Hkv, D, c->causal);
+    cpu_attn_delta(del_c, Tq, dout.f, out_c, Tq, H, D);
+    cpu_attn_backward(dq_c, dk_c, dv_c, dout.f, q.f, k.f, v.f, lse_c, del_c, Tq, Tq, Tk, H, Hkv, D, c->causal);
+    g_cpu_seconds += omp_get_wtime() - t0;
+
+    float *out_d = dalloc(nq), *lse_d = dalloc(nl), *del_d = dalloc(nl);
+    float *dq_d = dalloc(nq), *dk_d = dalloc(nk), *dv_d = dalloc(nk);
+    float *out_g = FALLOC(nq), *lse_g = FALLOC(nr), *out_n = FALLOC(nq), *lse_n = FALLOC(nr);
+
+    /* forward: native, then cuDNN, into poisoned buffers */
+    poison(out_d, nq);
+    poison(lse_d, nl);
+    cuda_attn_forward(out_d, lse_d + off, ld, q.dev, k.dev, v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    d2h(out_n, out_d, nq);
+    get_view(lse_n, lse_d, H, Tq, ld, off);
+    poison(out_d, nq);
+    poison(lse_d, nl);
+    cudnn_attn_poison_workspace(g_ca);
+    cudnn_attn_forward(g_ca, out_d, lse_d + off, ld, q.dev, k.dev, v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    check_path(c, "fwd");
+    d2h(out_g, out_d, nq);
+    int view_ok = get_view(lse_g, lse_d, H, Tq, ld, off);
+    int written = all_written(out_g, nq);
+    /* lse against the native kernel: the same layout and log base means the same numbers */
+    double mean_g = 0, mean_n = 0, lse_abs = 0;
+    for (int64_t i = 0; i < nr; i++) {
+        mean_g += lse_g[i];
+        mean_n += lse_n[i];
+        double e = fabs((double)lse_g[i] - lse_n[i]);
+        if (e > lse_abs) lse_abs = e;
+    }
+    char extra[256];
+    snprintf(extra, sizeof extra, "%s", written ? "" : "  OUTPUT NOT FULLY WRITTEN");
+    report(c->name, "out", tu_max_rel_err(out_g, out_c, nq), tu_max_rel_err(out_n, out_c, nq),
+           tu_max_rel_err(out_g, out_n, nq), TOL_OUT, extra);
+    snprintf(extra, sizeof extra, "  (max |lse-native| %.1e, mean %.4f vs native %.4f)%s", lse_abs, mean_g / nr,
+             mean_n / nr, view_ok ? "" : "  WROTE OUTSIDE THE VIEW / UNWRITTEN");
+    report(c->name, "lse", tu_max_rel_err(lse_g, lse_c, nr), tu_max_rel_err(lse_n, lse_c, nr),
+           tu_max_rel_err(lse_g, lse_n, nr), TOL_LSE, extra);
+    CHECK(view_ok);
+    CHECK(written);
+
+    /* backward from the CPU's out, lse, delta (views, NaN elsewhere); gradients start random */
+    float *out_ref = dalloc(nq);
+    h2d(out_ref, out_c, nq);
+    put_view(lse_d, lse_c, H, Tq, ld, off);
+    put_view(del_d, del_c, H, Tq, ld, off);
+    float *iq = FALLOC(nq), *ik = FALLOC(nk), *iv = FALLOC(nk);
+    for (int64_t i = 0; i < nq; i++) iq[i] = (float)rng_normal(seed + 5, (uint64_t)i);
+    for (int64_t i = 0; i < nk; i++) {
+        ik[i] = (float)rng_normal(seed + 6, (uint64_t)i);
+        iv[i] = (float)rng_normal(seed + 7, (uint64_t)i);
+    }
+    float *g[2][3];
+    for (int pass = 0; pass < 2; pass++) { /* 0 native, 1 cuDNN */
+        g[pass][0] = FALLOC(nq);
+        g[pass][1] = FALLOC(nk);
+        g[pass][2] = FALLOC(nk);
+        h2d(dq_d, iq, nq);
+        h2d(dk_d, ik, nk);
+        h2d(dv_d, iv, nk);
+        if (pass == 0)
+            cuda_attn_backward(dq_d, dk_d, dv_d, dout.dev, q.dev, k.dev, v.dev, lse_d + off, del_d + off, ld, Tq, Tk,
+                               H, Hkv, D, c->causal, 0);
+        else { /* the fallback shapes get delta = NULL: it is computed from out */
+            cudnn_attn_poison_workspace(g_ca);
+            cudnn_attn_backward(g_ca, dq_d, dk_d, dv_d, dout.dev, q.dev, k.dev, v.dev, out_ref, lse_d + off,
+                                c->expect == 0 ? NULL : del_d + off, ld, Tq, Tk, H, Hkv, D, c->causal, 0);
+        }
+        CUDA_CHECK(cudaDeviceSynchronize());
+        if (pass == 1) check_path(c, "bwd");
+        d2h(g[pass][0], dq_d, nq);
+        d2h(g[pass][1], dk_d, nk);
+        d2h(g[pass][2], dv_d, nk);
+        sub_init(g[pass][0], iq, nq);
+        sub_init(g[pass][1], ik, nk);
+        sub_init(g[pass][2], iv, nk);
+    }
+    const char *names[3] = {"dq", "dk", "dv"};
+    const float *ref[3] = {dq_c, dk_c, dv_c};
+    const int64_t cnt[3] = {nq, nk, nk};
+    for (int j = 0; j < 3; j++)
+        report(c->name, names[j], err_floor(g[1][j], ref[j], cnt[j], GRAD_FLOOR),
+               err_floor(g[0][j], ref[j], cnt[j], GRAD_FLOOR), err_floor(g[1][j], g[0][j], cnt[j], GRAD_FLOOR),
+               TOL_GRAD, NULL);
+    /* the lse / delta buffers were inputs: untouched outside and inside */
+    float *chk = FALLOC(nr);
+    CHECK(get_view(chk, lse_d, H, Tq, ld, off));
+    CHECK(memcmp(chk, lse_c, (size_t)nr * 4) == 0);
+    free(chk);
+
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < 3; j++) free(g[pass][j]);
+    free(iq); free(ik); free(iv);
+    free(out_c); free(lse_c); free(del_c); free(dq_c); free(dk_c); free(dv_c);
+    free(out_g); free(lse_g); free(out_n); free(lse_n);
+    CUDA_CHECK(cudaFree(out_d)); CUDA_CHECK(cudaFree(lse_d)); CUDA_CHECK(cudaFree(del_d));
+    CUDA_CHECK(cudaFree(dq_d)); CUDA_CHECK(cudaFree(dk_d)); CUDA_CHECK(cudaFree(dv_d));
+    CUDA_CHECK(cudaFree(out_ref));
+    bft_free(&q); bft_free(&k); bft_free(&v); bft_free(&dout);
+}
+
+int main(void) {
+    struct cudaDeviceProp prop;
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const size_t ver = cudnn_attn_version();
+    printf("test_cudnn_attn on %s (sm_%d%d), cuDNN %zu, %d CPU threads for the reference\n", prop.name, prop.major,
+           prop.minor, ver, omp_get_max_threads());
+    if (ver == 0) {
+        printf("built without cuDNN (RT_HAVE_CUDNN undefined): nothing to test\n");
+        return 0;
+    }
+    g_ca = cudnn_attn_init(0);
+    /* name, Tq, Tk, H, Hkv, D, causal, ld, off, qscale, expect. The ring blocks of a shard of
+     * 2C = 1024 (GQA, D128) and 2C = 768 (MHA, D64). */
+    const struct acase cases[] = {
+        {"ring s=0 causal 2C GQA 32/8 D128", 1024, 1024, 32, 8, 128, 1, 1024, 0, 1.0f, 1},
+        {"ring 2C x C GQA 32/8 D128", 1024, 512, 32, 8, 128, 0, 1024, 0, 1.0f, 1},
+        {"ring C x 2C GQA 32/8 D128 view+C", 512, 1024, 32, 8, 128, 0, 1024, 512, 1.0f, 1},
+        {"ring s=0 causal 2C MHA D64", 768, 768, 8, 8, 64, 1, 768, 0, 1.0f, 1},
+        {"ring 2C x C MHA D64", 768, 384, 8, 8, 64, 0, 768, 0, 1.0f, 1},
+        {"ring C x 2C MHA D64 view+C", 384, 768, 8, 8, 64, 0, 768, 384, 1.0f, 1},
+        {"causal MHA D128 T=2048", 2048, 2048, 8, 8, 128, 1, 2048, 0, 1.0f, 1},
+        {"ring C x 2C MHA D128 view+C", 512, 1024, 8, 8, 128, 0, 1024, 512, 1.0f, 1},
+        {"causal GQA 16/4 D64 T=777", 777, 777, 16, 4, 64, 1, 800, 0, 1.0f, -1},
+        {"nc GQA 8/2 D128 Tq=77 Tk=300 peaky off11", 77, 300, 8, 2, 128, 0, 100, 11, 6.0f, -1},
+        {"causal MQA 8/1 D128 T=333 peaky", 333, 333, 8, 1, 128, 1, 333, 0, 4.0f, -1},
+        {"fallback D12 causal GQA 4/2 T=200", 200, 200, 4, 2, 12, 1, 200, 0, 1.0f, 0},
+    };
+    printf("  errors: max|x-cpu|/max|cpu| (gradients: denominator >= %.0e); native = cuda_attn_*\n", GRAD_FLOOR);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], 1000 * (i + 1));
+    printf("CPU reference time %.1f s, cuDNN workspace %zu bytes\n", g_cpu_seconds, cudnn_attn_workspace_bytes(g_ca));
+    cudnn_attn_free(g_ca);
+    return tu_done("test_cudnn_attn");
+}
