@@ -48,6 +48,12 @@ ifeq ($(CUDA),1)
   endif
 endif
 
+# Objects depend on a stamp named after the flags, so changing a flag (CUDA, CUDNN, a path)
+# rebuilds them instead of linking stale ones.
+FLAGS_STAMP := build/flags.$(shell echo '$(CFLAGS) $(NVFLAGS) $(LDLIBS)' | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p build && rm -f build/flags.* && touch $@
+
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CFLAGS  += -DRT_VERSION=\"$(VERSION)\"
 
@@ -61,11 +67,11 @@ build/libringtrain.a: $(OBJ_LIB)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-build/obj/%.o: %.c
+build/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(MPICC) $(CFLAGS) -c -o $@ $<
 
-build/obj/%.o: %.cu
+build/obj/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
