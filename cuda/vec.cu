@@ -13,70 +13,62 @@ using namespace ops;
 
 namespace {
 
-template <bool V8>
-__global__ void to_bf16_kernel(bf16 *dst, const float *src, int64_t n) {
+/* The elementwise loop of every kernel here: with V8, groups of 8 values (op.group(i) for
+ * i = 8q, 16-byte accesses), then the rest one by one (op.one(i)). */
+template <bool V8, class Op>
+__global__ void elementwise_kernel(Op op, int64_t n) {
     int64_t done = 0;
     if (V8) {
         const int64_t ng = n / 8;
-        for (int64_t q = gtid(); q < ng; q += gstride()) {
-            float f[8];
-            load8(src + 8 * q, f);
-            store8(dst + 8 * q, f);
-        }
+        for (int64_t q = gtid(); q < ng; q += gstride()) op.group(8 * q);
         done = ng * 8;
     }
-    for (int64_t i = done + gtid(); i < n; i += gstride()) dst[i] = f2bf(src[i]);
+    for (int64_t i = done + gtid(); i < n; i += gstride()) op.one(i);
 }
 
-template <bool V8>
-__global__ void to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
-    int64_t done = 0;
-    if (V8) {
-        const int64_t ng = n / 8;
-        for (int64_t q = gtid(); q < ng; q += gstride()) {
-            float f[8];
-            load8(src + 8 * q, f);
-            store8(dst + 8 * q, f);
-        }
-        done = ng * 8;
+/* One value converted on a store: fp32 -> bf16 (nearest even), bf16 -> fp32. */
+__device__ __forceinline__ void put(bf16 *p, float v) { *p = f2bf(v); }
+__device__ __forceinline__ void put(float *p, bf16 v) { *p = bf2f(v); }
+
+/* dst = src converted (fp32 -> bf16 or bf16 -> fp32). */
+template <class D, class S>
+struct Convert {
+    D *dst;
+    const S *src;
+    __device__ __forceinline__ void group(int64_t i) const {
+        float f[8];
+        load8(src + i, f);
+        store8(dst + i, f);
     }
-    for (int64_t i = done + gtid(); i < n; i += gstride()) dst[i] = bf2f(src[i]);
-}
+    __device__ __forceinline__ void one(int64_t i) const { put(dst + i, src[i]); }
+};
 
-template <bool V8>
-__global__ void add_bf16_kernel(bf16 *y, const bf16 *x, int64_t n) {
-    int64_t done = 0;
-    if (V8) {
-        const int64_t ng = n / 8;
-        for (int64_t q = gtid(); q < ng; q += gstride()) {
-            float a[8], b[8];
-            load8(y + 8 * q, a);
-            load8(x + 8 * q, b);
+struct AddBf16 {
+    bf16 *y;
+    const bf16 *x;
+    __device__ __forceinline__ void group(int64_t i) const {
+        float a[8], b[8];
+        load8(y + i, a);
+        load8(x + i, b);
 #pragma unroll
-            for (int j = 0; j < 8; j++) a[j] += b[j];
-            store8(y + 8 * q, a);
-        }
-        done = ng * 8;
+        for (int j = 0; j < 8; j++) a[j] += b[j];
+        store8(y + i, a);
     }
-    for (int64_t i = done + gtid(); i < n; i += gstride()) y[i] = f2bf(bf2f(y[i]) + bf2f(x[i]));
-}
+    __device__ __forceinline__ void one(int64_t i) const { y[i] = f2bf(bf2f(y[i]) + bf2f(x[i])); }
+};
 
-template <bool V8>
-__global__ void scale_kernel(float *x, float a, int64_t n) {
-    int64_t done = 0;
-    if (V8) {
-        const int64_t ng = n / 8;
-        for (int64_t q = gtid(); q < ng; q += gstride()) {
-            float f[8];
-            load8(x + 8 * q, f);
+struct Scale {
+    float *x;
+    float a;
+    __device__ __forceinline__ void group(int64_t i) const {
+        float f[8];
+        load8(x + i, f);
 #pragma unroll
-            for (int j = 0; j < 8; j++) f[j] *= a;
-            store8(x + 8 * q, f);
-        }
-        done = ng * 8;
+        for (int j = 0; j < 8; j++) f[j] *= a;
+        store8(x + i, f);
     }
-    for (int64_t i = done + gtid(); i < n; i += gstride()) x[i] *= a;
-}
+    __device__ __forceinline__ void one(int64_t i) const { x[i] *= a; }
+};
 
 /* Block b of P: thread k sums groups q = b*256 + k, + P*256, ... of 8 values each. */
 __global__ void sumsq_part_kernel(double *part, const float *x, int64_t n, bool v8) {
@@ -108,46 +100,37 @@ void check_n(const char *fn, int64_t n) {
     if (n < 0) rt_fatal(__FILE__, __LINE__, "%s: bad size n=%lld", fn, (long long)n);
 }
 
+/* The launcher of an elementwise op: checks n, nothing for n = 0, the 8-wide kernel when
+ * every pointer is 16-byte aligned. */
+template <class Op>
+void launch_elementwise(const char *fn, const char *kernel, Op op, bool v8, int64_t n, cudaStream_t s) {
+    check_n(fn, n);
+    if (n == 0) return;
+    const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);
+    if (v8) elementwise_kernel<true><<<grid, kThreads, 0, s>>>(op, n);
+    else elementwise_kernel<false><<<grid, kThreads, 0, s>>>(op, n);
+    CUDA_LAUNCH_CHECK(kernel);
+}
+
 } // namespace
 
 extern "C" void cuda_to_bf16(rt_bf16 *dst, const float *src, int64_t n, cudaStream_t s) {
-    check_n("cuda_to_bf16", n);
-    if (n == 0) return;
-    const bool v8 = aligned16(dst) && aligned16(src);
-    const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);
-    if (v8) to_bf16_kernel<true><<<grid, kThreads, 0, s>>>((bf16 *)dst, src, n);
-    else to_bf16_kernel<false><<<grid, kThreads, 0, s>>>((bf16 *)dst, src, n);
-    CUDA_LAUNCH_CHECK("to_bf16_kernel");
+    launch_elementwise("cuda_to_bf16", "to_bf16_kernel", Convert<bf16, float>{(bf16 *)dst, src},
+                       aligned16(dst) && aligned16(src), n, s);
 }
 
 extern "C" void cuda_to_f32(float *dst, const rt_bf16 *src, int64_t n, cudaStream_t s) {
-    check_n("cuda_to_f32", n);
-    if (n == 0) return;
-    const bool v8 = aligned16(dst) && aligned16(src);
-    const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);
-    if (v8) to_f32_kernel<true><<<grid, kThreads, 0, s>>>(dst, (const bf16 *)src, n);
-    else to_f32_kernel<false><<<grid, kThreads, 0, s>>>(dst, (const bf16 *)src, n);
-    CUDA_LAUNCH_CHECK("to_f32_kernel");
+    launch_elementwise("cuda_to_f32", "to_f32_kernel", Convert<float, bf16>{dst, (const bf16 *)src},
+                       aligned16(dst) && aligned16(src), n, s);
 }
 
 extern "C" void cuda_add_bf16(rt_bf16 *y, const rt_bf16 *x, int64_t n, cudaStream_t s) {
-    check_n("cuda_add_bf16", n);
-    if (n == 0) return;
-    const bool v8 = aligned16(y) && aligned16(x);
-    const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);
-    if (v8) add_bf16_kernel<true><<<grid, kThreads, 0, s>>>((bf16 *)y, (const bf16 *)x, n);
-    else add_bf16_kernel<false><<<grid, kThreads, 0, s>>>((bf16 *)y, (const bf16 *)x, n);
-    CUDA_LAUNCH_CHECK("add_bf16_kernel");
+    launch_elementwise("cuda_add_bf16", "add_bf16_kernel", AddBf16{(bf16 *)y, (const bf16 *)x},
+                       aligned16(y) && aligned16(x), n, s);
 }
 
 extern "C" void cuda_scale(float *x, float a, int64_t n, cudaStream_t s) {
-    check_n("cuda_scale", n);
-    if (n == 0) return;
-    const bool v8 = aligned16(x);
-    const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);
-    if (v8) scale_kernel<true><<<grid, kThreads, 0, s>>>(x, a, n);
-    else scale_kernel<false><<<grid, kThreads, 0, s>>>(x, a, n);
-    CUDA_LAUNCH_CHECK("scale_kernel");
+    launch_elementwise("cuda_scale", "scale_kernel", Scale{x, a}, aligned16(x), n, s);
 }
 
 extern "C" void cuda_sumsq(double *out, const float *x, int64_t n, double *scratch,

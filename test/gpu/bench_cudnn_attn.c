@@ -9,136 +9,33 @@
  * blocks of a 32K shard (2C x C, C x 2C; MHA and GQA Hkv = 8) and causal 32K GQA.
  * Usage: bench_cudnn_attn [max_T] [--no-native]   (default 131072) */
 #include "cuda_attn.h"
-#include "cuda_check.h"
-#include "cuda_ops.h"
 #include "cudnn_attn.h"
-#include "rng.h"
+#include "gpu_testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PATTERN (1 << 24)
-
 static rt_bf16 *g_pattern;
 static struct cudnn_attn *g_ca;
 static int g_native = 1;
 
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static void fill_random(rt_bf16 *d, size_t n, size_t shift) {
-    for (size_t i = 0; i < n; i += PATTERN / 2) {
-        size_t m = n - i < PATTERN / 2 ? n - i : PATTERN / 2;
-        size_t s = (shift * 7919 + i / 3) % (PATTERN / 2);
-        CUDA_CHECK(cudaMemcpy(d + i, g_pattern + s, m * 2, cudaMemcpyDeviceToDevice));
-    }
-}
-
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-struct shape {
-    const char *name;
-    int Tq, Tk, H, Hkv, D, causal;
-};
-
-struct bufs {
-    rt_bf16 *q, *k, *v, *dout;
-    float *out, *lse, *delta, *dq, *dk, *dv;
-};
-
-static void *dmalloc(size_t bytes) {
-    void *p = NULL;
-    CUDA_CHECK(cudaMalloc(&p, bytes));
-    return p;
-}
-
-static int bufs_alloc(struct bufs *b, const struct shape *s, size_t ws) {
-    size_t nq = (size_t)s->Tq * s->H * s->D, nk = (size_t)s->Tk * s->Hkv * s->D;
-    size_t need = nq * (2 + 2 + 4 + 4) + nk * (2 + 2 + 4 + 4) + (size_t)2 * s->H * s->Tq * 4 + ws;
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (need + ((size_t)1 << 30) > free_b) return 0;
-    b->q = dmalloc(nq * 2);
-    b->dout = dmalloc(nq * 2);
-    b->k = dmalloc(nk * 2);
-    b->v = dmalloc(nk * 2);
-    b->out = dmalloc(nq * 4);
-    b->dq = dmalloc(nq * 4);
-    b->dk = dmalloc(nk * 4);
-    b->dv = dmalloc(nk * 4);
-    b->lse = dmalloc((size_t)s->H * s->Tq * 4);
-    b->delta = dmalloc((size_t)s->H * s->Tq * 4);
-    fill_random(b->q, nq, 1);
-    fill_random(b->k, nk, 2);
-    fill_random(b->v, nk, 3);
-    fill_random(b->dout, nq, 4);
-    CUDA_CHECK(cudaMemset(b->dq, 0, nq * 4));
-    CUDA_CHECK(cudaMemset(b->dk, 0, nk * 4));
-    CUDA_CHECK(cudaMemset(b->dv, 0, nk * 4));
-    return 1;
-}
-
-static void bufs_free(struct bufs *b) {
-    void *p[] = {b->q, b->k, b->v, b->dout, b->out, b->lse, b->delta, b->dq, b->dk, b->dv};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) CUDA_CHECK(cudaFree(p[i]));
-}
-
-static void nat_fwd(const struct bufs *b, const struct shape *s) {
-    cuda_attn_forward(b->out, b->lse, s->Tq, b->q, b->k, b->v, s->Tq, s->Tk, s->H, s->Hkv, s->D, s->causal, 0);
-}
-static void nat_bwd(const struct bufs *b, const struct shape *s) {
-    cuda_attn_backward(b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->lse, b->delta, s->Tq, s->Tq, s->Tk, s->H,
-                       s->Hkv, s->D, s->causal, 0);
-}
-static void cd_fwd(const struct bufs *b, const struct shape *s) {
+static void cd_fwd(const struct attn_bufs *b, const struct attn_shape *s) {
     cudnn_attn_forward(g_ca, b->out, b->lse, s->Tq, b->q, b->k, b->v, s->Tq, s->Tk, s->H, s->Hkv, s->D, s->causal, 0);
 }
-static void cd_bwd(const struct bufs *b, const struct shape *s) {
+static void cd_bwd(const struct attn_bufs *b, const struct attn_shape *s) {
     cudnn_attn_backward(g_ca, b->dq, b->dk, b->dv, b->dout, b->q, b->k, b->v, b->out, b->lse, b->delta, s->Tq, s->Tq,
                         s->Tk, s->H, s->Hkv, s->D, s->causal, 0);
 }
 
 /* The wrapper's extra passes of a backward, alone (a scratch buffer of the same size). */
 static rt_bf16 *g_x16;
-static void extras(const struct bufs *b, const struct shape *s) {
+static void extras(const struct attn_bufs *b, const struct attn_shape *s) {
     size_t nq = (size_t)s->Tq * s->H * s->D, nk = (size_t)s->Tk * s->Hkv * s->D;
     cuda_to_bf16(g_x16, b->out, (int64_t)nq, 0);
     cudnn_accum_bf16(b->dq, g_x16, (int64_t)nq, 0);
     cudnn_accum_bf16(b->dk, g_x16, (int64_t)nk, 0);
     cudnn_accum_bf16(b->dv, g_x16, (int64_t)nk, 0);
-}
-
-static float time_ms(void (*fn)(const struct bufs *, const struct shape *), const struct bufs *b,
-                     const struct shape *s, int warm, int reps) {
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    for (int i = 0; i < warm; i++) fn(b, s);
-    float t[64];
-    if (reps > 64) reps = 64;
-    for (int i = 0; i < reps; i++) {
-        CUDA_CHECK(cudaEventRecord(e0, 0));
-        fn(b, s);
-        CUDA_CHECK(cudaEventRecord(e1, 0));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        CUDA_CHECK(cudaEventElapsedTime(&t[i], e0, e1));
-    }
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    qsort(t, (size_t)reps, sizeof t[0], cmp_float);
-    return t[reps / 2];
-}
-
-static double fwd_flops(const struct shape *s) {
-    return 4.0 * s->Tq * (double)s->Tk * s->H * s->D * (s->causal ? 0.5 : 1.0);
 }
 
 struct row {
@@ -149,35 +46,35 @@ struct row {
 static struct row g_rows[16];
 static int g_nrows;
 
-static void bench(const struct shape *s) {
+static void bench(const struct attn_shape *s) {
     size_t ws = cudnn_attn_prepare(g_ca, s->Tq, s->Tk, s->H, s->Hkv, s->D, s->causal, s->Tq);
-    struct bufs b;
-    if (!bufs_alloc(&b, s, ws)) {
+    struct attn_bufs b;
+    if (!attn_bufs_alloc(&b, s, ws, g_pattern)) {
         printf("%-34s skipped: does not fit in GPU memory\n", s->name);
         return;
     }
     cudnn_attn_reserve(g_ca, ws);
-    const double f = fwd_flops(s);
+    const double f = attn_fwd_flops(s);
     const int reps = f > 5e13 ? 3 : f > 5e12 ? 5 : 10, warm = f > 5e13 ? 1 : 2;
     struct row *r = &g_rows[g_nrows++];
     snprintf(r->name, sizeof r->name, "%s", s->name);
     float tnf = 0, tnb = 0;
     if (g_native) {
-        tnf = time_ms(nat_fwd, &b, s, warm, reps);
-        nat_fwd(&b, s);
+        tnf = attn_time_ms(attn_native_fwd, &b, s, warm, reps);
+        attn_native_fwd(&b, s);
         cuda_attn_delta(b.delta, s->Tq, b.dout, b.out, s->Tq, s->H, s->D, 0);
-        tnb = time_ms(nat_bwd, &b, s, warm, reps);
+        tnb = attn_time_ms(attn_native_bwd, &b, s, warm, reps);
     }
-    float tcf = time_ms(cd_fwd, &b, s, warm, reps);
+    float tcf = attn_time_ms(cd_fwd, &b, s, warm, reps);
     char pf[320];
     snprintf(pf, sizeof pf, "%s", cudnn_attn_last_path(g_ca));
     cd_fwd(&b, s);
     cuda_attn_delta(b.delta, s->Tq, b.dout, b.out, s->Tq, s->H, s->D, 0);
-    float tcb = time_ms(cd_bwd, &b, s, warm, reps);
+    float tcb = attn_time_ms(cd_bwd, &b, s, warm, reps);
     CUDA_CHECK(cudaDeviceSynchronize());
     size_t nq = (size_t)s->Tq * s->H * s->D, nk = (size_t)s->Tk * s->Hkv * s->D;
     g_x16 = dmalloc((nq > nk ? nq : nk) * 2);
-    float tx = time_ms(extras, &b, s, 1, 5);
+    float tx = attn_time_ms(extras, &b, s, 1, 5);
     CUDA_CHECK(cudaFree(g_x16));
     r->nf = g_native ? f / (tnf * 1e9) : 0;
     r->nb = g_native ? 2.5 * f / (tnb * 1e9) : 0;
@@ -191,7 +88,7 @@ static void bench(const struct shape *s) {
            "", tcf, r->cf, tcb, r->cb, r->cfb, tx, 100.0 * tx / tcb);
     printf("%-34s   %s\n%-34s   %s\n", "", pf, "", cudnn_attn_last_path(g_ca));
     fflush(stdout);
-    bufs_free(&b);
+    attn_bufs_free(&b);
 }
 
 int main(int argc, char **argv) {
@@ -206,20 +103,15 @@ int main(int argc, char **argv) {
     printf("bench_cudnn_attn on %s (sm_%d%d, %d SMs), cuDNN %zu\n", prop.name, prop.major, prop.minor,
            prop.multiProcessorCount, cudnn_attn_version());
     g_ca = cudnn_attn_init(0);
-    uint16_t *h = malloc((size_t)PATTERN * 2);
-    if (!h) return 1;
-    for (size_t i = 0; i < PATTERN; i++) h[i] = f2bf((float)rng_normal(12345, i));
-    g_pattern = dmalloc((size_t)PATTERN * 2);
-    CUDA_CHECK(cudaMemcpy(g_pattern, h, (size_t)PATTERN * 2, cudaMemcpyHostToDevice));
-    free(h);
+    g_pattern = bench_pattern();
 
     for (int T = 8192; T <= max_T; T *= 4) {
         char name[64];
         snprintf(name, sizeof name, "causal T=%dK H=32", T / 1024);
-        struct shape s = {name, T, T, 32, 32, 128, 1};
+        struct attn_shape s = {name, T, T, 32, 32, 128, 1};
         bench(&s);
     }
-    const struct shape ring[] = {
+    const struct attn_shape ring[] = {
         {"ring 2C x C (32Kx16K) MHA", 32768, 16384, 32, 32, 128, 0},
         {"ring C x 2C (16Kx32K) MHA", 16384, 32768, 32, 32, 128, 0},
         {"ring 2C x C (32Kx16K) GQA 32/8", 32768, 16384, 32, 8, 128, 0},

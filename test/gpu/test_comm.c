@@ -19,10 +19,8 @@
 
 #include "comm_nccl.h"
 #include "comm_staged.h"
-#include "cuda_check.h"
-#include "rng.h"
+#include "gpu_testutil.h"
 #include "runtime.h"
-#include "../testutil.h"
 
 #define RING_N   10007     /* f32 ring message, elements */
 #define HOPS     5
@@ -44,18 +42,12 @@ static uint16_t word(uint64_t seed, int rank, int64_t i) {
 }
 
 /* bf16 of a small integer (exact: the top 16 bits of its f32). */
-static uint16_t bf16_int(int v) {
-    float f = (float)v;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)(u >> 16);
-}
+static uint16_t bf16_int(int v) { return (uint16_t)(fbits((float)v) >> 16); }
 
 static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
-    CUDA_CHECK(cudaMemset(p, 0xff, bytes ? bytes : 1)); /* poison: NaN / -1 everywhere */
-    CUDA_CHECK(cudaDeviceSynchronize());
+    void *p = dmalloc(bytes);
+    poison(p, bytes ? bytes : 1); /* NaN / -1 everywhere */
+    sync_device();
     return p;
 }
 

@@ -20,145 +20,19 @@
  * (cuDNN where it must, the native kernel where cuDNN cannot). The distance to the native
  * kernel is printed (not bounded: both are approximations of the CPU).
  * RT_CUDNN_ATTN_VERBOSE=1 prints every plan built (engine, workspace, failed attempts). */
-#include "cpu_ops.h"
 #include "cuda_attn.h"
-#include "cuda_check.h"
 #include "cudnn_attn.h"
-#include "rng.h"
-#include "../testutil.h"
-
-#include <math.h>
-#include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "gpu_testutil.h"
 
 #define TOL_OUT   1e-2
 #define TOL_LSE   1e-3
 #define TOL_GRAD  2e-2
 #define GRAD_FLOOR 1e-2
 
-/* ---------- host helpers (as test_attn.c) ---------- */
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-#define FALLOC(n) ((float *)xmalloc((size_t)(n) * sizeof(float)))
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float bf2f(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-struct bft {
-    int64_t n;
-    uint16_t *bits;
-    float *f;
-    rt_bf16 *dev;
-};
-
-static void bft_init(struct bft *t, int64_t n, uint64_t key, float scale) {
-    t->n = n;
-    t->bits = xmalloc((size_t)n * 2);
-    t->f = FALLOC(n);
-    for (int64_t i = 0; i < n; i++) {
-        t->bits[i] = f2bf(scale * (float)rng_normal(key, (uint64_t)i));
-        t->f[i] = bf2f(t->bits[i]);
-    }
-    CUDA_CHECK(cudaMalloc((void **)&t->dev, (size_t)n * 2 + 16));
-    CUDA_CHECK(cudaMemcpy(t->dev, t->bits, (size_t)n * 2, cudaMemcpyHostToDevice));
-}
-
-static void bft_free(struct bft *t) {
-    free(t->bits);
-    free(t->f);
-    CUDA_CHECK(cudaFree(t->dev));
-}
-
-static float *dalloc(int64_t n) {
-    float *p = NULL;
-    CUDA_CHECK(cudaMalloc((void **)&p, (size_t)(n ? n : 1) * sizeof(float)));
-    return p;
-}
-
-static void h2d(float *d, const float *h, int64_t n) {
-    CUDA_CHECK(cudaMemcpy(d, h, (size_t)n * sizeof(float), cudaMemcpyHostToDevice));
-}
-
-static void d2h(float *h, const float *d, int64_t n) {
-    CUDA_CHECK(cudaMemcpy(h, d, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
-}
-
-static void poison(float *d, int64_t n) { CUDA_CHECK(cudaMemset(d, 0xff, (size_t)n * sizeof(float))); }
-
-static int is_poison(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u == 0xffffffffu;
-}
-
-static void put_view(float *dbuf, const float *h, int H, int T, int ld, int off) {
-    poison(dbuf, (int64_t)H * ld);
-    CUDA_CHECK(cudaMemcpy2D(dbuf + off, (size_t)ld * sizeof(float), h, (size_t)T * sizeof(float),
-                            (size_t)T * sizeof(float), (size_t)H, cudaMemcpyHostToDevice));
-}
-
-static int get_view(float *h, const float *dbuf, int H, int T, int ld, int off) {
-    float *all = FALLOC((int64_t)H * ld);
-    d2h(all, dbuf, (int64_t)H * ld);
-    int ok = 1;
-    for (int r = 0; r < H; r++)
-        for (int t = 0; t < ld; t++) {
-            float x = all[(int64_t)r * ld + t];
-            if (t >= off && t < off + T) {
-                h[(int64_t)r * T + t - off] = x;
-                if (is_poison(x)) ok = 0;
-            } else if (!is_poison(x)) {
-                ok = 0;
-            }
-        }
-    free(all);
-    return ok;
-}
-
-static double err_floor(const float *a, const float *b, int64_t n, double floor) {
-    double maxref = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (fabs(b[i]) > maxref) maxref = fabs(b[i]);
-    return tu_max_rel_err(a, b, n) * (maxref > 1e-30 ? maxref : 1e-30) / (maxref > floor ? maxref : floor);
-}
-
-static int all_written(const float *h, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (is_poison(h[i])) return 0;
-    return 1;
-}
-
-static void sub_init(float *g, const float *init, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = (float)((double)g[i] - init[i]);
-}
-
 /* "case output  cudnn-vs-cpu  bound  ok  | native-vs-cpu, cudnn-vs-native" */
 static void report(const char *cname, const char *op, double e_cd, double e_nat, double e_cn, double bound,
                    const char *extra) {
-    tu_checks++;
-    int ok = e_cd <= bound;
-    if (!ok) tu_failures++;
+    int ok = check_bound(e_cd, bound);
     printf("  %-36s %-5s cudnn %.2e  bound %.0e  %-6s| native %.2e  cudnn-native %.2e%s\n", cname, op, e_cd, bound,
            ok ? "ok" : "FAILED", e_nat, e_cn, extra ? extra : "");
 }
@@ -199,40 +73,28 @@ static void run_case(const struct acase *c, uint64_t seed) {
     size_t need = cudnn_attn_prepare(g_ca, Tq, Tk, H, Hkv, D, c->causal, ld);
     cudnn_attn_reserve(g_ca, need + need / 4 + ((size_t)1 << 20));
 
-    struct bft q, k, v, dout;
-    bft_init(&q, nq, seed + 1, c->qscale);
-    bft_init(&k, nk, seed + 2, 1.0f);
-    bft_init(&v, nk, seed + 3, 1.0f);
-    bft_init(&dout, nq, seed + 4, 1.0f);
+    /* inputs and the CPU reference */
+    struct attn_ref r;
+    g_cpu_seconds += attn_ref_init(&r, Tq, Tk, H, Hkv, D, c->causal, c->qscale, seed);
 
-    /* CPU reference */
-    float *out_c = FALLOC(nq), *lse_c = FALLOC(nr), *del_c = FALLOC(nr);
-    float *dq_c = calloc((size_t)nq + 1, sizeof(float)), *dk_c = calloc((size_t)nk + 1, sizeof(float)),
-          *dv_c = calloc((size_t)nk + 1, sizeof(float));
-    double t0 = omp_get_wtime();
-    cpu_attn_forward(out_c, lse_c, Tq, q.f, k.f, v.f, Tq, Tk, H, Hkv, D, c->causal);
-    cpu_attn_delta(del_c, Tq, dout.f, out_c, Tq, H, D);
-    cpu_attn_backward(dq_c, dk_c, dv_c, dout.f, q.f, k.f, v.f, lse_c, del_c, Tq, Tq, Tk, H, Hkv, D, c->causal);
-    g_cpu_seconds += omp_get_wtime() - t0;
-
-    float *out_d = dalloc(nq), *lse_d = dalloc(nl), *del_d = dalloc(nl);
-    float *dq_d = dalloc(nq), *dk_d = dalloc(nk), *dv_d = dalloc(nk);
+    float *out_d = dalloc_f(nq), *lse_d = dalloc_f(nl), *del_d = dalloc_f(nl);
+    float *dq_d = dalloc_f(nq), *dk_d = dalloc_f(nk), *dv_d = dalloc_f(nk);
     float *out_g = FALLOC(nq), *lse_g = FALLOC(nr), *out_n = FALLOC(nq), *lse_n = FALLOC(nr);
 
     /* forward: native, then cuDNN, into poisoned buffers */
-    poison(out_d, nq);
-    poison(lse_d, nl);
-    cuda_attn_forward(out_d, lse_d + off, ld, q.dev, k.dev, v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    d2h(out_n, out_d, nq);
+    poison_f(out_d, nq);
+    poison_f(lse_d, nl);
+    cuda_attn_forward(out_d, lse_d + off, ld, r.q.dev, r.k.dev, r.v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
+    sync_device();
+    d2h_f(out_n, out_d, nq);
     get_view(lse_n, lse_d, H, Tq, ld, off);
-    poison(out_d, nq);
-    poison(lse_d, nl);
+    poison_f(out_d, nq);
+    poison_f(lse_d, nl);
     cudnn_attn_poison_workspace(g_ca);
-    cudnn_attn_forward(g_ca, out_d, lse_d + off, ld, q.dev, k.dev, v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
+    cudnn_attn_forward(g_ca, out_d, lse_d + off, ld, r.q.dev, r.k.dev, r.v.dev, Tq, Tk, H, Hkv, D, c->causal, 0);
+    sync_device();
     check_path(c, "fwd");
-    d2h(out_g, out_d, nq);
+    d2h_f(out_g, out_d, nq);
     int view_ok = get_view(lse_g, lse_d, H, Tq, ld, off);
     int written = all_written(out_g, nq);
     /* lse against the native kernel: the same layout and log base means the same numbers */
@@ -245,53 +107,47 @@ static void run_case(const struct acase *c, uint64_t seed) {
     }
     char extra[256];
     snprintf(extra, sizeof extra, "%s", written ? "" : "  OUTPUT NOT FULLY WRITTEN");
-    report(c->name, "out", tu_max_rel_err(out_g, out_c, nq), tu_max_rel_err(out_n, out_c, nq),
+    report(c->name, "out", tu_max_rel_err(out_g, r.out, nq), tu_max_rel_err(out_n, r.out, nq),
            tu_max_rel_err(out_g, out_n, nq), TOL_OUT, extra);
     snprintf(extra, sizeof extra, "  (max |lse-native| %.1e, mean %.4f vs native %.4f)%s", lse_abs, mean_g / nr,
              mean_n / nr, view_ok ? "" : "  WROTE OUTSIDE THE VIEW / UNWRITTEN");
-    report(c->name, "lse", tu_max_rel_err(lse_g, lse_c, nr), tu_max_rel_err(lse_n, lse_c, nr),
+    report(c->name, "lse", tu_max_rel_err(lse_g, r.lse, nr), tu_max_rel_err(lse_n, r.lse, nr),
            tu_max_rel_err(lse_g, lse_n, nr), TOL_LSE, extra);
     CHECK(view_ok);
     CHECK(written);
 
     /* backward from the CPU's out, lse, delta (views, NaN elsewhere); gradients start random */
-    float *out_ref = dalloc(nq);
-    h2d(out_ref, out_c, nq);
-    put_view(lse_d, lse_c, H, Tq, ld, off);
-    put_view(del_d, del_c, H, Tq, ld, off);
-    float *iq = FALLOC(nq), *ik = FALLOC(nk), *iv = FALLOC(nk);
-    for (int64_t i = 0; i < nq; i++) iq[i] = (float)rng_normal(seed + 5, (uint64_t)i);
-    for (int64_t i = 0; i < nk; i++) {
-        ik[i] = (float)rng_normal(seed + 6, (uint64_t)i);
-        iv[i] = (float)rng_normal(seed + 7, (uint64_t)i);
-    }
+    float *out_ref = dalloc_f(nq);
+    h2d_f(out_ref, r.out, nq);
+    put_view(lse_d, r.lse, H, Tq, ld, off);
+    put_view(del_d, r.delta, H, Tq, ld, off);
     float *g[2][3];
     for (int pass = 0; pass < 2; pass++) { /* 0 native, 1 cuDNN */
         g[pass][0] = FALLOC(nq);
         g[pass][1] = FALLOC(nk);
         g[pass][2] = FALLOC(nk);
-        h2d(dq_d, iq, nq);
-        h2d(dk_d, ik, nk);
-        h2d(dv_d, iv, nk);
+        h2d_f(dq_d, r.iq, nq);
+        h2d_f(dk_d, r.ik, nk);
+        h2d_f(dv_d, r.iv, nk);
         if (pass == 0)
-            cuda_attn_backward(dq_d, dk_d, dv_d, dout.dev, q.dev, k.dev, v.dev, lse_d + off, del_d + off, ld, Tq, Tk,
-                               H, Hkv, D, c->causal, 0);
+            cuda_attn_backward(dq_d, dk_d, dv_d, r.dout.dev, r.q.dev, r.k.dev, r.v.dev, lse_d + off, del_d + off, ld,
+                               Tq, Tk, H, Hkv, D, c->causal, 0);
         else { /* the fallback shapes get delta = NULL: it is computed from out */
             cudnn_attn_poison_workspace(g_ca);
-            cudnn_attn_backward(g_ca, dq_d, dk_d, dv_d, dout.dev, q.dev, k.dev, v.dev, out_ref, lse_d + off,
+            cudnn_attn_backward(g_ca, dq_d, dk_d, dv_d, r.dout.dev, r.q.dev, r.k.dev, r.v.dev, out_ref, lse_d + off,
                                 c->expect == 0 ? NULL : del_d + off, ld, Tq, Tk, H, Hkv, D, c->causal, 0);
         }
-        CUDA_CHECK(cudaDeviceSynchronize());
+        sync_device();
         if (pass == 1) check_path(c, "bwd");
-        d2h(g[pass][0], dq_d, nq);
-        d2h(g[pass][1], dk_d, nk);
-        d2h(g[pass][2], dv_d, nk);
-        sub_init(g[pass][0], iq, nq);
-        sub_init(g[pass][1], ik, nk);
-        sub_init(g[pass][2], iv, nk);
+        d2h_f(g[pass][0], dq_d, nq);
+        d2h_f(g[pass][1], dk_d, nk);
+        d2h_f(g[pass][2], dv_d, nk);
+        sub_init(g[pass][0], r.iq, nq);
+        sub_init(g[pass][1], r.ik, nk);
+        sub_init(g[pass][2], r.iv, nk);
     }
     const char *names[3] = {"dq", "dk", "dv"};
-    const float *ref[3] = {dq_c, dk_c, dv_c};
+    const float *ref[3] = {r.dq, r.dk, r.dv};
     const int64_t cnt[3] = {nq, nk, nk};
     for (int j = 0; j < 3; j++)
         report(c->name, names[j], err_floor(g[1][j], ref[j], cnt[j], GRAD_FLOOR),
@@ -300,18 +156,16 @@ static void run_case(const struct acase *c, uint64_t seed) {
     /* the lse / delta buffers were inputs: untouched outside and inside */
     float *chk = FALLOC(nr);
     CHECK(get_view(chk, lse_d, H, Tq, ld, off));
-    CHECK(memcmp(chk, lse_c, (size_t)nr * 4) == 0);
+    CHECK(memcmp(chk, r.lse, (size_t)nr * 4) == 0);
     free(chk);
 
     for (int pass = 0; pass < 2; pass++)
         for (int j = 0; j < 3; j++) free(g[pass][j]);
-    free(iq); free(ik); free(iv);
-    free(out_c); free(lse_c); free(del_c); free(dq_c); free(dk_c); free(dv_c);
     free(out_g); free(lse_g); free(out_n); free(lse_n);
     CUDA_CHECK(cudaFree(out_d)); CUDA_CHECK(cudaFree(lse_d)); CUDA_CHECK(cudaFree(del_d));
     CUDA_CHECK(cudaFree(dq_d)); CUDA_CHECK(cudaFree(dk_d)); CUDA_CHECK(cudaFree(dv_d));
     CUDA_CHECK(cudaFree(out_ref));
-    bft_free(&q); bft_free(&k); bft_free(&v); bft_free(&dout);
+    attn_ref_free(&r);
 }
 
 int main(void) {

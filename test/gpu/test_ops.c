@@ -21,18 +21,8 @@
  *   conversions, add, scale, embedding forward: bitwise.
  * The 4096^3 GEMMs are also timed (CUDA events, median of 20 after 3 warm-ups) and
  * reported in TFLOP/s, with a few Llama-shaped products (timing only). */
-#include "cpu_ops.h"
-#include "cuda_check.h"
-#include "cuda_ops.h"
+#include "gpu_testutil.h"
 #include "params.h"
-#include "rng.h"
-#include "../testutil.h"
-
-#include <math.h>
-#include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define TOL_BF16   1e-2
 #define TOL_DW     1e-4
@@ -46,101 +36,7 @@
 
 static struct cuda_blas *g_blas;
 
-/* ---------- host helpers ---------- */
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-#define FALLOC(n) ((float *)xmalloc((size_t)(n) * sizeof(float)))
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN */
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-
-static float bf2f(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t fbits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
-    return p;
-}
-static void h2d(void *d, const void *h, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
-}
-static void d2h(void *h, const void *d, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
-}
-static void poison(void *d, size_t bytes) { CUDA_CHECK(cudaMemset(d, 0xff, bytes)); }
-static void sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
-
-/* Device bf16 (n values) -> host fp32. */
-static void d2h_bf(float *h, const rt_bf16 *d, int64_t n) {
-    uint16_t *b = xmalloc((size_t)n * 2);
-    d2h(b, d, (size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) h[i] = bf2f(b[i]);
-    free(b);
-}
-
-/* A bf16 tensor: bits, the same values as fp32 for the CPU, and a device copy at an offset
- * of `off` elements into its allocation (off = 1: a 2-byte aligned base, the scalar paths). */
-struct bft {
-    int64_t n;
-    uint16_t *bits;
-    float *f;
-    void *base;
-    rt_bf16 *dev;
-};
-
-static void bft_fill(struct bft *t, uint64_t key, float mean, float scale) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < t->n; i++) {
-        t->bits[i] = f2bf(mean + scale * (float)rng_normal(key, (uint64_t)i));
-        t->f[i] = bf2f(t->bits[i]);
-    }
-}
-
-static void bft_upload(struct bft *t) { h2d(t->dev, t->bits, (size_t)t->n * 2); }
-
-static void bft_init(struct bft *t, int64_t n, uint64_t key, float mean, float scale, int off) {
-    t->n = n;
-    t->bits = xmalloc((size_t)n * 2);
-    t->f = FALLOC(n);
-    t->base = dalloc((size_t)(n + off) * 2 + 16);
-    t->dev = (rt_bf16 *)t->base + off;
-    bft_fill(t, key, mean, scale);
-    bft_upload(t);
-}
-
-static void bft_free(struct bft *t) {
-    free(t->bits);
-    free(t->f);
-    CUDA_CHECK(cudaFree(t->base));
-}
-
-static void randn(float *x, int64_t n, uint64_t key, float scale) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) x[i] = scale * (float)rng_normal(key, (uint64_t)i);
-}
+/* ---------- errors ---------- */
 
 /* max |a - b| / max |b|; a NaN or infinite difference gives +inf. */
 static double nerr(const float *a, const float *b, int64_t n) {
@@ -156,9 +52,7 @@ static double nerr(const float *a, const float *b, int64_t n) {
 
 static void report(const char *cname, const char *what, double err, double bound,
                    const char *extra) {
-    tu_checks++;
-    int ok = err <= bound;
-    if (!ok) tu_failures++;
+    int ok = check_bound(err, bound);
     printf("  %-40s %-8s err %.2e  bound %.0e  %s%s\n", cname, what, err, bound,
            ok ? "ok" : "FAILED", extra ? extra : "");
     fflush(stdout);
@@ -186,12 +80,12 @@ static void test_convert(int64_t n, int off) {
     for (size_t i = 0; i < sizeof specials / sizeof specials[0] && (int64_t)i * 97 < n; i++)
         src[i * 97] = specials[i];
     for (int64_t i = 1; i < n; i += 1013) src[i] *= 1e20f; /* a few large values */
-    float *src_d = (float *)dalloc((size_t)(n + off) * 4) + off;
-    rt_bf16 *bf_d = (rt_bf16 *)dalloc((size_t)(n + off) * 2) + off;
+    float *src_d = (float *)dmalloc((size_t)(n + off) * 4) + off;
+    rt_bf16 *bf_d = (rt_bf16 *)dmalloc((size_t)(n + off) * 2) + off;
     h2d(src_d, src, (size_t)n * 4);
     poison(bf_d, (size_t)n * 2);
     cuda_to_bf16(bf_d, src_d, n, 0);
-    sync();
+    sync_device();
     uint16_t *got = xmalloc((size_t)n * 2);
     d2h(got, bf_d, (size_t)n * 2);
     int64_t bad = 0;
@@ -208,7 +102,7 @@ static void test_convert(int64_t n, int off) {
     h2d(bf_d, pat, (size_t)n * 2);
     poison(src_d, (size_t)n * 4);
     cuda_to_f32(src_d, bf_d, n, 0);
-    sync();
+    sync_device();
     float *back = FALLOC(n);
     d2h(back, src_d, (size_t)n * 4);
     bad = 0;
@@ -226,7 +120,7 @@ static void test_add_scale(int64_t n, int off) {
     bft_init(&y, n, 21, 0.0f, 1.0f, off);
     bft_init(&x, n, 22, 0.0f, 0.3f, off);
     cuda_add_bf16(y.dev, x.dev, n, 0);
-    sync();
+    sync_device();
     uint16_t *got = xmalloc((size_t)n * 2);
     d2h(got, y.dev, (size_t)n * 2);
     int64_t bad = 0;
@@ -235,11 +129,11 @@ static void test_add_scale(int64_t n, int off) {
 
     float *a = FALLOC(n), *g = FALLOC(n);
     randn(a, n, 23, 2.0f);
-    float *a_d = (float *)dalloc((size_t)(n + off) * 4) + off;
+    float *a_d = (float *)dmalloc((size_t)(n + off) * 4) + off;
     h2d(a_d, a, (size_t)n * 4);
     cuda_scale(a_d, 0.37f, n, 0);
     cpu_scale(a, 0.37f, n);
-    sync();
+    sync_device();
     d2h(g, a_d, (size_t)n * 4);
     bad = 0;
     for (int64_t i = 0; i < n; i++) bad += fbits(g[i]) != fbits(a[i]);
@@ -255,14 +149,14 @@ static void test_sumsq(int64_t n, int off) {
     snprintf(cname, sizeof cname, "sumsq n=%lld off=%d", (long long)n, off);
     float *x = FALLOC(n);
     randn(x, n, 31, 1.5f);
-    float *x_d = (float *)dalloc((size_t)(n + off) * 4) + off;
-    double *out_d = dalloc(sizeof(double)), *scr = dalloc(CUDA_SUMSQ_PARTS * sizeof(double));
+    float *x_d = (float *)dmalloc((size_t)(n + off) * 4) + off;
+    double *out_d = dmalloc(sizeof(double)), *scr = dmalloc(CUDA_SUMSQ_PARTS * sizeof(double));
     h2d(x_d, x, (size_t)n * 4);
     double got[2];
     for (int rep = 0; rep < 2; rep++) {
         poison(out_d, sizeof(double));
         cuda_sumsq(out_d, x_d, n, scr, 0);
-        sync();
+        sync_device();
         d2h(&got[rep], out_d, sizeof(double));
     }
     double want = cpu_sumsq(x, n);
@@ -279,36 +173,25 @@ static void test_sumsq(int64_t n, int off) {
 
 /* ---------- GEMM ---------- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 enum { OP_FWD, OP_DX, OP_DW };
 
 /* Median milliseconds of one product (OP_*) over 20 timed runs after 3 warm-ups. */
 static double time_gemm(int op, rt_bf16 *out, rt_bf16 *dx, float *dw, const rt_bf16 *x,
                         const rt_bf16 *w, const rt_bf16 *dy, int T, int n_in, int n_out) {
     enum { WARM = 3, REPS = 20 };
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    double ms[REPS];
+    struct gpu_timer tm;
+    gpu_timer_init(&tm);
+    float ms[REPS];
     for (int r = 0; r < WARM + REPS; r++) {
-        CUDA_CHECK(cudaEventRecord(e0, 0));
+        gpu_timer_start(&tm);
         if (op == OP_FWD) cuda_matmul_forward(g_blas, out, x, w, T, n_in, n_out, 0);
         else if (op == OP_DX) cuda_matmul_backward(g_blas, dx, NULL, dy, x, w, T, n_in, n_out, 0);
         else cuda_matmul_backward(g_blas, NULL, dw, dy, x, w, T, n_in, n_out, 0);
-        CUDA_CHECK(cudaEventRecord(e1, 0));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float t;
-        CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+        float t = gpu_timer_stop(&tm);
         if (r >= WARM) ms[r - WARM] = t;
     }
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    qsort(ms, REPS, sizeof ms[0], cmp_double);
-    return ms[REPS / 2];
+    gpu_timer_free(&tm);
+    return median_ms(ms, REPS);
 }
 
 static char g_tflops[2048];
@@ -340,13 +223,13 @@ static void test_matmul(int T, int n_in, int n_out, int off, int timed) {
     memcpy(dw_c, dw0, (size_t)nw * 4);
     cpu_matmul_backward(dx_c, dw_c, dy.f, x.f, w.f, T, n_in, n_out);
 
-    rt_bf16 *out_base = dalloc((size_t)(ny + off) * 2), *out_d = out_base + off;
-    float *dw_d = dalloc((size_t)nw * 4);
+    rt_bf16 *out_base = dmalloc((size_t)(ny + off) * 2), *out_d = out_base + off;
+    float *dw_d = dmalloc((size_t)nw * 4);
     poison(out_d, (size_t)ny * 2);
     h2d(dw_d, dw0, (size_t)nw * 4);
     cuda_matmul_forward(g_blas, out_d, x.dev, w.dev, T, n_in, n_out, 0);
     cuda_matmul_backward(g_blas, dx.dev, dw_d, dy.dev, x.dev, w.dev, T, n_in, n_out, 0);
-    sync();
+    sync_device();
     float *out_g = FALLOC(ny), *dx_g = FALLOC(nx), *dw_g = FALLOC(nw);
     d2h_bf(out_g, out_d, ny);
     d2h_bf(dx_g, dx.dev, nx);
@@ -359,7 +242,7 @@ static void test_matmul(int T, int n_in, int n_out, int off, int timed) {
     h2d(dw_d, dw0, (size_t)nw * 4);
     bft_upload(&dx);
     cuda_matmul_backward(g_blas, NULL, dw_d, dy.dev, x.dev, w.dev, T, n_in, n_out, 0);
-    sync();
+    sync_device();
     d2h(dw_g, dw_d, (size_t)nw * 4);
     float *dx_u = FALLOC(nx);
     d2h_bf(dx_u, dx.dev, nx);
@@ -395,8 +278,8 @@ static void time_matmul(const char *name, int T, int n_in, int n_out) {
     bft_init(&x, nx, 111, 0.0f, 1.0f, 0);
     bft_init(&w, nw, 112, 0.0f, 0.02f, 0);
     bft_init(&dy, ny, 113, 0.0f, 1.0f, 0);
-    rt_bf16 *out = dalloc((size_t)ny * 2), *dx = dalloc((size_t)nx * 2);
-    float *dw = dalloc((size_t)nw * 4);
+    rt_bf16 *out = dmalloc((size_t)ny * 2), *dx = dmalloc((size_t)nx * 2);
+    float *dw = dmalloc((size_t)nw * 4);
     CUDA_CHECK(cudaMemset(dx, 0, (size_t)nx * 2));
     CUDA_CHECK(cudaMemset(dw, 0, (size_t)nw * 4));
     char what[96];
@@ -433,14 +316,14 @@ static void test_rmsnorm(int T, int d, int off) {
     memcpy(dw_c, dw0, (size_t)d * 4);
     cpu_rmsnorm_backward(dx_c, dw_c, g.f, x.f, w.f, rstd_c, T, d);
 
-    rt_bf16 *out_base = dalloc((size_t)(n + off) * 2), *out_d = out_base + off;
-    float *rstd_d = dalloc((size_t)T * 4), *dw_d = dalloc((size_t)d * 4);
+    rt_bf16 *out_base = dmalloc((size_t)(n + off) * 2), *out_d = out_base + off;
+    float *rstd_d = dmalloc((size_t)T * 4), *dw_d = dmalloc((size_t)d * 4);
     size_t sb = cuda_rmsnorm_scratch(T, d);
-    float *scr = sb ? dalloc(sb) : NULL;
+    float *scr = sb ? dmalloc(sb) : NULL;
     poison(out_d, (size_t)n * 2);
     poison(rstd_d, (size_t)T * 4);
     cuda_rmsnorm_forward(out_d, rstd_d, x.dev, w.dev, T, d, eps, 0);
-    sync();
+    sync_device();
     float *out_g = FALLOC(n), *rstd_g = FALLOC(T), *dx_g = FALLOC(n), *dw_g = FALLOC(d),
           *dw_g2 = FALLOC(d);
     d2h_bf(out_g, out_d, n);
@@ -454,7 +337,7 @@ static void test_rmsnorm(int T, int d, int off) {
         bft_upload(&dx);
         h2d(dw_d, dw0, (size_t)d * 4);
         cuda_rmsnorm_backward(dx.dev, dw_d, g.dev, x.dev, w.dev, rstd_d, T, d, scr, 0);
-        sync();
+        sync_device();
         d2h(rep ? dw_g2 : dw_g, dw_d, (size_t)d * 4);
     }
     d2h_bf(dx_g, dx.dev, n);
@@ -496,8 +379,8 @@ static void test_rope(int T, int nh, int D, int64_t maxpos, int llama3) {
     int64_t *pos = xmalloc((size_t)T * sizeof(int64_t));
     for (int t = 0; t < T; t++) pos[t] = (int64_t)(rng_u64(301, (uint64_t)t) % (uint64_t)maxpos);
     pos[T - 1] = maxpos - 1;
-    double *inv_d = dalloc((size_t)(D / 2) * sizeof(double));
-    int64_t *pos_d = dalloc((size_t)T * sizeof(int64_t));
+    double *inv_d = dmalloc((size_t)(D / 2) * sizeof(double));
+    int64_t *pos_d = dmalloc((size_t)T * sizeof(int64_t));
     h2d(inv_d, inv, (size_t)(D / 2) * sizeof(double));
     h2d(pos_d, pos, (size_t)T * sizeof(int64_t));
 
@@ -518,7 +401,7 @@ static void test_rope(int T, int nh, int D, int64_t maxpos, int llama3) {
             cpu_rope_backward(ref, pos, inv, T, nh, D);
             cuda_rope_backward(x.dev, pos_d, inv_d, T, nh, D, 0);
         }
-        sync();
+        sync_device();
         d2h_bf(got, x.dev, n);
         report(cname, dir ? "bwd" : "fwd", nerr(got, ref, n), TOL_BF16, NULL);
     }
@@ -540,15 +423,15 @@ static void test_swiglu(int64_t n, int off) {
     float *out_c = FALLOC(n), *dg_c = FALLOC(n), *du_c = FALLOC(n), *got = FALLOC(n);
     cpu_swiglu_forward(out_c, gate.f, up.f, n);
     cpu_swiglu_backward(dg_c, du_c, dout.f, gate.f, up.f, n);
-    rt_bf16 *b1 = dalloc((size_t)(n + off) * 2), *b2 = dalloc((size_t)(n + off) * 2),
-            *b3 = dalloc((size_t)(n + off) * 2);
+    rt_bf16 *b1 = dmalloc((size_t)(n + off) * 2), *b2 = dmalloc((size_t)(n + off) * 2),
+            *b3 = dmalloc((size_t)(n + off) * 2);
     rt_bf16 *out_d = b1 + off, *dg_d = b2 + off, *du_d = b3 + off;
     poison(out_d, (size_t)n * 2);
     poison(dg_d, (size_t)n * 2);
     poison(du_d, (size_t)n * 2);
     cuda_swiglu_forward(out_d, gate.dev, up.dev, n, 0);
     cuda_swiglu_backward(dg_d, du_d, dout.dev, gate.dev, up.dev, n, 0);
-    sync();
+    sync_device();
     d2h_bf(got, out_d, n);
     report(cname, "out", nerr(got, out_c, n), TOL_BF16, NULL);
     d2h_bf(got, dg_d, n);
@@ -568,7 +451,7 @@ static void test_embedding(int T, int d, int V) {
     int32_t *tok = xmalloc((size_t)T * 4);
     for (int t = 0; t < T; t++) tok[t] = (int32_t)(rng_u64(501, (uint64_t)t) % (uint64_t)V);
     tok[0] = V - 1;
-    int32_t *tok_d = dalloc((size_t)T * 4);
+    int32_t *tok_d = dmalloc((size_t)T * 4);
     h2d(tok_d, tok, (size_t)T * 4);
     const int64_t n = (int64_t)T * d, nv = (int64_t)V * d;
     struct bft wte, dout;
@@ -576,10 +459,10 @@ static void test_embedding(int T, int d, int V) {
     bft_init(&dout, n, 503, 0.0f, 1.0f, 0);
     float *out_c = FALLOC(n), *got = FALLOC(n);
     cpu_embedding_forward(out_c, tok, wte.f, T, d);
-    rt_bf16 *out_d = dalloc((size_t)n * 2);
+    rt_bf16 *out_d = dmalloc((size_t)n * 2);
     poison(out_d, (size_t)n * 2);
     cuda_embedding_forward(out_d, tok_d, wte.dev, T, d, 0);
-    sync();
+    sync_device();
     d2h_bf(got, out_d, n);
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) bad += fbits(got[i]) != fbits(out_c[i]);
@@ -587,11 +470,11 @@ static void test_embedding(int T, int d, int V) {
 
     float *dw_c = FALLOC(nv), *dw_g = FALLOC(nv);
     randn(dw_c, nv, 504, 1.0f);
-    float *dw_d = dalloc((size_t)nv * 4);
+    float *dw_d = dmalloc((size_t)nv * 4);
     h2d(dw_d, dw_c, (size_t)nv * 4);
     cpu_embedding_backward(dw_c, dout.f, tok, T, d);
     cuda_embedding_backward(dw_d, dout.dev, tok_d, T, d, 0);
-    sync();
+    sync_device();
     d2h(dw_g, dw_d, (size_t)nv * 4);
     report(cname, "dwte +=", nerr(dw_g, dw_c, nv), TOL_EMB, "  (fp32 atomics)");
     free(tok); free(out_c); free(got); free(dw_c); free(dw_g);
@@ -633,33 +516,30 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
                                               scr_c);
     double cpu_s = omp_get_wtime() - t0;
 
-    int32_t *lab_d = dalloc((size_t)T * 4);
+    int32_t *lab_d = dmalloc((size_t)T * 4);
     h2d(lab_d, lab, (size_t)T * 4);
     size_t sb = cuda_xent_scratch(chunk, V);
-    void *scr = dalloc(sb);
-    float *dw_d = dalloc((size_t)nw * 4);
+    void *scr = dmalloc(sb);
+    float *dw_d = dmalloc((size_t)nw * 4);
     h2d(dw_d, dw0, (size_t)nw * 4);
-    double *loss_d = dalloc(3 * sizeof(double)), loss0 = 1.5, losses[3];
+    double *loss_d = dmalloc(3 * sizeof(double)), loss0 = 1.5, losses[3];
     for (int i = 0; i < 3; i++) h2d(loss_d + i, &loss0, sizeof(double));
     cuda_xent(g_blas, loss_d, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
     /* forward only (loss must be bitwise the training call's), and the same again */
     cuda_xent(g_blas, loss_d + 1, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
     cuda_xent(g_blas, loss_d + 2, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
-    sync();
+    sync_device();
     d2h(losses, loss_d, 3 * sizeof(double));
     float *dx_g = FALLOC(nx), *dw_g = FALLOC(nw);
     d2h_bf(dx_g, dx.dev, nx);
     d2h(dw_g, dw_d, (size_t)nw * 4);
     /* time one more training call (descriptors cached now); its results are not checked */
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    CUDA_CHECK(cudaEventRecord(e0, 0));
+    struct gpu_timer tm;
+    gpu_timer_init(&tm);
+    gpu_timer_start(&tm);
     cuda_xent(g_blas, loss_d + 2, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
-    CUDA_CHECK(cudaEventRecord(e1, 0));
-    sync();
-    float ms;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    float ms = gpu_timer_stop(&tm);
+    sync_device();
 
     const double lg = losses[0] - loss0;
     double lerr = fabs(lg - loss_c) / (fabs(loss_c) > 1e-30 ? fabs(loss_c) : 1e-30);
@@ -673,8 +553,7 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
     report(cname, zero_start ? "dx" : "dx +=", nerr(dx_g, dx_c, nx), TOL_XENT, NULL);
     report(cname, zero_start ? "dw" : "dw +=", nerr(dw_g, dw_c, nw), TOL_XENT, NULL);
 
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
+    gpu_timer_free(&tm);
     free(lab); free(dw0); free(dx_c); free(dw_c); free(scr_c); free(dx_g); free(dw_g);
     CUDA_CHECK(cudaFree(lab_d));
     CUDA_CHECK(cudaFree(scr));
@@ -695,9 +574,9 @@ static void test_adamw(int64_t n, int off, int with_bf16) {
     memset(m, 0, (size_t)n * 4);
     memset(v, 0, (size_t)n * 4);
     float *bufs[4];
-    for (int k = 0; k < 4; k++) bufs[k] = dalloc((size_t)(n + off) * 4);
+    for (int k = 0; k < 4; k++) bufs[k] = dmalloc((size_t)(n + off) * 4);
     float *p_d = bufs[0] + off, *g_d = bufs[1] + off, *m_d = bufs[2] + off, *v_d = bufs[3] + off;
-    rt_bf16 *pb_base = with_bf16 ? dalloc((size_t)(n + off) * 2) : NULL;
+    rt_bf16 *pb_base = with_bf16 ? dmalloc((size_t)(n + off) * 2) : NULL;
     rt_bf16 *pb_d = with_bf16 ? pb_base + off : NULL;
     h2d(p_d, p, (size_t)n * 4);
     h2d(m_d, m, (size_t)n * 4);
@@ -712,7 +591,7 @@ static void test_adamw(int64_t n, int off, int with_bf16) {
         cpu_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
         cuda_adamw(p_d, pb_d, g_d, m_d, v_d, n, lr, b1, b2, eps, wd, bc1, bc2, 0);
     }
-    sync();
+    sync_device();
     float *pg = FALLOC(n), *mg = FALLOC(n), *vg = FALLOC(n);
     d2h(pg, p_d, (size_t)n * 4);
     d2h(mg, m_d, (size_t)n * 4);
@@ -748,26 +627,21 @@ static size_t g_bw_len;
 /* Median ms of 10 runs of `call` after 2 warm-ups; appends a line with the bytes moved. */
 #define TIME_OP(what, bytes, call)                                                            \
     do {                                                                                      \
-        cudaEvent_t e0_, e1_;                                                                 \
-        double ms_[10];                                                                       \
-        CUDA_CHECK(cudaEventCreate(&e0_));                                                    \
-        CUDA_CHECK(cudaEventCreate(&e1_));                                                    \
+        struct gpu_timer tm_;                                                                 \
+        float ms_[10];                                                                        \
+        gpu_timer_init(&tm_);                                                                 \
         for (int r_ = 0; r_ < 12; r_++) {                                                     \
-            CUDA_CHECK(cudaEventRecord(e0_, 0));                                              \
+            gpu_timer_start(&tm_);                                                            \
             call;                                                                             \
-            CUDA_CHECK(cudaEventRecord(e1_, 0));                                              \
-            CUDA_CHECK(cudaEventSynchronize(e1_));                                            \
-            float t_;                                                                         \
-            CUDA_CHECK(cudaEventElapsedTime(&t_, e0_, e1_));                                  \
+            float t_ = gpu_timer_stop(&tm_);                                                  \
             if (r_ >= 2) ms_[r_ - 2] = t_;                                                    \
         }                                                                                     \
-        qsort(ms_, 10, sizeof ms_[0], cmp_double);                                            \
+        const double med_ = median_ms(ms_, 10);                                               \
         if (g_bw_len < sizeof g_bw)                                                           \
             g_bw_len += (size_t)snprintf(g_bw + g_bw_len, sizeof g_bw - g_bw_len,             \
-                                         "  %-44s %8.3f ms  %7.0f GB/s\n", (what), ms_[5],    \
-                                         (double)(bytes) / (ms_[5] * 1e-3) / 1e9);            \
-        CUDA_CHECK(cudaEventDestroy(e0_));                                                    \
-        CUDA_CHECK(cudaEventDestroy(e1_));                                                    \
+                                         "  %-44s %8.3f ms  %7.0f GB/s\n", (what), med_,      \
+                                         (double)(bytes) / (med_ * 1e-3) / 1e9);              \
+        gpu_timer_free(&tm_);                                                                 \
     } while (0)
 
 static void time_memory_ops(void) {
@@ -777,11 +651,11 @@ static void time_memory_ops(void) {
     /* one pool, filled with the byte 0x3c (bf16 0x3c3c = 0.0115, fp32 0x3c3c3c3c = 0.0115):
      * finite non-zero values */
     size_t pool_bytes = (size_t)n * 4 * 4 + (size_t)n * 2 + 64 * 16;
-    char *pool = dalloc(pool_bytes);
+    char *pool = dmalloc(pool_bytes);
     CUDA_CHECK(cudaMemset(pool, 0x3c, pool_bytes));
     float *p = (float *)pool, *g = p + n, *m = g + n, *v = m + n;
     rt_bf16 *pb = (rt_bf16 *)(v + n);
-    double *scr = dalloc(CUDA_SUMSQ_PARTS * sizeof(double)), *out = dalloc(sizeof(double));
+    double *scr = dmalloc(CUDA_SUMSQ_PARTS * sizeof(double)), *out = dmalloc(sizeof(double));
     TIME_OP("copy (cudaMemcpy D2D, 1 GiB)", 2.0 * n * 4,
             CUDA_CHECK(cudaMemcpyAsync(g, p, (size_t)n * 4, cudaMemcpyDeviceToDevice, 0)));
     TIME_OP("adamw n=2^28 (+bf16 copy)", 30.0 * n,
