@@ -134,9 +134,3 @@ void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double tim
     MPI_CHECK(MPI_Comm_dup(parent, m));
     wrap(c, m, name, timeout_s);
 }
-
-void comm_mpi_split(struct comm *c, MPI_Comm parent, int color, int key, const char *name, double timeout_s) {
-    MPI_Comm *m = rt_malloc(sizeof *m, "communicator");
-    MPI_CHECK(MPI_Comm_split(parent, color, key, m));
-    wrap(c, m, name, timeout_s);
-}

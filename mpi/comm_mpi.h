@@ -8,8 +8,4 @@
 
 /* Wrap a duplicate of `parent` (MPI_ERRORS_RETURN set). timeout_s bounds ring waits. */
 void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s);
-/* Split `parent` by color (ranks ordered by key) into a new communicator. */
-void comm_mpi_split(struct comm *c, MPI_Comm parent, int color, int key, const char *name,
-                    double timeout_s);
-
 #endif
