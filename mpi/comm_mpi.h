@@ -8,4 +8,5 @@
 
 /* Wrap a duplicate of `parent` (MPI_ERRORS_RETURN set). timeout_s bounds ring waits. */
 void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s);
+
 #endif
