@@ -2,7 +2,8 @@
 # The GPU test suite (make test-gpu): every CUDA op against its CPU twin (test_attn,
 # test_ops, test_cudnn_attn), the transports on device buffers (test_comm: staged MPI with several ranks on
 # one GPU, NCCL with one rank per GPU), and the whole model on CUDA against the CPU and on
-# several ranks against one (test_model). Prints a summary; exits non-zero on any failure.
+# several ranks against one (test_model), checkpoints and resume on the GPU
+# (test_resume_gpu.sh). Prints a summary; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0
@@ -21,6 +22,7 @@ done
 for n in 1 2 4; do run $mpirun -np $n build/gpu/test_comm; done
 run build/gpu/test_model
 for n in 2 4; do run $mpirun -np $n build/gpu/test_model; done
+run test/gpu/test_resume_gpu.sh
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "${#failed[@]} of $ran GPU test run(s) failed:"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# test_resume_gpu: checkpoints and resume on the CUDA backend, through the command line:
+# 30 steps straight against 15 steps + checkpoint + resume + 15 steps (weights and AdamW
+# moments go device -> host -> disk -> host -> device). The GPU's atomics make the runs
+# differ in the last bits, so the losses are compared to 1e-3 relative. Also SIGTERM to the
+# run -> exit 0 with a checkpoint, and --export of the newest checkpoint.
+set -u
+cd "$(dirname "$0")/../.."
+d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_gpu_resume_XXXXXX")
+fails=0
+ok() { echo "  ok: $*"; }
+bad() { echo "  FAIL: $*"; fails=$((fails + 1)); }
+losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
+rt=(./ringtrain yaml/demo.yaml --set device.backend=cuda --set train.schedule=constant --set train.warmup_steps=5 --set log.every=100)
+"${rt[@]}" --set train.steps=30 --set log.metrics="$d/a.jsonl" > "$d/a.out" 2>&1 || bad "straight run: $(tail -2 "$d/a.out")"
+"${rt[@]}" --set train.steps=15 --set checkpoint.dir="$d/ck" --set log.metrics="$d/b.jsonl" > "$d/b1.out" 2>&1 || bad "first half: $(grep -v "^$" "$d/b1.out" | tail -4)"
+"${rt[@]}" --set train.steps=30 --set checkpoint.dir="$d/ck" --set log.metrics="$d/b.jsonl" > "$d/b2.out" 2>&1 || bad "second half: $(tail -3 "$d/b2.out")"
+grep -q "at step 15" "$d/b2.out" && ok "resumed at step 15" || bad "no resume: $(head -5 "$d/b2.out")"
+paste <(losses "$d/a.jsonl") <(losses "$d/b.jsonl") | awk 'BEGIN{bad=0;n=0} {n++; e=($1-$2)/$1; if (e<0) e=-e; if (e>1e-3) bad=1} END{exit bad || n!=30}' \
+    && ok "30 losses of straight and resumed runs within 1e-3" || bad "losses differ: $(paste <(losses "$d/a.jsonl") <(losses "$d/b.jsonl") | head -20 | tr '\n' ' ')"
+"${rt[@]}" --set train.steps=100000 --set checkpoint.dir="$d/ck2" --set log.metrics="$d/c.jsonl" > "$d/c.out" 2>&1 &
+pid=$!
+n=0
+while [ "$(cat "$d/c.jsonl" 2>/dev/null | wc -l)" -lt 5 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc = 0 ] && grep -q "SIGTERM: checkpoint written" "$d/c.out" && ls "$d/ck2" | grep -q '^step-' \
+    && ok "SIGTERM: checkpoint, exit 0" || bad "SIGTERM: exit $rc $(tail -3 "$d/c.out")"
+./ringtrain --export "$d/hf" yaml/demo.yaml --set device.backend=cuda --set checkpoint.dir="$d/ck" > "$d/e.out" 2>&1 \
+    && [ -f "$d/hf/model.safetensors" ] && ok "exported from the GPU run's checkpoint" || bad "export: $(tail -3 "$d/e.out")"
+rm -rf "$d"
+echo "test_resume_gpu: $fails failures"
+[ $fails = 0 ]
