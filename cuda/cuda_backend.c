@@ -70,6 +70,14 @@ static void g_profile(const struct backend *be, double *ms) {
 static void *g_alloc(const struct backend *be, size_t bytes, const char *what) {
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        size_t free_b = 0, total = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&free_b, &total);
+        RT_NO_FIT("does not fit: %.2f GiB for %s, %.2f of %.2f GiB free on the GPU; try fewer tokens per rank "
+                  "(more ranks or a shorter data.seq_len) or memory.checkpointing: full",
+                  bytes / 1073741824.0, what, free_b / 1073741824.0, total / 1073741824.0);
+    }
     if (e != cudaSuccess)
         RT_FATAL("cudaMalloc of %zu bytes for %s failed: %s", bytes, what, cudaGetErrorString(e));
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, st(be)));

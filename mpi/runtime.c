@@ -39,18 +39,27 @@ void rt_finalize(struct runtime *rt) {
     MPI_Finalize();
 }
 
-void rt_fatal(const char *file, int line, const char *fmt, ...) {
+static _Noreturn void die(int code, const char *file, int line, const char *fmt, va_list ap) {
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     fprintf(stderr, "[%d %s:%d] %s:%d %s\n", ident.rank, ident.host, ident.pid, file, line, msg);
     fflush(stderr);
     int up = 0;
     MPI_Initialized(&up);
-    if (up) MPI_Abort(MPI_COMM_WORLD, 1);
-    abort();
+    if (up) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+void rt_fatal(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    die(1, file, line, fmt, ap);
+}
+
+void rt_no_fit(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    die(3, file, line, fmt, ap);
 }
 
 void *rt_malloc(size_t bytes, const char *what) {
