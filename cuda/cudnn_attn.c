@@ -11,6 +11,7 @@
 #include "cudnn_attn.h"
 #include "cuda_attn.h"
 #include "cuda_check.h"
+#include "runtime.h"
 #include "cuda_ops.h" /* cuda_to_bf16, cuda_to_f32 */
 
 #include <math.h>
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifdef RT_HAVE_CUDNN
 
@@ -585,11 +585,6 @@ struct cudnn_attn {
     char path[320];
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Staging and cuDNN workspace bytes of one call with plan p (ordering in carve_*). */
 static size_t plan_need(const struct plan *p) {
@@ -635,7 +630,7 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
     static const int fwd_cfg[3] = {1, 0, 0};
     static const int bwd_cfg[4][2] = {{1, 1}, {1, 0}, {0, 0}, {0, 0}};
     const int ncfg = kind == KIND_FWD ? 3 : 4;
-    double t0 = now_s();
+    double t0 = rt_now();
     for (int c = 0; c < ncfg && !p->ok; c++) {
         const int fallback = c == ncfg - 1;
         int skip = kind == KIND_FWD ? (fwd_cfg[c] && !ca->try_o32)
@@ -672,7 +667,7 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
             gb_destroy(g);
         }
     }
-    p->build_s = now_s() - t0;
+    p->build_s = rt_now() - t0;
     if (p->ok) p->need = plan_need(p);
     if (ca->verbose) {
         char b[32];

@@ -37,11 +37,6 @@ static void no_bf16_reduce(struct comm *c, int dtype, const char *op) {
 
 static MPI_Comm mcomm(struct comm *c) { return *(MPI_Comm *)c->impl; }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static void mpi_ring_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
                            struct comm_ring_req *req) {
@@ -57,13 +52,13 @@ static void mpi_ring_start(struct comm *c, const void *send, void *recv, int64_t
 static void mpi_ring_wait(struct comm *c, struct comm_ring_req *req, const char *what) {
     if (!req->active) RT_FATAL("comm %s: ring wait without a ring exchange (%s)", c->name, what);
     MPI_Request *r = req->impl[0];
-    double t0 = now_s();
+    double t0 = rt_now();
     struct timespec nap = {0, 20000};
     for (;;) {
         int done = 0;
         MPI_CHECK(MPI_Testall(2, r, &done, MPI_STATUSES_IGNORE));
         if (done) break;
-        if (now_s() - t0 > c->timeout_s)
+        if (rt_now() - t0 > c->timeout_s)
             RT_FATAL("comm %s: ring exchange %s timed out after %.0f s (receiving from rank %d, sending to rank %d)",
                      c->name, what, c->timeout_s, (c->rank - 1 + c->size) % c->size, (c->rank + 1) % c->size);
         nanosleep(&nap, NULL);

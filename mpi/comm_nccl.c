@@ -49,11 +49,6 @@ static size_t elems(struct comm *c, int64_t count, const char *op) {
     return (size_t)count;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* Order the comm stream after everything queued so far on the compute stream. */
 static void after_compute(struct nccl_impl *m) {
@@ -73,7 +68,7 @@ static void compute_waits(struct nccl_impl *m) {
 static void wait_event(struct comm *c, cudaEvent_t ev, const char *kind, const char *what) {
     struct nccl_impl *m = impl(c);
     int prev = (c->rank - 1 + c->size) % c->size, next = (c->rank + 1) % c->size;
-    double t0 = now_s();
+    double t0 = rt_now();
     struct timespec nap = {0, 20000};
     for (;;) {
         cudaError_t rc = cudaEventQuery(ev);
@@ -87,7 +82,7 @@ static void wait_event(struct comm *c, cudaEvent_t ev, const char *kind, const c
             RT_FATAL("comm %s: %s%s%s failed: %s (%s) (receiving from rank %d, sending to rank %d)",
                      c->name, kind, *what ? " " : "", what, ncclGetErrorString(async), detail, prev, next);
         }
-        if (now_s() - t0 > c->timeout_s) {
+        if (rt_now() - t0 > c->timeout_s) {
             (void)ncclCommAbort(m->nc);
             RT_FATAL("comm %s: %s%s%s timed out after %.0f s (receiving from rank %d, sending to rank %d)",
                      c->name, kind, *what ? " " : "", what, c->timeout_s, prev, next);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Identity used by rt_fatal, which may be called from anywhere. */
@@ -60,6 +61,12 @@ void rt_no_fit(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     die(3, file, line, fmt, ap);
+}
+
+double rt_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 void *rt_malloc(size_t bytes, const char *what) {

@@ -37,6 +37,9 @@ _Noreturn void rt_no_fit(const char *file, int line, const char *fmt, ...)
         }                                                                    \
     } while (0)
 
+/* Seconds on the monotonic clock (for timeouts and phase times). */
+double rt_now(void);
+
 /* malloc/calloc that abort the job with the size and purpose on failure. */
 void *rt_malloc(size_t bytes, const char *what);
 void *rt_calloc(size_t n, size_t size, const char *what);

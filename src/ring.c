@@ -10,19 +10,14 @@
 #include "ring.h"
 
 #include <stdio.h>
-#include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "runtime.h"
 
 /* Wait for an exchange, adding the time to t_wait. */
 static void wait_timed(struct ring *rg, struct comm_ring_req *req, const char *what) {
-    double t0 = now_s();
+    double t0 = rt_now();
     comm_ring_wait(rg->cp, req, what);
-    rg->t_wait += now_s() - t0;
+    rg->t_wait += rt_now() - t0;
 }
 
 static size_t kv_elems(const struct ring *rg) { return (size_t)2 * rg->T * rg->Hkv * rg->D; }
