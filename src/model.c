@@ -250,8 +250,8 @@ static void layer_backward(struct model *m, int l) {
     be->rmsnorm_backward(be, m->g, G + lp.attn_norm, m->dxn, m->xs[l], wt(m, lp.attn_norm), a->rstd1, T, d);
 }
 
-double model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
-                              const int64_t *pos, float grad_scale, int train) {
+void model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
+                            const int64_t *pos, float grad_scale, int train) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     int T = m->T, d = mc->dim, V = mc->vocab_size, Ly = mc->n_layers;
@@ -259,7 +259,6 @@ double model_forward_backward(struct model *m, const int32_t *tokens, const int3
     be->upload(be, m->tok, tokens, (size_t)T * sizeof(int32_t));
     be->upload(be, m->lab, labels, (size_t)T * sizeof(int32_t));
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
-    be->zero(be, m->loss, sizeof(double));
 
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
     for (int l = 0; l < Ly; l++) {
@@ -281,7 +280,11 @@ double model_forward_backward(struct model *m, const int32_t *tokens, const int3
         }
         be->embedding_backward(be, m->grads + embed, m->g, m->tok, T, d);
     }
+}
+
+double model_take_loss(struct model *m) {
     double loss;
-    be->download(be, &loss, m->loss, sizeof loss);
+    m->be->download(m->be, &loss, m->loss, sizeof loss);
+    m->be->zero(m->be, m->loss, sizeof(double));
     return loss;
 }

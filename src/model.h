@@ -76,9 +76,11 @@ void model_refresh_weights(struct model *m);
 
 /* Forward (and backward when train) over this rank's shard: tokens, labels (label < 0 is
  * ignored) and global positions, T each, in host memory. Gradients are scaled by
- * grad_scale and added to m->grads. Returns the sum of this rank's token losses. Every
+ * grad_scale and added to m->grads; this rank's token losses are added to m->loss. Every
  * rank of the ring calls it. */
-double model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
-                              const int64_t *pos, float grad_scale, int train);
+void model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
+                            const int64_t *pos, float grad_scale, int train);
+/* The losses summed since the last call (waits for the backend), and reset to 0. */
+double model_take_loss(struct model *m);
 
 #endif

@@ -155,16 +155,16 @@ void trainer_free(struct trainer *t) {
 #endif
 }
 
-/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... */
+/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... (read from
+ * the backend once, after all of them). */
 static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
-    double loss = 0;
     int zigzag = t->job.cfg.parallel.attention == RING_ZIGZAG;
     for (int i = t->dp_rank; i < nseq; i += t->job.dp) {
         data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->cp_rank,
                    zigzag, t->tok, t->lab, t->pos);
-        loss += model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
+        model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
     }
-    return loss;
+    return model_take_loss(&t->model);
 }
 
 static int64_t count_labels(const int32_t *lab, int64_t n) {

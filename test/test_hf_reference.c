@@ -52,6 +52,7 @@ static void check_logits(struct trainer *t, const struct st_file *ref, const cha
     data_shard(t->seq_in, t->seq_lab, t->L, t->job.cp, t->cp_rank, t->job.cfg.parallel.attention == RING_ZIGZAG,
                t->tok, t->lab, t->pos);
     model_forward_backward(m, t->tok, t->lab, t->pos, 0.0f, 0);
+    model_take_loss(m);
     float *got = malloc((size_t)V * sizeof(float));
     int checked = 0;
     for (int64_t p = 0; p < pt->numel; p++)
