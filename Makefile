@@ -50,6 +50,7 @@ endif
 
 # Objects depend on a stamp named after the flags, so changing a flag (CUDA, CUDNN, a path)
 # rebuilds them instead of linking stale ones.
+.DEFAULT_GOAL := all
 FLAGS_STAMP := build/flags.$(shell echo '$(CFLAGS) $(NVFLAGS) $(LDLIBS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p build && rm -f build/flags.* && touch $@

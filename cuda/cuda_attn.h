@@ -30,9 +30,9 @@ void cuda_attn_forward(float *out, float *lse, int ld, const rt_bf16 *q, const r
                        const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D, int causal,
                        cudaStream_t s);
 
-/* delta (H, ld) rows [0, T) = rowsum(dout * out) per head; dout bf16, out fp32 (the final
- * merged output). */
-void cuda_attn_delta(float *delta, int ld, const rt_bf16 *dout, const float *out, int T, int H,
+/* delta (H, ld) rows [0, T) = rowsum(dout * out) per head, in fp32; dout and out (the final
+ * output, as the model saves it) bf16. */
+void cuda_attn_delta(float *delta, int ld, const rt_bf16 *dout, const rt_bf16 *out, int T, int H,
                      int D, cudaStream_t s);
 
 /* Backward of one block given the final lse and delta of the rows (H, ld):

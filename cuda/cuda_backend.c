@@ -18,6 +18,8 @@
 struct cuda_ctx {
     int device;
     cudaStream_t stream;
+    cudaStream_t copy_stream;              /* offload copies (copy_async) */
+    cudaEvent_t issued;                    /* recorded on stream: what copy_async waits for */
     int profiling;                         /* time every op with events (log.profile) */
     int nprof;                             /* op calls timed since the last read */
     cudaEvent_t *prof_ev;                  /* (2 * PROF_MAX) start/stop pairs */
@@ -28,6 +30,7 @@ struct cuda_ctx {
     size_t norm_bytes;
     double *sumsq_scratch, *sumsq_out;
     struct cudnn_attn *cudnn;              /* NULL: the native attention kernels */
+    float *local32;                        /* ring of one rank, native kernels: fp32 dq|dk|dv (out in the forward) */
     char attention[128];                   /* for the start-up log */
 };
 
@@ -102,6 +105,42 @@ static void g_download(const struct backend *be, void *h, const void *d, size_t 
     CUDA_CHECK(cudaMemcpyAsync(h, d, n, cudaMemcpyDeviceToHost, st(be)));
     CUDA_CHECK(cudaStreamSynchronize(st(be)));
 }
+/* Offload: pinned host memory, copies on copy_stream ordered after the compute stream's
+ * work issued so far; a fence is an event. */
+static void *g_host_alloc(const struct backend *be, size_t bytes, const char *what) {
+    (void)be;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess)
+        RT_NO_FIT("cannot pin %.2f GiB of host memory for %s: %s; offload fewer layers (memory.offload) or free "
+                  "host memory", bytes / 1073741824.0, what, cudaGetErrorString(e));
+    return p;
+}
+static void g_host_free(const struct backend *be, void *p) {
+    CUDA_CHECK(cudaStreamSynchronize(ctx(be)->copy_stream));
+    CUDA_CHECK(cudaFreeHost(p));
+}
+static void *g_fence_new(const struct backend *be) {
+    (void)be;
+    cudaEvent_t e;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+}
+static void g_fence_free(const struct backend *be, void *f) {
+    (void)be;
+    CUDA_CHECK(cudaEventDestroy((cudaEvent_t)f));
+}
+static void g_copy_async(const struct backend *be, void *d, const void *s, size_t n, void *fence) {
+    struct cuda_ctx *c = ctx(be);
+    CUDA_CHECK(cudaEventRecord(c->issued, c->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->issued, 0));
+    CUDA_CHECK(cudaMemcpyAsync(d, s, n, cudaMemcpyDefault, c->copy_stream));
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)fence, c->copy_stream));
+}
+static void g_fence_wait(const struct backend *be, void *fence) {
+    CUDA_CHECK(cudaStreamWaitEvent(st(be), (cudaEvent_t)fence, 0));
+}
+
 static void g_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
     PROF(be, PROF_OTHER, cuda_to_bf16(d, s, n, st(be)));
 }
@@ -154,12 +193,12 @@ static void g_attn_fwd(const struct backend *be, float *out, float *lse, int ld,
     if (ca) PROF(be, PROF_ATTN, cudnn_attn_forward(ca, out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
     else PROF(be, PROF_ATTN, cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, st(be)));
 }
-static void g_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const float *out, int T,
+static void g_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const void *out, int T,
                          int H, int D) {
     PROF(be, PROF_ATTN, cuda_attn_delta(delta, ld, dout, out, T, H, D, st(be)));
 }
 static void g_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
-                       const void *k, const void *v, const float *out, const float *lse, const float *delta, int ld,
+                       const void *k, const void *v, const void *out, const float *lse, const float *delta, int ld,
                        int Tq, int Tk, int H, int Hkv, int D, int causal) {
     struct cudnn_attn *ca = ctx(be)->cudnn;
     if (ca)
@@ -172,6 +211,42 @@ static void g_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv
 static void g_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
                          int ldb, int Tq, int H, int D) {
     PROF(be, PROF_ATTN, cuda_attn_merge(out, lse, ld, ob, lb, ldb, Tq, H, D, st(be)));
+}
+/* A ring of one rank: cuDNN writes the bf16 outputs itself; the native kernels work in fp32
+ * (local32) and are narrowed after. */
+static void g_attn_local_fwd(const struct backend *be, void *out, float *lse, const void *q, const void *k,
+                             const void *v, int T, int H, int Hkv, int D) {
+    struct cuda_ctx *c = ctx(be);
+    if (c->cudnn) {
+        int done;
+        PROF(be, PROF_ATTN, done = cudnn_attn_forward_bf16(c->cudnn, out, lse, T, q, k, v, T, T, H, Hkv, D, 1, st(be)));
+        if (!done) RT_FATAL("cuda: cuDNN declined a prepared attention call: %s", cudnn_attn_last_path(c->cudnn));
+        return;
+    }
+    if (!c->local32) RT_FATAL("cuda: attn_local_forward on a backend opened for a ring of more than one rank");
+    PROF(be, PROF_ATTN, cuda_attn_forward(c->local32, lse, T, q, k, v, T, T, H, Hkv, D, 1, st(be)));
+    PROF(be, PROF_ATTN, cuda_to_bf16(out, c->local32, (int64_t)T * H * D, st(be)));
+}
+static void g_attn_local_bwd(const struct backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                             const void *k, const void *v, const void *out, const float *lse, float *delta, int T,
+                             int H, int Hkv, int D) {
+    struct cuda_ctx *c = ctx(be);
+    if (c->cudnn) {
+        int done;
+        PROF(be, PROF_ATTN, done = cudnn_attn_backward_bf16(c->cudnn, dq, dk, dv, dout, q, k, v, out, lse, T, T, T, H,
+                                                            Hkv, D, 1, st(be)));
+        if (!done) RT_FATAL("cuda: cuDNN declined a prepared attention call: %s", cudnn_attn_last_path(c->cudnn));
+        return;
+    }
+    if (!c->local32) RT_FATAL("cuda: attn_local_backward on a backend opened for a ring of more than one rank");
+    size_t nq = (size_t)T * H * D, nk = (size_t)T * Hkv * D;
+    float *dq32 = c->local32, *dk32 = dq32 + nq, *dv32 = dk32 + nk;
+    CUDA_CHECK(cudaMemsetAsync(c->local32, 0, (nq + 2 * nk) * sizeof(float), st(be)));
+    PROF(be, PROF_ATTN, cuda_attn_delta(delta, T, dout, out, T, H, D, st(be)));
+    PROF(be, PROF_ATTN, cuda_attn_backward(dq32, dk32, dv32, dout, q, k, v, lse, delta, T, T, T, H, Hkv, D, 1, st(be)));
+    PROF(be, PROF_ATTN, cuda_to_bf16(dq, dq32, (int64_t)nq, st(be)));
+    PROF(be, PROF_ATTN, cuda_to_bf16(dk, dk32, (int64_t)nk, st(be)));
+    PROF(be, PROF_ATTN, cuda_to_bf16(dv, dv32, (int64_t)nk, st(be)));
 }
 static void g_xent(const struct backend *be, double *loss, void *dx, float *dw, const void *x, const void *w,
                    const int32_t *labels, int T, int d, int V, float grad_scale) {
@@ -190,6 +265,13 @@ static double g_sumsq(const struct backend *be, const float *x, int64_t n) {
 }
 static void g_scale(const struct backend *be, float *x, float s, int64_t n) {
     cuda_scale(x, s, n, st(be));
+}
+
+static size_t g_mem_free(const struct backend *be) {
+    size_t free_b = 0, total = 0;
+    (void)be;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return free_b;
 }
 
 /* Everything is allocated at start-up, so what is in use now is the peak. */
@@ -213,6 +295,12 @@ static const struct backend table = {
     .download = g_download,
     .to_act = g_to_act,
     .to_f32 = g_to_f32,
+    .host_alloc = g_host_alloc,
+    .host_free = g_host_free,
+    .fence_new = g_fence_new,
+    .fence_free = g_fence_free,
+    .copy_async = g_copy_async,
+    .fence_wait = g_fence_wait,
     .matmul_forward = g_matmul_fwd,
     .matmul_backward = g_matmul_bwd,
     .rmsnorm_forward = g_rms_fwd,
@@ -228,12 +316,15 @@ static const struct backend table = {
     .attn_delta = g_attn_delta,
     .attn_backward = g_attn_bwd,
     .attn_merge = g_attn_merge,
+    .attn_local_forward = g_attn_local_fwd,
+    .attn_local_backward = g_attn_local_bwd,
     .xent = g_xent,
     .adamw = g_adamw,
     .sumsq = g_sumsq,
     .scale = g_scale,
     .profile = g_profile,
     .mem_gib = g_mem_gib,
+    .mem_free = g_mem_free,
 };
 
 int cuda_device_count(void) {
@@ -259,11 +350,13 @@ static int ring_shapes(const struct cuda_backend_opts *o, struct block_shape *b)
 }
 
 /* device.attention: cudnn requires cuDNN for every block shape; auto takes it when it
- * serves them all; native never. Plans are built and the workspace reserved now. */
+ * serves them all; native never. Plans are built and the workspace reserved now (a ring of
+ * one rank writes cuDNN's bf16 outputs directly: no staging). The native kernels of a ring
+ * of one rank get their fp32 scratch. */
 static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
     struct cuda_ctx *c = be->ctx;
     struct block_shape b[3];
-    int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE;
+    int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE, direct = o->ring_size == 1;
     for (int i = 0; i < n && ok; i++) ok = cudnn_attn_supported(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal);
     if (!ok && o->attention == ATTN_CUDNN)
         RT_FATAL("device.attention cudnn: cuDNN's fused attention %s (T=%d, heads %d/%d, head dim %d)",
@@ -271,12 +364,15 @@ static void choose_attention(struct backend *be, const struct cuda_backend_opts 
     if (!ok) {
         snprintf(c->attention, sizeof c->attention, "native flash attention (cuda/attn_*.cu)%s",
                  o->attention == ATTN_AUTO ? ", cuDNN not available for this shape" : "");
+        if (direct)
+            c->local32 = g_alloc(be, (size_t)o->T * (o->H + 2 * o->Hkv) * o->D * sizeof(float),
+                                 "attention fp32 scratch (native kernels, one rank)");
         return;
     }
     c->cudnn = cudnn_attn_init(0);
     size_t ws = 0;
     for (int i = 0; i < n; i++) {
-        size_t need = cudnn_attn_prepare(c->cudnn, b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal, o->T);
+        size_t need = cudnn_attn_prepare(c->cudnn, b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal, o->T, direct);
         if (need > ws) ws = need;
     }
     cudnn_attn_reserve(c->cudnn, ws);
@@ -296,6 +392,8 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     c->device = local_rank % n;
     CUDA_CHECK(cudaSetDevice(c->device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->issued, cudaEventDisableTiming));
     c->blas = cuda_blas_init(0);
     int chunk = T < XENT_CHUNK ? T : XENT_CHUNK;
     c->xent_scratch = g_alloc(be, cuda_xent_scratch(chunk, V), "cross-entropy chunk");
@@ -322,11 +420,15 @@ void cuda_backend_destroy(struct backend *be) {
     g_free(be, c->sumsq_out);
     cuda_blas_free(c->blas);
     if (c->cudnn) cudnn_attn_free(c->cudnn);
+    if (c->local32) g_free(be, c->local32);
     if (c->profiling) {
         for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);
         free(c->prof_cat);
     }
+    CUDA_CHECK(cudaStreamSynchronize(c->copy_stream));
+    CUDA_CHECK(cudaEventDestroy(c->issued));
+    CUDA_CHECK(cudaStreamDestroy(c->copy_stream));
     CUDA_CHECK(cudaStreamDestroy(c->stream));
     free(c);
     free(be);

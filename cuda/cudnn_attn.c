@@ -564,7 +564,8 @@ struct plan {
     struct gb *g;           /* the graph's descriptors, alive as long as the plan */
     int o32, g32q, g32kv;   /* output dtypes chosen (see build_fwd / build_bwd) */
     int64_t cudnn_ws;       /* bytes of cuDNN's own workspace */
-    size_t need;            /* bytes of a call: cuDNN's + staging */
+    size_t need;            /* bytes of a call with fp32 outputs: cuDNN's + staging */
+    size_t need_direct;     /* bytes of a call with bf16 outputs written directly (the *_bf16 calls) */
     double build_s;         /* seconds to build (all attempts) */
     int warned;             /* workspace shortfall reported */
     char desc[256];         /* "O f32, lse direct, engine 6 ..." */
@@ -586,20 +587,24 @@ struct cudnn_attn {
 };
 
 
-/* Staging and cuDNN workspace bytes of one call with plan p (ordering in carve_*). */
+/* Workspace of one call with plan p, in the order the calls carve it: first what every call
+ * needs (cuDNN's own, the staged lse, the backward's softmax_sum and dQ_accum: the "direct"
+ * bytes), then the outputs staged in bf16 before they are widened or accumulated into the
+ * fp32 outputs of cudnn_attn_forward / cudnn_attn_backward. */
+static size_t plan_direct(const struct plan *p) {
+    const size_t nq = (size_t)p->Tq * p->H * p->D, rows = (size_t)p->H * p->Tq * 4;
+    size_t n = align_up((size_t)p->cudnn_ws) + (p->ld ? 0 : align_up(rows));
+    if (p->kind == KIND_BWD) n += align_up(rows) + align_up(nq * 4); /* softmax_sum, dQ_accum */
+    return n;
+}
 static size_t plan_need(const struct plan *p) {
     const size_t nq = (size_t)p->Tq * p->H * p->D, nk = (size_t)p->Tk * p->Hkv * p->D;
-    const size_t rows = (size_t)p->H * p->Tq * 4;
-    size_t n = align_up((size_t)p->cudnn_ws);
+    size_t n = plan_direct(p);
     if (p->kind == KIND_FWD) {
         if (!p->o32) n += align_up(nq * 2);
-        if (!p->ld) n += align_up(rows);
     } else {
-        n += align_up(rows) + align_up(nq * 4);     /* softmax_sum, dQ_accum */
-        n += align_up(nq * 2);                      /* O in bf16 */
         n += align_up(nq * (p->g32q ? 4 : 2));      /* dQ */
         n += 2 * align_up(nk * (p->g32kv ? 4 : 2)); /* dK, dV */
-        if (!p->ld) n += align_up(rows);
     }
     return n;
 }
@@ -668,7 +673,7 @@ static struct plan *get_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, in
         }
     }
     p->build_s = rt_now() - t0;
-    if (p->ok) p->need = plan_need(p);
+    if (p->ok) p->need = plan_need(p), p->need_direct = plan_direct(p);
     if (ca->verbose) {
         char b[32];
         fmt_bytes(b, sizeof b, (double)p->need);
@@ -795,31 +800,35 @@ void cudnn_attn_poison_workspace(struct cudnn_attn *ca) {
 
 const char *cudnn_attn_last_path(const struct cudnn_attn *ca) { return ca ? ca->path : "native (built without cuDNN)"; }
 
-size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal, int ld) {
+static size_t need_of(const struct plan *p, int direct) {
+    if (!p || !p->ok) return 0;
+    return direct ? p->need_direct : p->need;
+}
+
+size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal, int ld,
+                          int direct) {
     const size_t fallback = align_up((size_t)H * (ld > Tq ? ld : Tq) * 4); /* delta of the native path */
     if (!ca || unsupported_why(Tq, Tk, H, Hkv, D, causal)) return fallback;
-    struct plan *f = plan_for(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, ld, 1);
-    struct plan *b = plan_for(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, ld, 1);
-    size_t need = fallback;
-    if (f->ok && f->need > need) need = f->need;
-    if (b->ok && b->need > need) need = b->need;
+    struct plan *ps[4] = {plan_for(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, ld, 1),
+                          plan_for(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, ld, 1), NULL, NULL};
     /* a call with a misaligned lse view takes the staged plan: count it too */
     if (ld % 4 == 0) {
-        struct plan *fs = find_plan(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, 0);
-        struct plan *bs = find_plan(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, 0);
-        if (fs && fs->ok && fs->need > need) need = fs->need;
-        if (bs && bs->ok && bs->need > need) need = bs->need;
+        ps[2] = find_plan(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, 0);
+        ps[3] = find_plan(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, 0);
     }
+    size_t need = fallback;
+    for (int i = 0; i < 4; i++)
+        if (need_of(ps[i], direct) > need) need = need_of(ps[i], direct);
     return need;
 }
 
 /* A call whose plan needs more workspace than reserved runs natively (no allocation inside the
  * step), with one warning per plan. */
-static const char *ws_short(struct cudnn_attn *ca, struct plan *p, const char *fn) {
+static const char *ws_short(struct cudnn_attn *ca, struct plan *p, const char *fn, int direct) {
     static char buf[200];
-    if (p->need <= ca->ws_bytes) return NULL;
+    if (need_of(p, direct) <= ca->ws_bytes) return NULL;
     strf(buf, sizeof buf, "workspace %zu bytes < %zu needed: call cudnn_attn_prepare/reserve at startup",
-             ca->ws_bytes, p->need);
+             ca->ws_bytes, need_of(p, direct));
     if (!p->warned)
         fprintf(stderr, "[cudnn_attn] %s Tq=%d Tk=%d H=%d Hkv=%d D=%d causal=%d: %s; running the native kernel\n", fn,
                 p->Tq, p->Tk, p->H, p->Hkv, p->D, p->causal, buf);
@@ -847,33 +856,32 @@ static char *carve(char **at, size_t bytes) {
     return p;
 }
 
-void cudnn_attn_forward(struct cudnn_attn *ca, float *out, float *lse, int ld, const rt_bf16 *q, const rt_bf16 *k,
-                        const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D, int causal, cudaStream_t s) {
+/* The plan of a call, or why there is none (then the caller runs natively or declines). */
+static const char *plan_or_why(struct cudnn_attn *ca, struct plan **pp, int kind, const void *const *ptrs, int nptrs,
+                               const float *lse, int ld, int Tq, int Tk, int H, int Hkv, int D, int causal, int direct,
+                               const char *fn) {
     const char *why = ca ? unsupported_why(Tq, Tk, H, Hkv, D, causal) : "built without a cuDNN handle";
-    if (!why && !(aligned16(out) && aligned16(q) && aligned16(k) && aligned16(v))) why = "pointers not 16-byte aligned";
+    for (int i = 0; i < nptrs && !why; i++)
+        if (!aligned16(ptrs[i])) why = "pointers not 16-byte aligned";
     if (!why && ld < Tq) why = "ld < Tq";
-    struct plan *p = NULL;
     if (!why) {
-        p = plan_for(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, ld, aligned16(lse));
-        if (!p->ok) why = "no cuDNN plan for this shape (RT_CUDNN_ATTN_VERBOSE=1 prints why)";
-        else why = ws_short(ca, p, "cudnn_attn_forward");
+        *pp = plan_for(ca, kind, Tq, Tk, H, Hkv, D, causal, ld, aligned16(lse));
+        if (!(*pp)->ok) why = "no cuDNN plan for this shape (RT_CUDNN_ATTN_VERBOSE=1 prints why)";
+        else why = ws_short(ca, *pp, fn, direct);
     }
-    if (why) {
-        if (ca) strf(ca->path, sizeof ca->path, "native fwd (%s)", why);
-        cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, s);
-        return;
-    }
-    const size_t nq = (size_t)Tq * H * D;
+    return why;
+}
+
+/* Runs a forward plan writing O to o (bf16 unless p->o32); the lse directly or staged. */
+static void fwd_exec(struct cudnn_attn *ca, const struct plan *p, void *o, float *lse, int ld, const rt_bf16 *q,
+                     const rt_bf16 *k, const rt_bf16 *v, int Tq, int H, int causal, cudaStream_t s) {
     char *at = ca->ws;
     void *cws = carve(&at, (size_t)p->cudnn_ws);
-    rt_bf16 *o16 = p->o32 ? NULL : (rt_bf16 *)carve(&at, nq * 2);
     float *st = p->ld ? lse : (float *)carve(&at, (size_t)H * Tq * 4);
-    ca->scale = 1.0f / sqrtf((float)D);
+    ca->scale = 1.0f / sqrtf((float)p->D);
     int64_t uids[7] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE, UID_NEGINF};
-    void *ptrs[7] = {(void *)q, (void *)k, (void *)v, p->o32 ? (void *)out : (void *)o16, st, &ca->scale,
-                     &ca->neg_inf};
+    void *ptrs[7] = {(void *)q, (void *)k, (void *)v, o, st, &ca->scale, &ca->neg_inf};
     execute(ca, p, causal ? 7 : 6, uids, ptrs, cws, s);
-    if (!p->o32) cuda_to_f32(out, o16, (int64_t)nq, s);
     if (!p->ld)
         CUDA_CHECK(cudaMemcpy2DAsync(lse, (size_t)ld * 4, st, (size_t)Tq * 4, (size_t)Tq * 4, (size_t)H,
                                      cudaMemcpyDeviceToDevice, s));
@@ -882,20 +890,71 @@ void cudnn_attn_forward(struct cudnn_attn *ca, float *out, float *lse, int ld, c
     strf(ca->path, sizeof ca->path, "cudnn fwd [%s] ws %s", p->desc, b);
 }
 
-void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv, const rt_bf16 *dout, const rt_bf16 *q,
-                         const rt_bf16 *k, const rt_bf16 *v, const float *out, const float *lse, const float *delta,
-                         int ld, int Tq, int Tk, int H, int Hkv, int D, int causal, cudaStream_t s) {
-    const char *why = ca ? unsupported_why(Tq, Tk, H, Hkv, D, causal) : "built without a cuDNN handle";
-    if (!why && !(aligned16(dq) && aligned16(dk) && aligned16(dv) && aligned16(dout) && aligned16(q) && aligned16(k) &&
-                  aligned16(v) && aligned16(out)))
-        why = "pointers not 16-byte aligned";
-    if (!why && ld < Tq) why = "ld < Tq";
+void cudnn_attn_forward(struct cudnn_attn *ca, float *out, float *lse, int ld, const rt_bf16 *q, const rt_bf16 *k,
+                        const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D, int causal, cudaStream_t s) {
     struct plan *p = NULL;
-    if (!why) {
-        p = plan_for(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, ld, aligned16(lse));
-        if (!p->ok) why = "no cuDNN plan for this shape (RT_CUDNN_ATTN_VERBOSE=1 prints why)";
-        else why = ws_short(ca, p, "cudnn_attn_backward");
+    const void *ptrs[4] = {out, q, k, v};
+    const char *why = plan_or_why(ca, &p, KIND_FWD, ptrs, 4, lse, ld, Tq, Tk, H, Hkv, D, causal, 0, "cudnn_attn_forward");
+    if (why) {
+        if (ca) strf(ca->path, sizeof ca->path, "native fwd (%s)", why);
+        cuda_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal, s);
+        return;
     }
+    const size_t nq = (size_t)Tq * H * D;
+    rt_bf16 *o16 = p->o32 ? NULL : (rt_bf16 *)((char *)ca->ws + p->need_direct);
+    fwd_exec(ca, p, p->o32 ? (void *)out : (void *)o16, lse, ld, q, k, v, Tq, H, causal, s);
+    if (!p->o32) cuda_to_f32(out, o16, (int64_t)nq, s);
+}
+
+int cudnn_attn_forward_bf16(struct cudnn_attn *ca, rt_bf16 *out, float *lse, int ld, const rt_bf16 *q,
+                            const rt_bf16 *k, const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D, int causal,
+                            cudaStream_t s) {
+    struct plan *p = NULL;
+    const void *ptrs[4] = {out, q, k, v};
+    const char *why =
+        plan_or_why(ca, &p, KIND_FWD, ptrs, 4, lse, ld, Tq, Tk, H, Hkv, D, causal, 1, "cudnn_attn_forward_bf16");
+    if (!why && p->o32) why = "the plan writes O in fp32";
+    if (why) {
+        if (ca) strf(ca->path, sizeof ca->path, "declined bf16 fwd (%s)", why);
+        return 0;
+    }
+    fwd_exec(ca, p, out, lse, ld, q, k, v, Tq, H, causal, s);
+    return 1;
+}
+
+/* Runs a backward plan writing dQ, dK, dV to the given buffers (bf16 unless p->g32q / g32kv). */
+static void bwd_exec(struct cudnn_attn *ca, const struct plan *p, void *dq, void *dk, void *dv, const rt_bf16 *dout,
+                     const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out, const float *lse,
+                     int ld, int Tq, int H, int causal, cudaStream_t s) {
+    const size_t nq = (size_t)Tq * H * p->D;
+    char *at = ca->ws;
+    void *cws = carve(&at, (size_t)p->cudnn_ws);
+    float *st = p->ld ? (float *)lse : (float *)carve(&at, (size_t)H * Tq * 4);
+    float *ssum = (float *)carve(&at, (size_t)H * Tq * 4);
+    float *dqacc = (float *)carve(&at, nq * 4);
+    if (!p->ld)
+        CUDA_CHECK(cudaMemcpy2DAsync(st, (size_t)Tq * 4, lse, (size_t)ld * 4, (size_t)Tq * 4, (size_t)H,
+                                     cudaMemcpyDeviceToDevice, s));
+    /* cuDNN >= 9.6 clears dQ_accum itself (cudnn-frontend clears it only before 9.6) */
+    if (ca->clear_dqacc) CUDA_CHECK(cudaMemsetAsync(dqacc, 0, nq * 4, s));
+    ca->scale = 1.0f / sqrtf((float)p->D);
+    int64_t uids[15] = {UID_Q, UID_K, UID_V, UID_O, UID_DO, UID_STATS, UID_DQ, UID_DK, UID_DV,
+                        UID_SCALE, UID_ONE, UID_SSUM, UID_DQACC, UID_NEGINF};
+    void *ptrs[15] = {(void *)q, (void *)k, (void *)v, (void *)out, (void *)dout, st, dq, dk, dv,
+                      &ca->scale, &ca->one, ssum, dqacc, &ca->neg_inf};
+    execute(ca, p, causal ? 14 : 13, uids, ptrs, cws, s);
+    char b[32];
+    fmt_bytes(b, sizeof b, (double)p->need);
+    strf(ca->path, sizeof ca->path, "cudnn bwd [%s] ws %s", p->desc, b);
+}
+
+void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv, const rt_bf16 *dout, const rt_bf16 *q,
+                         const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out, const float *lse, const float *delta,
+                         int ld, int Tq, int Tk, int H, int Hkv, int D, int causal, cudaStream_t s) {
+    struct plan *p = NULL;
+    const void *ptrs[8] = {dq, dk, dv, dout, q, k, v, out};
+    const char *why =
+        plan_or_why(ca, &p, KIND_BWD, ptrs, 8, lse, ld, Tq, Tk, H, Hkv, D, causal, 0, "cudnn_attn_backward");
     if (why) {
         if (ca) strf(ca->path, sizeof ca->path, "native bwd (%s)", why);
         if (!delta) { /* the native kernel needs delta: rows [0, Tq) of an (H, ld) buffer */
@@ -909,27 +968,11 @@ void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv,
         return;
     }
     const size_t nq = (size_t)Tq * H * D, nk = (size_t)Tk * Hkv * D;
-    char *at = ca->ws;
-    void *cws = carve(&at, (size_t)p->cudnn_ws);
-    float *ssum = (float *)carve(&at, (size_t)H * Tq * 4);
-    float *dqacc = (float *)carve(&at, nq * 4);
-    rt_bf16 *o16 = (rt_bf16 *)carve(&at, nq * 2);
+    char *at = (char *)ca->ws + p->need_direct;
     void *dq_s = carve(&at, nq * (p->g32q ? 4 : 2));
     void *dk_s = carve(&at, nk * (p->g32kv ? 4 : 2));
     void *dv_s = carve(&at, nk * (p->g32kv ? 4 : 2));
-    float *st = p->ld ? (float *)lse : (float *)carve(&at, (size_t)H * Tq * 4);
-    cuda_to_bf16(o16, out, (int64_t)nq, s);
-    if (!p->ld)
-        CUDA_CHECK(cudaMemcpy2DAsync(st, (size_t)Tq * 4, lse, (size_t)ld * 4, (size_t)Tq * 4, (size_t)H,
-                                     cudaMemcpyDeviceToDevice, s));
-    /* cuDNN >= 9.6 clears dQ_accum itself (cudnn-frontend clears it only before 9.6) */
-    if (ca->clear_dqacc) CUDA_CHECK(cudaMemsetAsync(dqacc, 0, nq * 4, s));
-    ca->scale = 1.0f / sqrtf((float)D);
-    int64_t uids[15] = {UID_Q, UID_K, UID_V, UID_O, UID_DO, UID_STATS, UID_DQ, UID_DK, UID_DV,
-                        UID_SCALE, UID_ONE, UID_SSUM, UID_DQACC, UID_NEGINF};
-    void *ptrs[15] = {(void *)q, (void *)k, (void *)v, o16, (void *)dout, st, dq_s, dk_s, dv_s,
-                      &ca->scale, &ca->one, ssum, dqacc, &ca->neg_inf};
-    execute(ca, p, causal ? 14 : 13, uids, ptrs, cws, s);
+    bwd_exec(ca, p, dq_s, dk_s, dv_s, dout, q, k, v, out, lse, ld, Tq, H, causal, s);
     if (p->g32q) cudnn_accum_f32(dq, dq_s, (int64_t)nq, s);
     else cudnn_accum_bf16(dq, dq_s, (int64_t)nq, s);
     if (p->g32kv) {
@@ -939,9 +982,23 @@ void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv,
         cudnn_accum_bf16(dk, dk_s, (int64_t)nk, s);
         cudnn_accum_bf16(dv, dv_s, (int64_t)nk, s);
     }
-    char b[32];
-    fmt_bytes(b, sizeof b, (double)p->need);
-    strf(ca->path, sizeof ca->path, "cudnn bwd [%s] ws %s", p->desc, b);
+}
+
+int cudnn_attn_backward_bf16(struct cudnn_attn *ca, rt_bf16 *dq, rt_bf16 *dk, rt_bf16 *dv, const rt_bf16 *dout,
+                             const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out,
+                             const float *lse, int ld, int Tq, int Tk, int H, int Hkv, int D, int causal,
+                             cudaStream_t s) {
+    struct plan *p = NULL;
+    const void *ptrs[8] = {dq, dk, dv, dout, q, k, v, out};
+    const char *why =
+        plan_or_why(ca, &p, KIND_BWD, ptrs, 8, lse, ld, Tq, Tk, H, Hkv, D, causal, 1, "cudnn_attn_backward_bf16");
+    if (!why && (p->g32q || p->g32kv)) why = "the plan writes gradients in fp32";
+    if (why) {
+        if (ca) strf(ca->path, sizeof ca->path, "declined bf16 bwd (%s)", why);
+        return 0;
+    }
+    bwd_exec(ca, p, dq, dk, dv, dout, q, k, v, out, lse, ld, Tq, H, causal, s);
+    return 1;
 }
 
 #else /* !RT_HAVE_CUDNN: the same API on the native kernels */
@@ -960,8 +1017,9 @@ struct cudnn_attn *cudnn_attn_init(size_t workspace_bytes) {
     return NULL;
 }
 void cudnn_attn_free(struct cudnn_attn *ca) { (void)ca; }
-size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal, int ld) {
-    (void)ca; (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal; (void)ld;
+size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal, int ld,
+                          int direct) {
+    (void)ca; (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal; (void)ld; (void)direct;
     return 0;
 }
 void cudnn_attn_reserve(struct cudnn_attn *ca, size_t bytes) { (void)ca; (void)bytes; }
@@ -979,11 +1037,28 @@ void cudnn_attn_forward(struct cudnn_attn *ca, float *out, float *lse, int ld, c
 }
 
 void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv, const rt_bf16 *dout, const rt_bf16 *q,
-                         const rt_bf16 *k, const rt_bf16 *v, const float *out, const float *lse, const float *delta,
+                         const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out, const float *lse, const float *delta,
                          int ld, int Tq, int Tk, int H, int Hkv, int D, int causal, cudaStream_t s) {
     (void)ca; (void)out;
     if (!delta) rt_fatal(__FILE__, __LINE__, "cudnn_attn_backward: built without cuDNN, delta is required");
     cuda_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal, s);
+}
+
+int cudnn_attn_forward_bf16(struct cudnn_attn *ca, rt_bf16 *out, float *lse, int ld, const rt_bf16 *q,
+                            const rt_bf16 *k, const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D, int causal,
+                            cudaStream_t s) {
+    (void)ca; (void)out; (void)lse; (void)ld; (void)q; (void)k; (void)v; (void)Tq; (void)Tk; (void)H; (void)Hkv;
+    (void)D; (void)causal; (void)s;
+    return 0;
+}
+
+int cudnn_attn_backward_bf16(struct cudnn_attn *ca, rt_bf16 *dq, rt_bf16 *dk, rt_bf16 *dv, const rt_bf16 *dout,
+                             const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out,
+                             const float *lse, int ld, int Tq, int Tk, int H, int Hkv, int D, int causal,
+                             cudaStream_t s) {
+    (void)ca; (void)dq; (void)dk; (void)dv; (void)dout; (void)q; (void)k; (void)v; (void)out; (void)lse; (void)ld;
+    (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal; (void)s;
+    return 0;
 }
 
 #endif

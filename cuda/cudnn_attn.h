@@ -44,10 +44,11 @@ int cudnn_attn_supported(int Tq, int Tk, int H, int Hkv, int D, int causal);
 
 /* Builds (or finds in the cache) the forward and backward plans of a shape now, with lse /
  * delta views of row stride ld, and returns the device workspace bytes its calls need (cuDNN's
- * own plus the staging buffers); 0 when the shape runs natively. Call it at startup for every
- * shape of the step, then cudnn_attn_reserve(max): no allocation happens inside the step. */
+ * own plus the staging buffers; with direct, only what the *_bf16 calls need); 0 when the
+ * shape runs natively. Call it at startup for every shape of the step, then
+ * cudnn_attn_reserve(max): no allocation happens inside the step. */
 size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal,
-                          int ld);
+                          int ld, int direct);
 /* Grows the workspace to at least `bytes` (synchronizes the device; startup only). */
 void cudnn_attn_reserve(struct cudnn_attn *ca, size_t bytes);
 size_t cudnn_attn_workspace_bytes(const struct cudnn_attn *ca);
@@ -73,14 +74,26 @@ void cudnn_attn_forward(struct cudnn_attn *ca, float *out, float *lse, int ld, c
 
 /* As cuda_attn_backward: dq (Tq, H, D) += scale ds k; dk, dv (Tk, Hkv, D) += scale ds^T q and
  * p^T dout, all three ACCUMULATED in fp32, with p = exp(scale q.k - lse) from the final lse of
- * the rows. One argument more than the native call: `out`, the final merged output of the rows
- * (Tq, H, D) fp32: cuDNN computes delta = rowsum(dout * out) itself, from out rounded to bf16.
- * `delta` (H, ld) is used only when the call falls back to the native kernel; it may be NULL
- * (the fallback then computes it from out into the workspace). */
+ * the rows. One argument more than the native call: `out`, the final output of the rows
+ * (Tq, H, D) bf16: cuDNN computes delta = rowsum(dout * out) itself. `delta` (H, ld) is used
+ * only when the call falls back to the native kernel; it may be NULL (the fallback then
+ * computes it from out into the workspace). */
 void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv, const rt_bf16 *dout,
-                         const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v, const float *out,
+                         const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v, const rt_bf16 *out,
                          const float *lse, const float *delta, int ld, int Tq, int Tk, int H,
                          int Hkv, int D, int causal, cudaStream_t s);
+
+/* The same two calls with bf16 outputs written directly (OVERWRITTEN, not accumulated): what a
+ * ring of one rank needs, with no widening or accumulation pass. They return 0, doing nothing,
+ * when cuDNN cannot take the call (shape, alignment, workspace, a plan with fp32 outputs);
+ * the caller then runs the native kernel. */
+int cudnn_attn_forward_bf16(struct cudnn_attn *ca, rt_bf16 *out, float *lse, int ld, const rt_bf16 *q,
+                            const rt_bf16 *k, const rt_bf16 *v, int Tq, int Tk, int H, int Hkv, int D,
+                            int causal, cudaStream_t s);
+int cudnn_attn_backward_bf16(struct cudnn_attn *ca, rt_bf16 *dq, rt_bf16 *dk, rt_bf16 *dv,
+                             const rt_bf16 *dout, const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v,
+                             const rt_bf16 *out, const float *lse, int ld, int Tq, int Tk, int H,
+                             int Hkv, int D, int causal, cudaStream_t s);
 
 /* The kernels of cudnn_accum.cu (used by cudnn_attn.c; n values, contiguous, asynchronous on
  * s, any alignment; 16-byte aligned pointers take 8-wide accesses). The fp32 <-> bf16

@@ -36,6 +36,17 @@ struct backend {
     void (*to_act)(const struct backend *be, void *dst, const float *src, int64_t n);
     void (*to_f32)(const struct backend *be, float *dst, const void *src, int64_t n);
 
+    /* Offload (src/offload.c): host buffers the device can copy to and from asynchronously
+     * (pinned on CUDA), and a copy queue beside the compute stream. copy_async starts after
+     * every op issued so far and records `fence` when done; fence_wait makes the ops issued
+     * after it wait for the fence. On a host backend the copy is immediate. */
+    void *(*host_alloc)(const struct backend *be, size_t bytes, const char *what);
+    void (*host_free)(const struct backend *be, void *p);
+    void *(*fence_new)(const struct backend *be);
+    void (*fence_free)(const struct backend *be, void *fence);
+    void (*copy_async)(const struct backend *be, void *dst, const void *src, size_t bytes, void *fence);
+    void (*fence_wait)(const struct backend *be, void *fence);
+
     /* Layers. x, out, dx, dy, w...: act; dw, rstd: fp32. */
     void (*matmul_forward)(const struct backend *be, void *out, const void *x, const void *w, int T,
                            int n_in, int n_out);
@@ -63,16 +74,26 @@ struct backend {
     void (*attn_forward)(const struct backend *be, float *out, float *lse, int ld, const void *q,
                          const void *k, const void *v, int Tq, int Tk, int H, int Hkv, int D,
                          int causal);
+    /* out: the final output of the rows as the model keeps it (act, (T, H, D)). */
     void (*attn_delta)(const struct backend *be, float *delta, int ld, const void *dout,
-                       const float *out, int T, int H, int D);
-    /* out: the final merged output of the rows (fp32, (Tq, H, D)); kernels that compute
-     * delta themselves read it, the others use delta. */
+                       const void *out, int T, int H, int D);
+    /* out (act): as for attn_delta; kernels that compute delta themselves read it, the others
+     * use delta. */
     void (*attn_backward)(const struct backend *be, float *dq, float *dk, float *dv,
                           const void *dout, const void *q, const void *k, const void *v,
-                          const float *out, const float *lse, const float *delta, int ld, int Tq,
+                          const void *out, const float *lse, const float *delta, int ld, int Tq,
                           int Tk, int H, int Hkv, int D, int causal);
     void (*attn_merge)(const struct backend *be, float *out, float *lse, int ld, const float *out_b,
                        const float *lse_b, int ld_b, int Tq, int H, int D);
+    /* A ring of one rank: causal attention of the T local tokens on their own K/V, with every
+     * output in act and OVERWRITTEN (no fp32 merge or accumulation is needed, so a kernel
+     * writing act directly runs alone); lse (H, T). delta (H, T) is scratch. */
+    void (*attn_local_forward)(const struct backend *be, void *out, float *lse, const void *q,
+                               const void *k, const void *v, int T, int H, int Hkv, int D);
+    void (*attn_local_backward)(const struct backend *be, void *dq, void *dk, void *dv,
+                                const void *dout, const void *q, const void *k, const void *v,
+                                const void *out, const float *lse, float *delta, int T, int H,
+                                int Hkv, int D);
 
     /* lm_head + cross-entropy over T tokens (x, w, dx: act; dw fp32 +=): adds the sum of the
      * token losses to *loss (one double in backend memory). dx == NULL: forward only. */
@@ -91,6 +112,8 @@ struct backend {
     /* GiB of device memory in use by this process's device; NULL on a host backend (the
      * caller reports peak resident memory instead). */
     double (*mem_gib)(const struct backend *be);
+    /* Bytes of device memory still free; NULL on a host backend. */
+    size_t (*mem_free)(const struct backend *be);
 };
 
 extern const struct backend cpu_backend;

@@ -600,6 +600,9 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen) {
                     " is greater than train.steps %" PRId64, c->train.warmup_steps, c->train.steps);
     if (c->device.attention == ATTN_CUDNN && c->device.backend != BACKEND_CUDA)
         return verr(c, err, errlen, "device.attention", "device.backend", "cudnn needs device.backend cuda");
+    if (c->memory.offload == OFFLOAD_ALL && c->memory.checkpointing == CKPT_NONE)
+        return verr(c, err, errlen, "memory.offload", "memory.checkpointing",
+                    "all needs memory.checkpointing full or selective (none keeps every activation)");
     if (c->model.init != INIT_RANDOM) return 0; /* an HF model's shape comes from its config.json */
     const struct cfg_model *m = &c->model;
     if (m->n_heads % m->n_kv_heads)

@@ -22,6 +22,7 @@ enum cfg_schedule  { SCHEDULE_CONSTANT, SCHEDULE_COSINE };
 enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
 enum cfg_transport { TRANSPORT_AUTO, TRANSPORT_NCCL, TRANSPORT_MPI };
 enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
+enum cfg_offload   { OFFLOAD_NONE, OFFLOAD_AUTO, OFFLOAD_ALL };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
 enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
 enum cfg_dtype     { DTYPE_BF16, DTYPE_FP32 };
@@ -71,7 +72,8 @@ struct cfg_parallel {
 
 struct cfg_memory {
     int checkpointing;             /* enum cfg_ckpting */
-    int offload;                   /* 0 or 1 */
+    int offload;                   /* enum cfg_offload */
+    double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
 };
 
 struct cfg_device {

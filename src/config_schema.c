@@ -89,8 +89,16 @@ const struct cfg_key cfg_schema[] = {
         "selective",
         "Activation checkpointing: `none` keeps all activations, `full` recomputes each block "
         "in the backward pass, `selective` recomputes only the cheap parts."),
-    KEY("memory.offload", CFGT_BOOL, memory.offload, NOBOUND, NULL, "false",
-        "Keep parameters and optimizer state in pinned host memory, prefetching one layer ahead."),
+    KEY("memory.offload", CFGT_ENUM, memory.offload, NOBOUND, "none|auto|all", "auto",
+        "Activation offload: the saved layer inputs and attention outputs of the first layers "
+        "wait for the backward in pinned host memory, copied out and back (one layer ahead) while "
+        "other layers compute. `auto` offloads as few layers as make the job fit the GPU (none "
+        "when it fits; never on the cpu backend), `all` every layer, `none` none. Needs "
+        "memory.checkpointing full or selective; on the cpu backend `all` copies host to host "
+        "(for tests)."),
+    KEY("memory.reserve_gib", CFGT_FLOAT, memory.reserve_gib, GE(0), NULL, "1.5",
+        "GiB of GPU memory that `memory.offload: auto` leaves free for the libraries' "
+        "workspaces when it decides how many layers to keep on the GPU."),
 
     KEY("device.backend", CFGT_ENUM, device.backend, NOBOUND, "cpu|cuda", "cpu",
         "Compute backend: `cpu` (the reference implementation) or `cuda`."),

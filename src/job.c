@@ -106,8 +106,6 @@ static int refuse_unavailable(const struct cfg *c, char *err, size_t errlen) {
 #endif
     if (c->device.attention == ATTN_CUDNN && c->device.backend != BACKEND_CUDA)
         return fail(err, errlen, c, "device.attention", "cudnn needs device.backend: cuda");
-    if (c->memory.offload)
-        return fail(err, errlen, c, "memory.offload", "activation offload needs device.backend: cuda");
     return 0;
 }
 

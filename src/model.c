@@ -6,7 +6,9 @@
  * Working weights: a host backend computes on the fp32 master weights. A device backend
  * keeps the embedding, final norm and lm_head in its activation type for the whole step
  * and converts one layer at a time into a layer buffer just before the layer runs (forward
- * and backward), so no full second copy of the weights exists. */
+ * and backward), so no full second copy of the weights exists.
+ * Offload: the saved layer inputs and attention outputs of the first n_host layers live in
+ * host memory between the forward and the backward (offload.h); model_place_saved decides. */
 #include "model.h"
 
 #include <stdlib.h>
@@ -128,18 +130,21 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
     m->xs = rt_calloc((size_t)Ly + 1, sizeof *m->xs, "layer inputs");
-    for (int l = 0; l <= Ly; l++) m->xs[l] = act_alloc(m, T * d, "layer inputs");
+    m->xs[Ly] = act_alloc(m, T * d, "layer inputs");
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
     acts_alloc(m, &m->scratch);
     for (int l = 0; l < Ly; l++) {
         struct layer_acts *a = &m->la[l];
         if (ckpt == MODEL_SAVE_ALL) {
-            acts_alloc(m, a);
+            struct layer_acts keep = {.attn = m->scratch.attn}; /* placed by model_place_saved */
+            acts_alloc(m, &keep);
+            *a = keep;
+            a->attn = NULL;
             continue;
         }
         *a = m->scratch;
         if (ckpt == MODEL_SAVE_SELECTIVE) {
-            a->attn = act_alloc(m, T * hd, "saved attention output");
+            a->attn = NULL; /* placed by model_place_saved */
             a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
         }
     }
@@ -149,9 +154,6 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->g = act_alloc(m, T * d, "gradient");
     m->dxn = act_alloc(m, T * d, "gradient");
     m->dattn = act_alloc(m, T * hd, "gradient");
-    m->dq = f32_alloc(m, T * hd, "gradient");
-    m->dk = f32_alloc(m, T * kvd, "gradient");
-    m->dv = f32_alloc(m, T * kvd, "gradient");
     m->dq_a = act_alloc(m, T * hd, "gradient");
     m->dk_a = act_alloc(m, T * kvd, "gradient");
     m->dv_a = act_alloc(m, T * kvd, "gradient");
@@ -164,7 +166,29 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->loss = own(m, owned_of(m), sizeof(double), "loss");
 }
 
+int model_saved_sizes(const struct model *m, size_t *bytes) {
+    int64_t T = m->T, hd = (int64_t)m->mc.n_heads * m->mc.head_dim;
+    bytes[0] = (size_t)(T * m->mc.dim) * m->be->act_size;
+    bytes[1] = (size_t)(T * hd) * m->be->act_size;
+    return m->ckpt == MODEL_SAVE_FULL ? 1 : 2;
+}
+
+void model_place_saved(struct model *m, int n_host) {
+    if (n_host && m->ckpt == MODEL_SAVE_ALL)
+        RT_FATAL("model: offload needs the selective or full checkpointing policy");
+    size_t bytes[2];
+    int n = model_saved_sizes(m, bytes);
+    m->n_host = n_host;
+    offload_init(&m->saved_x, m->be, "saved layer inputs", bytes[0], m->mc.n_layers, n_host);
+    if (n > 1) offload_init(&m->saved_attn, m->be, "saved attention outputs", bytes[1], m->mc.n_layers, n_host);
+    m->placed = 1;
+}
+
 void model_free(struct model *m) {
+    if (m->placed) {
+        offload_free(&m->saved_x);
+        if (m->ckpt != MODEL_SAVE_FULL) offload_free(&m->saved_attn);
+    }
     struct owned *o = owned_of(m);
     for (int i = 0; i < o->n; i++) m->be->free(m->be, o->p[i]);
     free(o->p);
@@ -237,10 +261,7 @@ static void layer_backward(struct model *m, int l) {
     /* Attention: h = x + o(attn(rope(q), rope(k), v)). */
     be->zero(be, m->dattn, (size_t)T * H * D * as);
     be->matmul_backward(be, m->dattn, G + lp.wo, m->g, a->attn, wt(m, lp.wo), T, H * D, d);
-    ring_backward(&m->ring, m->dq, m->dk, m->dv, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
-    be->to_act(be, m->dq_a, m->dq, (int64_t)T * H * D);
-    be->to_act(be, m->dk_a, m->dk, (int64_t)T * Hkv * D);
-    be->to_act(be, m->dv_a, m->dv, (int64_t)T * Hkv * D);
+    ring_backward(&m->ring, m->dq_a, m->dk_a, m->dv_a, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
     be->rope_backward(be, m->dq_a, m->pos, m->inv_freq, T, H, D);
     be->rope_backward(be, m->dk_a, m->pos, m->inv_freq, T, Hkv, D);
     be->zero(be, m->dxn, td);
@@ -260,10 +281,17 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
     be->upload(be, m->lab, labels, (size_t)T * sizeof(int32_t));
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
 
+    if (!m->placed) RT_FATAL("model: model_place_saved was not called");
+    int keep_attn = m->ckpt != MODEL_SAVE_FULL;
+    m->xs[0] = offload_write(&m->saved_x, 0);
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
     for (int l = 0; l < Ly; l++) {
         load_layer(m, l);
+        if (l + 1 < Ly) m->xs[l + 1] = offload_write(&m->saved_x, l + 1);
+        if (keep_attn) m->la[l].attn = offload_write(&m->saved_attn, l);
         layer_forward(m, l, 1, m->xs[l + 1]);
+        offload_written(&m->saved_x, l);
+        if (keep_attn) offload_written(&m->saved_attn, l);
     }
     be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], wt(m, fnorm), T, d, (float)mc->norm_eps);
     size_t td = (size_t)T * d * be->act_size;
@@ -274,6 +302,10 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
         be->zero(be, m->g, td);
         be->rmsnorm_backward(be, m->g, m->grads + fnorm, m->dxn, m->xs[Ly], wt(m, fnorm), m->rstdf, T, d);
         for (int l = Ly - 1; l >= 0; l--) {
+            m->xs[l] = offload_read(&m->saved_x, l);
+            if (keep_attn) m->la[l].attn = offload_read(&m->saved_attn, l);
+            offload_prefetch(&m->saved_x, l - 1);
+            if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
             load_layer(m, l);
             if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
             layer_backward(m, l);

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "comm.h"
+#include "offload.h"
 #include "params.h"
 #include "ring.h"
 
@@ -46,7 +47,11 @@ struct model {
     int     T;             /* local tokens per sequence shard */
     int     ckpt;          /* enum model_ckpt */
     struct ring ring;
-    void  **xs;            /* Ly+1 of (T, d) act: each layer's input; xs[Ly] the last output */
+    void  **xs;            /* Ly+1 of (T, d) act: each layer's input (where it is now); xs[Ly] the last output */
+    struct offload_set saved_x;    /* the layer inputs xs[0..Ly) */
+    struct offload_set saved_attn; /* the attention outputs (save policies all and selective) */
+    int     n_host;        /* layers whose saved tensors live in host memory (offload) */
+    int     placed;        /* model_place_saved was called */
     struct layer_acts *la; /* Ly */
     struct layer_acts scratch;
     void  *xnf;            /* (T, d) act: final norm */
@@ -54,8 +59,7 @@ struct model {
     void  *tmp;            /* (T, d) act */
     void  *g, *dxn;        /* (T, d) act gradients */
     void  *dattn;          /* (T, H*D) act */
-    float *dq, *dk, *dv;   /* (T, H*D), (T, Hkv*D) x2: fp32 from the ring */
-    void  *dq_a, *dk_a, *dv_a; /* the same in act */
+    void  *dq_a, *dk_a, *dv_a; /* (T, H*D), (T, Hkv*D) x2 act: from the ring */
     void  *dgate, *dup, *dact; /* (T, F) act */
     int32_t *tok, *lab;    /* (T) backend copies of the shard */
     int64_t *pos;          /* (T) */
@@ -68,6 +72,12 @@ struct model {
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
                 struct comm *cp, int zigzag, int T, int ckpt);
 void model_free(struct model *m);
+/* The per-layer tensors the checkpointing policy saves for the backward: their sizes in
+ * bytes (the layer input, then the attention output), returns how many (1 or 2). */
+int model_saved_sizes(const struct model *m, size_t *bytes);
+/* Allocate them, the first n_host layers' in host memory (offload; 0: all on the backend).
+ * Called once after model_init, before the first forward. */
+void model_place_saved(struct model *m, int n_host);
 
 /* Copy fp32 master weights from host memory (pt.total floats) and refresh the working copy. */
 void model_set_params(struct model *m, const float *host);

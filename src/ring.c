@@ -6,7 +6,8 @@
  *   src > r    zigzag: second q chunk vs all K/V;      plain: nothing (masked) -> merge rows [C, 2C)
  * Backward: the same blocks with the final out/lse; dq stays local, the dK/dV accumulators
  * travel with K/V to r+1 after every step (N hops) and so end at their owner. The exchange
- * of K/V for step s+1 is posted before the compute of step s. */
+ * of K/V for step s+1 is posted before the compute of step s. With one rank (N = 1) the
+ * single causal block runs on the rank's own K/V and gradients: no buffers travel. */
 #include "ring.h"
 
 #include <stdio.h>
@@ -38,26 +39,28 @@ void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int z
     rg->Hkv = Hkv;
     rg->D = D;
     rg->act_dtype = be->act_size == 2 ? COMM_BF16 : COMM_F32;
+    rg->delta = be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
+    if (cp->size == 1) return; /* one block, on the rank's own K/V: nothing travels or merges */
+    rg->out32 = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring merged output (dq in the backward)");
     for (int i = 0; i < 2; i++) {
         rg->kv[i] = be->alloc(be, kv_elems(rg) * be->act_size, "ring K/V buffer");
         rg->dkv[i] = be->alloc(be, kv_elems(rg) * sizeof(float), "ring dK/dV buffer");
     }
-    rg->out32 = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring merged output");
     rg->blk_out = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring block output");
     rg->blk_lse = be->alloc(be, (size_t)H * T * sizeof(float), "ring block lse");
-    rg->delta = be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
 }
 
 void ring_free(struct ring *rg) {
     const struct backend *be = rg->be;
+    be->free(be, rg->delta);
+    if (rg->cp->size == 1) return;
+    be->free(be, rg->out32);
     for (int i = 0; i < 2; i++) {
         be->free(be, rg->kv[i]);
         be->free(be, rg->dkv[i]);
     }
-    be->free(be, rg->out32);
     be->free(be, rg->blk_out);
     be->free(be, rg->blk_lse);
-    be->free(be, rg->delta);
 }
 
 /* Which block a step computes: q rows [q0, q0+nq), keys [k0, k0+nk) of the held K/V. */
@@ -88,6 +91,10 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
     size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
+    if (N == 1) {
+        be->attn_local_forward(be, out, lse, q, k, v, T, H, Hkv, D);
+        return;
+    }
     be->copy(be, rg->kv[0], k, kv_half * be->act_size);
     be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
     struct comm_ring_req req = {0};
@@ -115,14 +122,18 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
     be->to_act(be, out, rg->out32, (int64_t)(T * hd));
 }
 
-void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void *dout,
+void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, const void *dout,
                    const void *q, const void *k, const void *v, const void *out,
                    const float *lse) {
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
     size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
-    be->to_f32(be, rg->out32, out, (int64_t)(T * hd));
-    be->attn_delta(be, rg->delta, T, dout, rg->out32, T, H, D);
+    if (N == 1) {
+        be->attn_local_backward(be, dq_out, dk_out, dv_out, dout, q, k, v, out, lse, rg->delta, T, H, Hkv, D);
+        return;
+    }
+    float *dq = rg->out32; /* the forward's merge buffer accumulates dq */
+    be->attn_delta(be, rg->delta, T, dout, out, T, H, D);
     be->zero(be, dq, (size_t)T * hd * sizeof(float));
     be->copy(be, rg->kv[0], k, kv_half * be->act_size);
     be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
@@ -137,21 +148,20 @@ void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void 
         if (step_block(rg, s, &b)) {
             size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * hd;
             be->attn_backward(be, dq + qo, dcur + ko, dcur + kv_half + ko, at(rg, dout, qo), at(rg, q, qo),
-                              at(rg, cur, ko), at(rg, cur, kv_half + ko), rg->out32 + qo, lse + b.q0,
+                              at(rg, cur, ko), at(rg, cur, kv_half + ko), at(rg, out, qo), lse + b.q0,
                               rg->delta + b.q0, T, b.nq, b.nk, H, Hkv, D, b.causal);
         }
-        if (N > 1) {
-            /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
-            comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
-            if (s + 1 < N) {
-                snprintf(what, sizeof what, "K/V backward step %d/%d", s + 1, N);
-                wait_timed(rg, &req, what);
-            }
-            snprintf(what, sizeof what, "dK/dV backward step %d/%d", s + 1, N);
-            wait_timed(rg, &dreq, what);
+        /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
+        comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
+        if (s + 1 < N) {
+            snprintf(what, sizeof what, "K/V backward step %d/%d", s + 1, N);
+            wait_timed(rg, &req, what);
         }
+        snprintf(what, sizeof what, "dK/dV backward step %d/%d", s + 1, N);
+        wait_timed(rg, &dreq, what);
     }
-    const float *dmine = rg->dkv[N > 1 ? N & 1 : 0];
-    be->copy(be, dk, dmine, kv_half * sizeof(float));
-    be->copy(be, dv, dmine + kv_half, kv_half * sizeof(float));
+    const float *dmine = rg->dkv[N & 1];
+    be->to_act(be, dq_out, dq, (int64_t)(T * hd));
+    be->to_act(be, dk_out, dmine, (int64_t)kv_half);
+    be->to_act(be, dv_out, dmine + kv_half, (int64_t)kv_half);
 }

@@ -4,8 +4,9 @@
  * ring the contiguous chunk r. K/V blocks travel to rank r+1 while the rank computes; block
  * results merge into the running (out, lse) in fp32 through the log-sum-exp.
  * Shapes: q, out (T, H, D); k, v (T, Hkv, D); lse (H, T). q, k, v, out, dout are in the
- * backend's activation type; K/V travel in it; merging, lse and the dK/dV accumulators
- * that travel in the backward are fp32. */
+ * backend's activation type; K/V travel in it; merging, lse, the dq accumulator and the
+ * dK/dV accumulators that travel in the backward are fp32. A ring of one rank runs the
+ * backend's attn_local_* ops, whose outputs are act (no fp32 buffers at all). */
 #ifndef RT_RING_H
 #define RT_RING_H
 
@@ -19,11 +20,11 @@ struct ring {
     int   local_only;     /* test-only: skip every cross-shard step */
     int   T, H, Hkv, D;
     int   act_dtype;      /* comm dtype of the activations */
-    void  *kv[2];         /* (2, T, Hkv, D) act, double-buffered K|V travelling the ring */
-    float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them */
-    float *out32;         /* (T, H, D) fp32 merged output */
-    float *blk_out;       /* (T, H, D) one block's output */
-    float *blk_lse;       /* (H, T) one block's lse */
+    void  *kv[2];         /* (2, T, Hkv, D) act, double-buffered K|V travelling the ring (N > 1) */
+    float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them (N > 1) */
+    float *out32;         /* (T, H, D) fp32 merged output; the dq accumulator in the backward (N > 1) */
+    float *blk_out;       /* (T, H, D) one block's output (N > 1) */
+    float *blk_lse;       /* (H, T) one block's lse (N > 1) */
     float *delta;         /* (H, T) rowsum(dout * out) */
     double t_wait;        /* seconds spent in exchange waits (exposed communication), summed */
 };
@@ -36,8 +37,9 @@ void ring_free(struct ring *rg);
  * sequence's K/V. */
 void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
                   const void *v);
-/* dq, dk, dv (fp32, overwritten) given the final out (act), lse and dout (act). */
-void ring_backward(struct ring *rg, float *dq, float *dk, float *dv, const void *dout,
+/* dq, dk, dv (act, overwritten) given the final out (act), lse and dout (act); they are
+ * accumulated in fp32 over the ring's blocks (a ring of one rank has one block). */
+void ring_backward(struct ring *rg, void *dq, void *dk, void *dv, const void *dout,
                    const void *q, const void *k, const void *v, const void *out,
                    const float *lse);
 

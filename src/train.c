@@ -57,6 +57,7 @@ static const struct backend *backend_open(struct trainer *t, const struct runtim
             comm_staged_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s, kv);
         }
         t->cuda = g;
+        t->gpu_sharing = (rt->local_size + cuda_device_count() - 1) / cuda_device_count();
         be = g;
 #else
         (void)rt;
@@ -65,6 +66,33 @@ static const struct backend *backend_open(struct trainer *t, const struct runtim
     }
     MPI_CHECK(MPI_Comm_free(&ring));
     return be;
+}
+
+/* How many layers keep their saved tensors in host memory (memory.offload). auto measures
+ * the free device memory once every rank has allocated everything else; ranks sharing a
+ * GPU split it. */
+static int offload_layers(struct trainer *t) {
+    const struct cfg *c = &t->job.cfg;
+    const struct backend *be = t->model.be;
+    int Ly = t->job.mc.n_layers, mode = c->memory.offload;
+    size_t bytes[2];
+    int nsets = model_saved_sizes(&t->model, bytes);
+    if (c->memory.checkpointing == CKPT_NONE || (mode == OFFLOAD_AUTO && !be->mem_free)) return 0;
+    if (mode != OFFLOAD_AUTO) return offload_layers_for(mode, Ly, bytes, nsets, 0);
+    comm_barrier(&t->ctl);
+    double free_b = (double)be->mem_free(be) / t->gpu_sharing - c->memory.reserve_gib * 1073741824.0;
+    comm_barrier(&t->ctl);
+    size_t budget = free_b > 0 ? (size_t)free_b : 0;
+    int n = offload_layers_for(mode, Ly, bytes, nsets, budget);
+    if (n < 0) {
+        size_t need = 0;
+        for (int i = 0; i < nsets; i++) need += offload_device_bytes(bytes[i], Ly, Ly);
+        RT_NO_FIT("does not fit: with every layer offloaded the saved activations still need %.2f GiB, %.2f GiB "
+                  "is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept back); "
+                  "try fewer tokens per rank (more ranks or a shorter data.seq_len)",
+                  need / 1073741824.0, budget / 1073741824.0, c->memory.reserve_gib);
+    }
+    return n;
 }
 
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
@@ -77,6 +105,7 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->dp_rank = rt->rank / j->cp;
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
+    t->gpu_sharing = 1;
     comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
     const struct backend *be = backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
@@ -95,6 +124,7 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     model_set_params(&t->model, w);
     free(w);
     opt_init(&t->opt, be, t->model.pt.total);
+    model_place_saved(&t->model, offload_layers(t));
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))

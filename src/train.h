@@ -38,6 +38,7 @@ struct trainer {
     struct train_opts opts;          /* test switches; zero in a real run */
     float            *host_p, *host_m, *host_v; /* host copies of weights and moments (device backends) */
     struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
+    int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
 };
 
 struct step_stats {

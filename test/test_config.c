@@ -62,7 +62,7 @@ static void test_defaults(void) {
     CHECK_REL(c.train.weight_decay, 0.1, 0);
     CHECK_REL(c.train.grad_clip, 1.0, 0);
     CHECK(c.parallel.cp == 0 && c.parallel.attention == RING_ZIGZAG);
-    CHECK(c.memory.checkpointing == CKPT_SELECTIVE && c.memory.offload == 0);
+    CHECK(c.memory.checkpointing == CKPT_SELECTIVE && c.memory.offload == OFFLOAD_AUTO);
     CHECK(c.device.backend == BACKEND_CPU && c.device.attention == ATTN_AUTO);
     CHECK(c.checkpoint.dir[0] == '\0' && c.checkpoint.every == 0 && c.checkpoint.keep == 2);
     CHECK(c.log.every == 1 && c.log.metrics[0] == '\0');
@@ -102,7 +102,7 @@ static void test_full_file(void) {
     CHECK_REL(c.train.weight_decay, 0.05, 0);
     CHECK(c.train.grad_clip == 0);
     CHECK(c.parallel.cp == 4 && c.parallel.attention == RING_PLAIN);
-    CHECK(c.memory.checkpointing == CKPT_FULL && c.memory.offload == 1);
+    CHECK(c.memory.checkpointing == CKPT_FULL && c.memory.offload == OFFLOAD_ALL);
     CHECK(c.device.backend == BACKEND_CUDA && c.device.attention == ATTN_CUDNN);
     CHECK(!strcmp(c.checkpoint.dir, "test/config/ckpt"));
     CHECK(c.checkpoint.every == 100 && c.checkpoint.keep == 5);
@@ -170,7 +170,7 @@ static void test_set(void) {
     CHECK(cfg_apply_set(&c, "data.train=other.bin", err, sizeof err) == 0 && !strcmp(c.data.train, "other.bin"));
     CHECK(cfg_apply_set(&c, "train.lr=1e-3", err, sizeof err) == 0);
     CHECK_REL(c.train.lr, 1e-3, 0);
-    CHECK(cfg_apply_set(&c, "memory.offload=true", err, sizeof err) == 0 && c.memory.offload == 1);
+    CHECK(cfg_apply_set(&c, "memory.offload=none", err, sizeof err) == 0 && c.memory.offload == OFFLOAD_NONE);
     CHECK(cfg_apply_set(&c, "data.seq_len=1024", err, sizeof err) == 0 && c.data.seq_len == 1024);
     CHECK(cfg_apply_set(&c, "data.eval=\"\"", err, sizeof err) == 0 && c.data.eval[0] == '\0');
     CHECK(cfg_apply_set(&c, "model.init=random", err, sizeof err) == 0 && c.model.init == INIT_RANDOM &&
@@ -350,8 +350,9 @@ static const struct bad_case bad_cases[] = {
     {"model:\n  seed: 18446744073709551616\n", "2:9: model.seed: expected an integer >= 0", NULL, 0},
     {"parallel:\n  attention: zz\n", "2:14: parallel.attention: expected one of zigzag | ring, got \"zz\"", NULL, 0},
     {"memory:\n  checkpointing: some\n", "2:18: memory.checkpointing: expected one of none | full | selective", NULL, 0},
-    {"memory:\n  offload: yes\n", "2:12: memory.offload: expected true or false, got \"yes\"", NULL, 0},
-    {"memory:\n  offload: 1\n", "2:12: memory.offload: expected true or false, got 1", NULL, 0},
+    {"model:\n  tie_embeddings: yes\n", "2:19: model.tie_embeddings: expected true or false, got \"yes\"", NULL, 0},
+    {"model:\n  tie_embeddings: 1\n", "2:19: model.tie_embeddings: expected true or false, got 1", NULL, 0},
+    {"memory:\n  offload: true\n", "2:12: memory.offload: expected one of none | auto | all, got \"true\"", NULL, 0},
     {"model:\n  init: foo\n", "2:9: model.init: expected random or hf:<dir>, got \"foo\"", NULL, 0},
     {"train:\n  betas: [0.9]\n", "2:10: train.betas: expected a list of 2 numbers in [0, 1), got a list of 1 item", NULL, 0},
     {"train:\n  betas: [0.9, 1.0]\n", "2:16: train.betas: expected a list of 2 numbers in [0, 1), got 1.0", NULL, 0},
@@ -376,6 +377,8 @@ static const struct bad_case bad_cases[] = {
     {"data: {train: t}\nmodel:\n  dim: 66\n", "3:8: model.dim: 66 is not a multiple of model.n_heads 4 (model.n_heads: default)", NULL, 1},
     {"data: {train: t}\nmodel:\n  dim: 36\n", "3:8: model.dim: 36 / model.n_heads 4 gives an odd head size 9", NULL, 1},
     {"data: {train: t}\ndevice:\n  attention: cudnn\n", "3:14: device.attention: cudnn needs device.backend cuda", NULL, 1},
+    {"data: {train: t}\nmemory:\n  offload: all\n  checkpointing: none\n",
+     "3:12: memory.offload: all needs memory.checkpointing full or selective", NULL, 1},
 };
 
 static void test_bad_files(void) {

@@ -27,6 +27,14 @@ static void c_to_act(const struct backend *be, void *d, const float *s, int64_t 
     c_copy(be, d, s, (size_t)n * sizeof(float));
 }
 
+/* Offload on the host: the "host" buffers are more host memory, copies are immediate and
+ * fences have nothing to wait for (each is a byte so that it is a distinct pointer). */
+static void *c_fence_new(const struct backend *be) { return c_alloc(be, 1, "offload fence"); }
+static void c_copy_async(const struct backend *be, void *d, const void *s, size_t n, void *fence) {
+    (void)fence, c_copy(be, d, s, n);
+}
+static void c_fence_wait(const struct backend *be, void *fence) { (void)be, (void)fence; }
+
 static void c_matmul_fwd(const struct backend *be, void *out, const void *x, const void *w, int T, int ni, int no) {
     (void)be, cpu_matmul_forward(out, x, w, T, ni, no);
 }
@@ -66,14 +74,27 @@ static void c_attn_fwd(const struct backend *be, float *out, float *lse, int ld,
                        const void *v, int Tq, int Tk, int H, int Hkv, int D, int causal) {
     (void)be, cpu_attn_forward(out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal);
 }
-static void c_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const float *out, int T,
+static void c_attn_delta(const struct backend *be, float *delta, int ld, const void *dout, const void *out, int T,
                          int H, int D) {
     (void)be, cpu_attn_delta(delta, ld, dout, out, T, H, D);
 }
 static void c_attn_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
-                       const void *k, const void *v, const float *out, const float *lse, const float *delta, int ld,
+                       const void *k, const void *v, const void *out, const float *lse, const float *delta, int ld,
                        int Tq, int Tk, int H, int Hkv, int D, int causal) {
     (void)be, (void)out, cpu_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, ld, Tq, Tk, H, Hkv, D, causal);
+}
+static void c_attn_local_fwd(const struct backend *be, void *out, float *lse, const void *q, const void *k,
+                             const void *v, int T, int H, int Hkv, int D) {
+    (void)be, cpu_attn_forward(out, lse, T, q, k, v, T, T, H, Hkv, D, 1);
+}
+static void c_attn_local_bwd(const struct backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                             const void *k, const void *v, const void *out, const float *lse, float *delta, int T,
+                             int H, int Hkv, int D) {
+    c_zero(be, dq, (size_t)T * H * D * sizeof(float));
+    c_zero(be, dk, (size_t)T * Hkv * D * sizeof(float));
+    c_zero(be, dv, (size_t)T * Hkv * D * sizeof(float));
+    cpu_attn_delta(delta, T, dout, out, T, H, D);
+    cpu_attn_backward(dq, dk, dv, dout, q, k, v, lse, delta, T, T, T, H, Hkv, D, 1);
 }
 static void c_attn_merge(const struct backend *be, float *out, float *lse, int ld, const float *ob, const float *lb,
                          int ldb, int Tq, int H, int D) {
@@ -108,6 +129,12 @@ const struct backend cpu_backend = {
     .download = c_copy,
     .to_act = c_to_act,
     .to_f32 = c_to_f32,
+    .host_alloc = c_alloc,
+    .host_free = c_free,
+    .fence_new = c_fence_new,
+    .fence_free = c_free,
+    .copy_async = c_copy_async,
+    .fence_wait = c_fence_wait,
     .matmul_forward = c_matmul_fwd,
     .matmul_backward = c_matmul_bwd,
     .rmsnorm_forward = c_rms_fwd,
@@ -123,6 +150,8 @@ const struct backend cpu_backend = {
     .attn_delta = c_attn_delta,
     .attn_backward = c_attn_bwd,
     .attn_merge = c_attn_merge,
+    .attn_local_forward = c_attn_local_fwd,
+    .attn_local_backward = c_attn_local_bwd,
     .xent = c_xent,
     .adamw = c_adamw,
     .sumsq = c_sumsq,

@@ -37,7 +37,8 @@ static void bench(const struct attn_shape *s, int fvar, int bvar) {
     int reps = f > 5e13 ? 3 : f > 5e12 ? 5 : 10, warm = f > 5e13 ? 1 : 2;
     float tf = attn_time_ms(attn_native_fwd, &b, s, warm, reps);
     attn_native_fwd(&b, s); /* out, lse of this shape for the backward */
-    cuda_attn_delta(b.delta, s->Tq, b.dout, b.out, s->Tq, s->H, s->D, 0);
+    cuda_to_bf16(b.out16, b.out, (int64_t)s->Tq * s->H * s->D, 0);
+    cuda_attn_delta(b.delta, s->Tq, b.dout, b.out16, s->Tq, s->H, s->D, 0);
     float tb = attn_time_ms(attn_native_bwd, &b, s, warm, reps);
     CUDA_CHECK(cudaDeviceSynchronize());
     printf("%-40s%s fwd %9.3f ms %6.1f TFLOP/s | bwd %9.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f TFLOP/s\n",
@@ -64,7 +65,8 @@ int main(int argc, char **argv) {
         struct attn_bufs b;
         if (!attn_bufs_alloc(&b, &s1, 0, g_pattern)) return 1;
         attn_native_fwd(&b, &s1);
-        cuda_attn_delta(b.delta, s1.Tq, b.dout, b.out, s1.Tq, s1.H, s1.D, 0);
+        cuda_to_bf16(b.out16, b.out, (int64_t)s1.Tq * s1.H * s1.D, 0);
+        cuda_attn_delta(b.delta, s1.Tq, b.dout, b.out16, s1.Tq, s1.H, s1.D, 0);
         attn_native_bwd(&b, &s1);
         CUDA_CHECK(cudaDeviceSynchronize());
         attn_bufs_free(&b);

@@ -142,6 +142,20 @@ static inline void bft_init(struct bft *t, int64_t n, uint64_t key, float mean, 
     bft_upload(t);
 }
 
+/* The values x rounded to bf16 (host and device). */
+static inline void bft_from(struct bft *t, const float *x, int64_t n) {
+    t->n = n;
+    t->bits = xmalloc((size_t)n * 2);
+    t->f = FALLOC(n);
+    t->base = dmalloc((size_t)n * 2 + 16);
+    t->dev = (rt_bf16 *)t->base;
+    for (int64_t i = 0; i < n; i++) {
+        t->bits[i] = f2bf(x[i]);
+        t->f[i] = bf2f(t->bits[i]);
+    }
+    bft_upload(t);
+}
+
 static inline void bft_free(struct bft *t) {
     free(t->bits);
     free(t->f);
@@ -200,10 +214,11 @@ static inline int get_view(float *h, const float *dbuf, int H, int T, int ld, in
 /* One block attention case's inputs and CPU reference: q (Tq, H, D) ~ N(0, qscale^2),
  * k, v (Tk, Hkv, D), dout (Tq, H, D) ~ N(0, 1), all bf16 (keys seed+1..4); the CPU's out,
  * lse, delta (H, Tq) and gradients; iq, ik, iv: random starting values for dq, dk, dv
- * (keys seed+5..7), to check that the backward accumulates. */
+ * (keys seed+5..7), to check that the backward accumulates. out16: out rounded to bf16, as
+ * the model saves it; delta and the backward reference are computed from it. */
 struct attn_ref {
     int64_t nq, nk, nr;
-    struct bft q, k, v, dout;
+    struct bft q, k, v, dout, out16;
     float *out, *lse, *delta, *dq, *dk, *dv;
     float *iq, *ik, *iv;
 };
@@ -222,7 +237,8 @@ static inline double attn_ref_init(struct attn_ref *r, int Tq, int Tk, int H, in
     r->dv = calloc((size_t)nk + 1, sizeof(float));
     double t0 = omp_get_wtime();
     cpu_attn_forward(r->out, r->lse, Tq, r->q.f, r->k.f, r->v.f, Tq, Tk, H, Hkv, D, causal);
-    cpu_attn_delta(r->delta, Tq, r->dout.f, r->out, Tq, H, D);
+    bft_from(&r->out16, r->out, nq);
+    cpu_attn_delta(r->delta, Tq, r->dout.f, r->out16.f, Tq, H, D);
     cpu_attn_backward(r->dq, r->dk, r->dv, r->dout.f, r->q.f, r->k.f, r->v.f, r->lse, r->delta, Tq, Tq, Tk, H, Hkv,
                       D, causal);
     const double secs = omp_get_wtime() - t0;
@@ -236,7 +252,7 @@ static inline double attn_ref_init(struct attn_ref *r, int Tq, int Tk, int H, in
 static inline void attn_ref_free(struct attn_ref *r) {
     free(r->out); free(r->lse); free(r->delta); free(r->dq); free(r->dk); free(r->dv);
     free(r->iq); free(r->ik); free(r->iv);
-    bft_free(&r->q); bft_free(&r->k); bft_free(&r->v); bft_free(&r->dout);
+    bft_free(&r->q); bft_free(&r->k); bft_free(&r->v); bft_free(&r->dout); bft_free(&r->out16);
 }
 
 /* ---------- timing with CUDA events (stream 0) ---------- */
@@ -284,7 +300,7 @@ struct attn_shape {
 };
 
 struct attn_bufs {
-    rt_bf16 *q, *k, *v, *dout;
+    rt_bf16 *q, *k, *v, *dout, *out16; /* out16: the output as the model keeps it (bf16) */
     float *out, *lse, *delta, *dq, *dk, *dv;
 };
 
@@ -312,12 +328,13 @@ static inline void bench_fill(rt_bf16 *d, size_t n, size_t shift, const rt_bf16 
 static inline int attn_bufs_alloc(struct attn_bufs *b, const struct attn_shape *s, size_t ws,
                                   const rt_bf16 *pattern) {
     size_t nq = (size_t)s->Tq * s->H * s->D, nk = (size_t)s->Tk * s->Hkv * s->D;
-    size_t need = nq * (2 + 2 + 4 + 4) + nk * (2 + 2 + 4 + 4) + (size_t)2 * s->H * s->Tq * 4 + ws;
+    size_t need = nq * (2 + 2 + 2 + 4 + 4) + nk * (2 + 2 + 4 + 4) + (size_t)2 * s->H * s->Tq * 4 + ws;
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     if (need + ((size_t)1 << 30) > free_b) return 0;
     b->q = dmalloc(nq * 2);
     b->dout = dmalloc(nq * 2);
+    b->out16 = dmalloc(nq * 2);
     b->k = dmalloc(nk * 2);
     b->v = dmalloc(nk * 2);
     b->out = dmalloc(nq * 4);
@@ -330,6 +347,7 @@ static inline int attn_bufs_alloc(struct attn_bufs *b, const struct attn_shape *
     bench_fill(b->k, nk, 2, pattern);
     bench_fill(b->v, nk, 3, pattern);
     bench_fill(b->dout, nq, 4, pattern);
+    bench_fill(b->out16, nq, 5, pattern);
     CUDA_CHECK(cudaMemset(b->dq, 0, nq * 4));
     CUDA_CHECK(cudaMemset(b->dk, 0, nk * 4));
     CUDA_CHECK(cudaMemset(b->dv, 0, nk * 4));
@@ -337,7 +355,7 @@ static inline int attn_bufs_alloc(struct attn_bufs *b, const struct attn_shape *
 }
 
 static inline void attn_bufs_free(struct attn_bufs *b) {
-    void *p[] = {b->q, b->k, b->v, b->dout, b->out, b->lse, b->delta, b->dq, b->dk, b->dv};
+    void *p[] = {b->q, b->k, b->v, b->dout, b->out16, b->out, b->lse, b->delta, b->dq, b->dk, b->dv};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) CUDA_CHECK(cudaFree(p[i]));
 }
 

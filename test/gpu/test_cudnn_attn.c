@@ -19,6 +19,9 @@
  * (bitwise), the backward ACCUMULATES into random non-zero dq/dk/dv, and which path ran
  * (cuDNN where it must, the native kernel where cuDNN cannot). The distance to the native
  * kernel is printed (not bounded: both are approximations of the CPU).
+ * The causal cases cuDNN takes also run the direct calls of a ring of one rank
+ * (cudnn_attn_forward_bf16 / cudnn_attn_backward_bf16: bf16 outputs, overwritten) against the
+ * CPU, with the same bounds, every output element written and the workspace poisoned.
  * RT_CUDNN_ATTN_VERBOSE=1 prints every plan built (engine, workspace, failed attempts). */
 #include "cuda_attn.h"
 #include "cudnn_attn.h"
@@ -64,13 +67,58 @@ static void check_path(const struct acase *c, const char *what) {
     }
 }
 
+/* 1 when no value is NaN (bf16 buffers are poisoned with 0xffff, a NaN). */
+static int no_nan(const float *h, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(h[i])) return 0;
+    return 1;
+}
+
+/* The direct (bf16, overwriting) calls of a ring of one rank, prepared with direct = 1. */
+static void direct_case(const struct acase *c, const struct attn_ref *r) {
+    const int Tq = c->Tq, Tk = c->Tk, H = c->H, Hkv = c->Hkv, D = c->D;
+    const int64_t nq = (int64_t)Tq * H * D, nk = (int64_t)Tk * Hkv * D, nr = (int64_t)H * Tq;
+    cudnn_attn_prepare(g_ca, Tq, Tk, H, Hkv, D, 1, Tq, 1);
+    rt_bf16 *o = dmalloc((size_t)nq * 2), *g = dmalloc((size_t)(nq + 2 * nk) * 2);
+    float *lse = dalloc_f(nr), *h = FALLOC(nq + 2 * nk), *hl = FALLOC(nr);
+    poison(o, (size_t)nq * 2);
+    poison_f(lse, nr);
+    cudnn_attn_poison_workspace(g_ca);
+    int fwd = cudnn_attn_forward_bf16(g_ca, o, lse, Tq, r->q.dev, r->k.dev, r->v.dev, Tq, Tk, H, Hkv, D, 1, 0);
+    sync_device();
+    CHECK(fwd);
+    d2h_bf(h, o, nq);
+    d2h_f(hl, lse, nr);
+    int written = no_nan(h, nq) && all_written(hl, nr);
+    CHECK(written);
+    report(c->name, "out16", tu_max_rel_err(h, r->out, nq), 0, 0, TOL_OUT, written ? " (direct)" : " (direct) UNWRITTEN");
+    report(c->name, "lse", tu_max_rel_err(hl, r->lse, nr), 0, 0, TOL_LSE, " (direct)");
+    h2d_f(lse, r->lse, nr);
+    poison(g, (size_t)(nq + 2 * nk) * 2);
+    cudnn_attn_poison_workspace(g_ca);
+    int bwd = cudnn_attn_backward_bf16(g_ca, g, g + nq, g + nq + nk, r->dout.dev, r->q.dev, r->k.dev, r->v.dev,
+                                       r->out16.dev, lse, Tq, Tq, Tk, H, Hkv, D, 1, 0);
+    sync_device();
+    CHECK(bwd);
+    d2h_bf(h, g, nq + 2 * nk);
+    CHECK(no_nan(h, nq + 2 * nk));
+    report(c->name, "dq16", err_floor(h, r->dq, nq, GRAD_FLOOR), 0, 0, TOL_GRAD, " (direct)");
+    report(c->name, "dk16", err_floor(h + nq, r->dk, nk, GRAD_FLOOR), 0, 0, TOL_GRAD, " (direct)");
+    report(c->name, "dv16", err_floor(h + nq + nk, r->dv, nk, GRAD_FLOOR), 0, 0, TOL_GRAD, " (direct)");
+    CUDA_CHECK(cudaFree(o));
+    CUDA_CHECK(cudaFree(g));
+    CUDA_CHECK(cudaFree(lse));
+    free(h);
+    free(hl);
+}
+
 static void run_case(const struct acase *c, uint64_t seed) {
     const int Tq = c->Tq, Tk = c->Tk, H = c->H, Hkv = c->Hkv, D = c->D, ld = c->ld, off = c->off;
     const int64_t nq = (int64_t)Tq * H * D, nk = (int64_t)Tk * Hkv * D, nl = (int64_t)H * ld, nr = (int64_t)H * Tq;
 
     /* prepare() sizes for aligned lse views; the misaligned case (off % 4 != 0) takes the
      * staged-lse plan, a little larger: reserve with room for it */
-    size_t need = cudnn_attn_prepare(g_ca, Tq, Tk, H, Hkv, D, c->causal, ld);
+    size_t need = cudnn_attn_prepare(g_ca, Tq, Tk, H, Hkv, D, c->causal, ld, 0);
     cudnn_attn_reserve(g_ca, need + need / 4 + ((size_t)1 << 20));
 
     /* inputs and the CPU reference */
@@ -117,8 +165,6 @@ static void run_case(const struct acase *c, uint64_t seed) {
     CHECK(written);
 
     /* backward from the CPU's out, lse, delta (views, NaN elsewhere); gradients start random */
-    float *out_ref = dalloc_f(nq);
-    h2d_f(out_ref, r.out, nq);
     put_view(lse_d, r.lse, H, Tq, ld, off);
     put_view(del_d, r.delta, H, Tq, ld, off);
     float *g[2][3];
@@ -134,7 +180,7 @@ static void run_case(const struct acase *c, uint64_t seed) {
                                Tq, Tk, H, Hkv, D, c->causal, 0);
         else { /* the fallback shapes get delta = NULL: it is computed from out */
             cudnn_attn_poison_workspace(g_ca);
-            cudnn_attn_backward(g_ca, dq_d, dk_d, dv_d, r.dout.dev, r.q.dev, r.k.dev, r.v.dev, out_ref, lse_d + off,
+            cudnn_attn_backward(g_ca, dq_d, dk_d, dv_d, r.dout.dev, r.q.dev, r.k.dev, r.v.dev, r.out16.dev, lse_d + off,
                                 c->expect == 0 ? NULL : del_d + off, ld, Tq, Tk, H, Hkv, D, c->causal, 0);
         }
         sync_device();
@@ -164,7 +210,7 @@ static void run_case(const struct acase *c, uint64_t seed) {
     free(out_g); free(lse_g); free(out_n); free(lse_n);
     CUDA_CHECK(cudaFree(out_d)); CUDA_CHECK(cudaFree(lse_d)); CUDA_CHECK(cudaFree(del_d));
     CUDA_CHECK(cudaFree(dq_d)); CUDA_CHECK(cudaFree(dk_d)); CUDA_CHECK(cudaFree(dv_d));
-    CUDA_CHECK(cudaFree(out_ref));
+    if (c->causal && c->expect == 1) direct_case(c, &r);
     attn_ref_free(&r);
 }
 
