@@ -1,5 +1,6 @@
 # ringtrain build. `make` builds ./ringtrain; `make test` runs the CPU test suite.
-# Locations are overridable: make MPICC=... BLAS_LIBS=... YAML_LIBS=... CUDA_HOME=... NCCL_HOME=...
+# Locations are overridable: make MPICC=... BLAS_LIBS=... YAML_LIBS=... HWLOC_LIBS=... CUDA_HOME=... NCCL_HOME=...
+.DEFAULT_GOAL := all
 MPICC      ?= mpicc
 MPIRUN     ?= mpirun
 CUDA       ?= auto
@@ -14,11 +15,13 @@ BLAS_LIBS  ?= -lopenblas
 YAML_LIBS  ?= -lyaml
 JSON_LIBS  ?= -lcjson
 HASH_LIBS  ?= -lxxhash
+HWLOC_CFLAGS ?=
+HWLOC_LIBS ?= -lhwloc
 OPT        ?= -O2
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
-           -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) -lm -fopenmp
+           -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(HWLOC_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) $(HWLOC_LIBS) -lm -fopenmp
 
 SRC_LIB := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c mpi/*.c))
 OBJ_LIB := $(SRC_LIB:%.c=build/obj/%.o)

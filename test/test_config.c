@@ -63,7 +63,7 @@ static void test_defaults(void) {
     CHECK_REL(c.train.grad_clip, 1.0, 0);
     CHECK(c.parallel.cp == 0 && c.parallel.attention == RING_ZIGZAG);
     CHECK(c.memory.checkpointing == CKPT_SELECTIVE && c.memory.offload == 0);
-    CHECK(c.device.backend == BACKEND_CPU && c.device.attention == ATTN_AUTO);
+    CHECK(c.device.backend == BACKEND_CPU && c.device.attention == ATTN_AUTO && c.device.bind == BIND_AUTO);
     CHECK(c.checkpoint.dir[0] == '\0' && c.checkpoint.every == 0 && c.checkpoint.keep == 2);
     CHECK(c.log.every == 1 && c.log.metrics[0] == '\0');
     CHECK(!cfg_is_set(&c, "train.lr"));
@@ -350,6 +350,7 @@ static const struct bad_case bad_cases[] = {
     {"model:\n  seed: 18446744073709551616\n", "2:9: model.seed: expected an integer >= 0", NULL, 0},
     {"parallel:\n  attention: zz\n", "2:14: parallel.attention: expected one of zigzag | ring, got \"zz\"", NULL, 0},
     {"memory:\n  checkpointing: some\n", "2:18: memory.checkpointing: expected one of none | full | selective", NULL, 0},
+    {"device:\n  bind: numa\n", "2:9: device.bind: expected one of auto | none, got \"numa\"", NULL, 0},
     {"memory:\n  offload: yes\n", "2:12: memory.offload: expected true or false, got \"yes\"", NULL, 0},
     {"memory:\n  offload: 1\n", "2:12: memory.offload: expected true or false, got 1", NULL, 0},
     {"model:\n  init: foo\n", "2:9: model.init: expected random or hf:<dir>, got \"foo\"", NULL, 0},
