@@ -1,5 +1,6 @@
 # ringtrain build. `make` builds ./ringtrain; `make test` runs the CPU test suite.
-# Locations are overridable: make MPICC=... BLAS_LIBS=... YAML_LIBS=... CUDA_HOME=... NCCL_HOME=...
+# Locations are overridable: make MPICC=... BLAS_LIBS=... YAML_LIBS=... HWLOC_LIBS=... CUDA_HOME=... NCCL_HOME=...
+.DEFAULT_GOAL := all
 MPICC      ?= mpicc
 MPIRUN     ?= mpirun
 CUDA       ?= auto
@@ -14,11 +15,13 @@ BLAS_LIBS  ?= -lopenblas
 YAML_LIBS  ?= -lyaml
 JSON_LIBS  ?= -lcjson
 HASH_LIBS  ?= -lxxhash
+HWLOC_CFLAGS ?=
+HWLOC_LIBS ?= -lhwloc
 OPT        ?= -O2
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
-           -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) -lm -fopenmp
+           -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(HWLOC_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) $(HWLOC_LIBS) -lm -fopenmp
 
 SRC_LIB := $(filter-out src/main.c,$(wildcard src/*.c src/cpu/*.c mpi/*.c))
 OBJ_LIB := $(SRC_LIB:%.c=build/obj/%.o)
@@ -50,7 +53,6 @@ endif
 
 # Objects depend on a stamp named after the flags, so changing a flag (CUDA, CUDNN, a path)
 # rebuilds them instead of linking stale ones.
-.DEFAULT_GOAL := all
 FLAGS_STAMP := build/flags.$(shell echo '$(CFLAGS) $(NVFLAGS) $(LDLIBS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p build && rm -f build/flags.* && touch $@

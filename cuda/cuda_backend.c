@@ -333,6 +333,11 @@ int cuda_device_count(void) {
     return n;
 }
 
+int cuda_device_pci_bus_id(int local_rank, char *busid, int len) {
+    int n = cuda_device_count();
+    return n > 0 && cudaDeviceGetPCIBusId(busid, len, local_rank % n) == cudaSuccess ? 0 : -1;
+}
+
 /* The attention blocks the ring will run (ring.c): the causal diagonal step, and either
  * the two zigzag block shapes or the plain ring's full block; all with ld = T. */
 struct block_shape { int Tq, Tk, causal; };

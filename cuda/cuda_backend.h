@@ -25,5 +25,8 @@ void cuda_backend_destroy(struct backend *be);
 cudaStream_t cuda_backend_stream(const struct backend *be);
 /* Number of GPUs this process can see. */
 int cuda_device_count(void);
+/* PCI bus id ("0000:41:00.0") of the GPU cuda_backend_create picks for this local rank
+ * (local_rank % visible GPUs), to bind near it before the backend exists. 0, or -1 without one. */
+int cuda_device_pci_bus_id(int local_rank, char *busid, int len);
 
 #endif

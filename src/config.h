@@ -25,6 +25,7 @@ enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
 enum cfg_offload   { OFFLOAD_NONE, OFFLOAD_AUTO, OFFLOAD_ALL };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
 enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
+enum cfg_bind      { BIND_AUTO, BIND_NONE };
 enum cfg_dtype     { DTYPE_BF16, DTYPE_FP32 };
 
 /* Where a key's value came from: the job file (file:line:col), a --set, or the default. */
@@ -79,6 +80,7 @@ struct cfg_memory {
 struct cfg_device {
     int backend;                   /* enum cfg_backend */
     int attention;                 /* enum cfg_attn_impl */
+    int bind;                      /* enum cfg_bind: cores and NUMA node of each rank */
 };
 
 struct cfg_checkpoint {

@@ -104,6 +104,8 @@ const struct cfg_key cfg_schema[] = {
         "Compute backend: `cpu` (the reference implementation) or `cuda`."),
     KEY("device.attention", CFGT_ENUM, device.attention, NOBOUND, "auto|cudnn|native", "auto",
         "Block attention kernel of the cuda backend: `auto` chooses, `cudnn` or `native` forces one."),
+    KEY("device.bind", CFGT_ENUM, device.bind, NOBOUND, "auto|none", "auto",
+        "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 
     KEY("checkpoint.dir", CFGT_PATH, checkpoint.dir, NOBOUND, NULL, "\"\"",
         "Directory for checkpoints; empty means no checkpoints are written."),

@@ -1,11 +1,12 @@
 /* main: the ringtrain command line. Rank 0 parses and checks the job (exit 2 on bad
- * input, before anything is allocated) and broadcasts it; every rank then trains,
- * evaluates or exports (run.c). Exit codes: 0 ok, 1 runtime failure, 2 bad input,
- * 3 does not fit, 130 stopped by SIGINT. */
+ * input, before anything is allocated) and broadcasts it; every rank binds to its cores
+ * (affinity.c), then trains, evaluates or exports (run.c). Exit codes: 0 ok, 1 runtime
+ * failure, 2 bad input, 3 does not fit, 130 stopped by SIGINT. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "job.h"
 #include "run.h"
@@ -110,6 +111,7 @@ int main(int argc, char **argv) {
         return rc == 1 ? 0 : rc;
     }
     MPI_CHECK(MPI_Bcast(j, (int)sizeof *j, MPI_BYTE, 0, rt.world_comm));
+    affinity_setup(&rt, &j->cfg.device);
     if (a.mode == MODE_EVAL) rc = run_eval(j, &rt);
     else if (a.mode == MODE_EXPORT) rc = run_export(j, &rt, a.export_dir);
     else rc = run_train(j, &rt, !a.no_resume);

@@ -27,6 +27,10 @@ for n in 1 2 3 4 6 8; do
     run $mpirun -np $n build/test_comm
     run $mpirun -np $n build/test_ring
 done
+# binding: ranks the launcher left unbound, then ranks it bound (Open MPI: a core each when
+# there are enough); with more ranks than cores test_affinity checks that none is bound
+for n in 1 2 4; do run $mpirun --bind-to none -np $n build/test_affinity; done
+run $mpirun -np 2 build/test_affinity
 run $mpirun -np 2 build/test_guard
 run test/test_resume.sh
 run $mpirun -np 4 build/test_longrange

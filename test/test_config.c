@@ -63,7 +63,7 @@ static void test_defaults(void) {
     CHECK_REL(c.train.grad_clip, 1.0, 0);
     CHECK(c.parallel.cp == 0 && c.parallel.attention == RING_ZIGZAG);
     CHECK(c.memory.checkpointing == CKPT_SELECTIVE && c.memory.offload == OFFLOAD_AUTO);
-    CHECK(c.device.backend == BACKEND_CPU && c.device.attention == ATTN_AUTO);
+    CHECK(c.device.backend == BACKEND_CPU && c.device.attention == ATTN_AUTO && c.device.bind == BIND_AUTO);
     CHECK(c.checkpoint.dir[0] == '\0' && c.checkpoint.every == 0 && c.checkpoint.keep == 2);
     CHECK(c.log.every == 1 && c.log.metrics[0] == '\0');
     CHECK(!cfg_is_set(&c, "train.lr"));
@@ -353,6 +353,7 @@ static const struct bad_case bad_cases[] = {
     {"model:\n  tie_embeddings: yes\n", "2:19: model.tie_embeddings: expected true or false, got \"yes\"", NULL, 0},
     {"model:\n  tie_embeddings: 1\n", "2:19: model.tie_embeddings: expected true or false, got 1", NULL, 0},
     {"memory:\n  offload: true\n", "2:12: memory.offload: expected one of none | auto | all, got \"true\"", NULL, 0},
+    {"device:\n  bind: numa\n", "2:9: device.bind: expected one of auto | none, got \"numa\"", NULL, 0},
     {"model:\n  init: foo\n", "2:9: model.init: expected random or hf:<dir>, got \"foo\"", NULL, 0},
     {"train:\n  betas: [0.9]\n", "2:10: train.betas: expected a list of 2 numbers in [0, 1), got a list of 1 item", NULL, 0},
     {"train:\n  betas: [0.9, 1.0]\n", "2:16: train.betas: expected a list of 2 numbers in [0, 1), got 1.0", NULL, 0},
