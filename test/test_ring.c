@@ -61,8 +61,8 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
         lab[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(8, i) % mc.vocab_size); /* some ignored */
     }
     struct model m1, mN;
-    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL);
-    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt);
+    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0);
+    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0);
     params_init_random(&m1.pt, 42, m1.params);
     params_init_random(&mN.pt, 42, mN.params);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(mN.pt.total * sizeof(float));
