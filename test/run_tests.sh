@@ -28,6 +28,7 @@ for n in 1 2 3 4 6 8; do
     run $mpirun -np $n build/test_ring
 done
 run $mpirun -np 2 build/test_guard
+for n in 2 3 4; do run $mpirun -np $n build/test_zero; done
 run test/test_resume.sh
 run $mpirun -np 4 build/test_longrange
 echo
