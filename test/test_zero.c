@@ -1,7 +1,8 @@
 /* test_zero: ZeRO-1 (zero.h) under mpirun -np N.
  *  1. The optimizer on slices: AdamW over [0, a), [a, b), [b, total) with three optimizers
  *     (a and b cut through a 2-D and a 1-D tensor) equals one optimizer over everything,
- *     bit for bit, clipping included; with zero gradients only 2-D tensors decay.
+ *     bit for bit, clipping included; with zero gradients only 2-D tensors decay. The
+ *     slices of 1..8 ranks tile the parameters (tiny counts included: empty last slices).
  *  2. For every cp x dp layout of the N ranks: 8 AdamW steps with parallel.zero on and off
  *     (grad_clip small enough to clip every step, weight_decay 0.5; a parameter count that
  *     no slice count divides) give the same losses and gradient norms, and the same weights
@@ -102,6 +103,30 @@ static void test_slices(void) {
     params_free(&pt);
 }
 
+/* The slices of every rank tile [0, total) in rank order, each a multiple of ZERO_ALIGN,
+ * the last ones short or empty on a tiny model; off, one slice of everything. */
+static void test_layouts(void) {
+    static const int64_t totals[] = {1, 63, 300, 31440, 1000003};
+    for (size_t k = 0; k < sizeof totals / sizeof totals[0]; k++)
+        for (int world = 1; world <= 8; world++) {
+            int64_t total = totals[k], next = 0;
+            int ok = 1;
+            for (int r = 0; r < world; r++) {
+                struct zero z;
+                zero_init(&z, 1, world, r, total);
+                ok &= z.on == (world > 1) && z.lo == next && z.hi >= z.lo && z.hi - z.lo <= z.slice &&
+                      zero_flat(&z) >= total && (!z.on || z.slice % ZERO_ALIGN == 0);
+                ok &= z.on || (z.slice == total && zero_flat(&z) == total);
+                next = z.hi;
+            }
+            struct zero off;
+            zero_init(&off, 0, world, world - 1, total);
+            ok &= !off.on && off.lo == 0 && off.hi == total && zero_flat(&off) == total;
+            if (!CHECK(ok && next == total))
+                fprintf(stderr, "  zero layout of %lld parameters over %d ranks\n", (long long)total, world);
+        }
+}
+
 /* ---- 2. sharded against unsharded training ---- */
 
 static struct job make_job(int cp, int dp, int zero) {
@@ -137,7 +162,7 @@ static void run(const struct job *j, int steps, struct outcome *o) {
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, j, &rt, NULL);
     int64_t n = t->model.pt.total;
-    if (j->cfg.parallel.zero) { /* the layout: N slices, padded, each rank's moments one slice */
+    if (j->cfg.parallel.zero && rt.world > 1) { /* the layout: N slices, padded, each rank's moments one slice */
         const struct zero *z = &t->zero;
         CHECK(z->on && z->shards == rt.world && z->slice % ZERO_ALIGN == 0);
         CHECK(zero_flat(z) > n && zero_flat(z) - z->slice < n); /* padding, inside the last slice */
@@ -279,6 +304,7 @@ static void test_state(int cp, int dp) {
 int main(int argc, char **argv) {
     rt_init(&rt, &argc, &argv);
     test_slices();
+    test_layouts();
     for (int cp = rt.world; cp >= 1; cp--)
         if (rt.world % cp == 0) test_layout(cp, rt.world / cp);
     test_state(rt.world, 1);
