@@ -30,9 +30,12 @@ struct comm_ops {
     void (*ring_wait)(struct comm *c, struct comm_ring_req *req, const char *what);
     /* In place when send == recv. */
     void (*all_reduce)(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int op);
-    /* send holds size * count elements; rank i receives the sum of block i (count elements). */
+    /* send holds size * count elements; rank i receives the sum of block i (count elements).
+     * In place when recv == send + rank * count (every rank); the other blocks of send are
+     * then left undefined. */
     void (*reduce_scatter)(struct comm *c, const void *send, void *recv, int64_t count, int dtype);
-    /* every rank contributes count elements; recv holds size * count in rank order. */
+    /* every rank contributes count elements; recv holds size * count in rank order. In place
+     * when send == recv + rank * count (every rank). */
     void (*all_gather)(struct comm *c, const void *send, void *recv, int64_t count, int dtype);
     void (*broadcast)(struct comm *c, void *buf, int64_t count, int dtype, int root);
     void (*barrier)(struct comm *c);

@@ -80,15 +80,26 @@ static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t
     }
 }
 
+/* In place (recv == send + rank * count): MPI leaves the sum at the start of the buffer,
+ * which is then moved to the rank's block (block 0 of a rank > 0 becomes undefined). */
 static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
     no_bf16_reduce(c, dtype, "reduce-scatter");
     if (count > INT_MAX) RT_FATAL("comm %s: reduce-scatter block of %lld elements exceeds one MPI call", c->name, (long long)count);
+    size_t block = (size_t)count * comm_dtype_size(dtype);
+    if ((const char *)recv == (const char *)send + (size_t)c->rank * block) {
+        MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
+        if (c->rank) memmove(recv, send, block);
+        return;
+    }
     MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
 }
 
+/* In place when send == recv + rank * count. */
 static void mpi_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
     if (count > INT_MAX) RT_FATAL("comm %s: all-gather block of %lld elements exceeds one MPI call", c->name, (long long)count);
-    MPI_CHECK(MPI_Allgather(send, (int)count, dtype_map(dtype), recv, (int)count, dtype_map(dtype), mcomm(c)));
+    int in_place = (const char *)send == (char *)recv + (size_t)c->rank * (size_t)count * comm_dtype_size(dtype);
+    MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : send, (int)count, dtype_map(dtype), recv, (int)count,
+                            dtype_map(dtype), mcomm(c)));
 }
 
 static void mpi_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
@@ -128,4 +139,52 @@ void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double tim
     MPI_Comm *m = rt_malloc(sizeof *m, "communicator");
     MPI_CHECK(MPI_Comm_dup(parent, m));
     wrap(c, m, name, timeout_s);
+}
+
+/* Gather and scatter (below) take host buffers over MPI: refuse another transport. */
+static void mpi_only(struct comm *c, const char *op) {
+    if (c->ops != &mpi_ops) RT_FATAL("comm %s: %s needs the MPI transport (host buffers)", c->name, op);
+}
+
+/* An MPI type of n elements of dtype whose extent is `stride` elements: block r of a gather
+ * or scatter of it lands at r * stride elements. */
+static MPI_Datatype strided_block(int n, int64_t stride, int dtype) {
+    MPI_Datatype contig, t;
+    MPI_CHECK(MPI_Type_contiguous(n, dtype_map(dtype), &contig));
+    MPI_CHECK(MPI_Type_create_resized(contig, 0, (MPI_Aint)((size_t)stride * comm_dtype_size(dtype)), &t));
+    MPI_CHECK(MPI_Type_commit(&t));
+    MPI_CHECK(MPI_Type_free(&contig));
+    return t;
+}
+
+/* Gather and scatter move blocks of any size in pieces of at most PIECE elements: piece k of
+ * every block travels in one MPI call whose root-side type has the block's stride. */
+void comm_mpi_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int root) {
+    mpi_only(c, "gather");
+    size_t es = comm_dtype_size(dtype);
+    int is_root = c->rank == root;
+    int in_place = is_root && (const char *)send == (char *)recv + (size_t)root * (size_t)count * es;
+    for (int64_t off = 0; off < count; off += PIECE) {
+        int n = (int)(count - off < PIECE ? count - off : PIECE);
+        MPI_Datatype blk = strided_block(n, count, dtype);
+        const void *sb = in_place ? MPI_IN_PLACE : (const char *)send + (size_t)off * es;
+        void *rb = is_root ? (char *)recv + (size_t)off * es : NULL;
+        MPI_CHECK(MPI_Gather(sb, n, dtype_map(dtype), rb, 1, blk, root, mcomm(c)));
+        MPI_CHECK(MPI_Type_free(&blk));
+    }
+}
+
+void comm_mpi_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int root) {
+    mpi_only(c, "scatter");
+    size_t es = comm_dtype_size(dtype);
+    int is_root = c->rank == root;
+    int in_place = is_root && (const char *)recv == (const char *)send + (size_t)root * (size_t)count * es;
+    for (int64_t off = 0; off < count; off += PIECE) {
+        int n = (int)(count - off < PIECE ? count - off : PIECE);
+        MPI_Datatype blk = strided_block(n, count, dtype);
+        const void *sb = is_root ? (const char *)send + (size_t)off * es : NULL;
+        void *rb = in_place ? MPI_IN_PLACE : (char *)recv + (size_t)off * es;
+        MPI_CHECK(MPI_Scatter(sb, 1, blk, rb, n, dtype_map(dtype), root, mcomm(c)));
+        MPI_CHECK(MPI_Type_free(&blk));
+    }
 }

@@ -69,6 +69,7 @@ struct cfg_parallel {
     int cp;                        /* 0 = the world size (resolved at start-up) */
     int attention;                 /* enum cfg_ring */
     int transport;                 /* enum cfg_transport */
+    int zero;                      /* 0 or 1: shard the AdamW moments and the update (ZeRO-1) */
 };
 
 struct cfg_memory {

@@ -84,6 +84,8 @@ const struct cfg_key cfg_schema[] = {
         "`ring` gives each rank one contiguous chunk."),
     KEY("parallel.transport", CFGT_ENUM, parallel.transport, NOBOUND, "auto|nccl|mpi", "auto",
         "How the CUDA backend moves K/V and gradients: `nccl`, `mpi` (staged through pinned host memory; lets several ranks share one GPU), or `auto` = nccl when every rank has a GPU of its own."),
+    KEY("parallel.zero", CFGT_BOOL, parallel.zero, NOBOUND, NULL, "true",
+        "ZeRO stage 1: each rank keeps the AdamW moments of, and updates, only its 1/world slice of the parameters (gradients reduce-scattered, updated weights all-gathered), so optimizer state per rank shrinks by the number of ranks; `false` keeps all of it on every rank. No effect on 1 rank; checkpoints are the same either way."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",

@@ -91,7 +91,7 @@ static void acts_alloc(struct model *m, struct layer_acts *a) {
 }
 
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt) {
+                struct comm *cp, int zigzag, int T, int ckpt, int64_t pad) {
     memset(m, 0, sizeof *m);
     m->be = be;
     m->mc = *mc;
@@ -101,7 +101,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     char err[256];
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
     int64_t P = m->pt.total;
-    m->params = f32_alloc(m, P, "parameters");
+    m->params = f32_alloc(m, P + pad, "parameters");
     /* Layer tensors lie between the embedding and the final norm (params.c). */
     struct layer_params l0, l1;
     params_layer(&m->pt, 0, &l0);
@@ -118,7 +118,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
         m->wglob = act_alloc(m, m->head_end + (P - m->tail0), "working weights (embedding, head)");
         m->wlay = act_alloc(m, m->lay_size, "working weights (one layer)");
     }
-    m->grads = f32_alloc(m, P, "gradients");
+    m->grads = f32_alloc(m, P + pad, "gradients");
     double *inv = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
     params_rope_inv_freq(mc, inv);
     m->inv_freq = own(m, owned_of(m), (size_t)mc->head_dim / 2 * sizeof(double), "rope frequencies");

@@ -36,13 +36,13 @@ struct model {
     const struct backend *be;
     struct model_config mc;
     struct param_table pt;
-    float  *params;        /* (pt.total) fp32 master weights */
+    float  *params;        /* (pt.total + pad) fp32 master weights */
     void   *wglob;         /* act working copy of the embedding, final norm and lm_head (device backends) */
     void   *wlay;          /* act working copy of the current layer (device backends) */
     int64_t head_end;      /* params [0, head_end): the embedding */
     int64_t tail0;         /* params [tail0, total): final norm and lm_head */
     int64_t lay_base, lay_size; /* the layer in wlay: params [lay_base, lay_base + lay_size) */
-    float  *grads;         /* (pt.total) accumulated by model_forward_backward */
+    float  *grads;         /* (pt.total + pad) accumulated by model_forward_backward */
     double *inv_freq;      /* (D/2) backend memory */
     int     T;             /* local tokens per sequence shard */
     int     ckpt;          /* enum model_ckpt */
@@ -68,9 +68,10 @@ struct model {
 };
 
 /* Allocates parameters (zero: load or init them with model_set_params), gradients and
- * activations. */
+ * activations. pad: zero floats after the pt.total of params and of grads, never read by
+ * the model (room for the optimizer's equal ZeRO slices, zero.h; 0 for none). */
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt);
+                struct comm *cp, int zigzag, int T, int ckpt, int64_t pad);
 void model_free(struct model *m);
 /* The per-layer tensors the checkpointing policy saves for the backward: their sizes in
  * bytes (the layer input, then the attention output), returns how many (1 or 2). */

@@ -52,6 +52,7 @@ static int save(struct run *r) {
     double t0 = MPI_Wtime();
     int rc = 0;
     char err[1024] = "";
+    trainer_pull_state(t, 1);
     if (r->rt->rank == 0) {
         struct ckpt_meta meta;
         struct ckpt_faults f;
@@ -75,9 +76,9 @@ static int resume(struct run *r) {
     int found = 0;
     struct ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
-    float *p, *m, *v;
-    trainer_host_state(t, &p, &m, &v);
     if (r->rt->rank == 0) {
+        float *p, *m, *v;
+        trainer_host_state(t, &p, &m, &v);
         char err[2048];
         struct ckpt_meta mine;
         trainer_meta(t, &mine);
@@ -97,15 +98,35 @@ static int resume(struct run *r) {
     if (found < 0) return 2;
     if (!found) return 0;
     comm_broadcast(&t->ctl, &meta, (int64_t)sizeof meta, COMM_U8, 0);
-    comm_broadcast(&t->ctl, p, t->model.pt.total, COMM_F32, 0);
-    comm_broadcast(&t->ctl, m, t->model.pt.total, COMM_F32, 0);
-    comm_broadcast(&t->ctl, v, t->model.pt.total, COMM_F32, 0);
     trainer_push_state(t);
     trainer_restore(t, &meta);
     if (r->rt->rank == 0)
         printf("resuming from %s/%s at step %lld (written by %d rank%s, cp %d x dp %d)\n", dir, r->last_ckpt,
                (long long)meta.step, meta.world, meta.world > 1 ? "s" : "", meta.cp, meta.dp);
     return 0;
+}
+
+/* "60.00 KiB" */
+static const char *bytes_text(double b, char *buf, size_t n) {
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, u++;
+    snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+    return buf;
+}
+
+/* The optimizer state each rank holds: the two AdamW moments of its slice (zero.h). */
+static void print_optimizer(const struct trainer *t) {
+    char mine[32], all[32];
+    double each = 2.0 * (double)t->opt.n * sizeof(float);
+    bytes_text(each, mine, sizeof mine);
+    bytes_text(2.0 * (double)t->zero.total * sizeof(float), all, sizeof all);
+    if (t->zero.on)
+        printf("optimizer: AdamW, moments 2 x %lld floats = %s per rank (ZeRO-1 over %d ranks; %s unsharded)\n",
+               (long long)t->opt.n, mine, t->zero.shards, all);
+    else
+        printf("optimizer: AdamW, moments 2 x %lld floats = %s per rank (not sharded: %s)\n", (long long)t->opt.n,
+               mine, t->world.size > 1 ? "parallel.zero is false" : "one rank");
 }
 
 static void print_start(const struct trainer *t, const struct runtime *rt) {
@@ -132,6 +153,7 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            j->cfg.data.synthetic == SYNTHETIC_COPY ? "synthetic copy task" : files,
            (long long)t->L, (long long)t->T, j->cfg.train.seqs_per_step,
            j->cfg.train.seqs_per_step > 1 ? "s" : "");
+    print_optimizer(t);
     fflush(stdout);
 }
 
@@ -191,9 +213,10 @@ static void print_end(struct run *r, const char *event, const char *reason, cons
 static int export_params(const struct run *r) {
     const struct cfg *c = r->c;
     int rc = 0;
-    float *params, *m, *v;
-    trainer_host_state(r->t, &params, &m, &v);
+    trainer_pull_state(r->t, 0);
     if (r->rt->rank == 0) {
+        float *params, *m, *v;
+        trainer_host_state(r->t, &params, &m, &v);
         char err[1024];
         const struct model_config *mc = &r->t->job.mc;
         int64_t positions = mc->max_positions > c->data.seq_len ? mc->max_positions : c->data.seq_len;

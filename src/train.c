@@ -47,12 +47,11 @@ static const struct backend *backend_open(struct trainer *t, const struct runtim
             comm_nccl_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s);
             comm_nccl_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s);
         } else {
-            struct param_table pt;
-            char err[256];
-            if (params_init(&pt, mc, err, sizeof err)) RT_FATAL("%s", err);
+            /* The world moves whole (padded) gradient and weight buffers: all-reduce and
+             * broadcast of them, or reduce-scatter's send and all-gather's recv with ZeRO. */
             size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
-            size_t max_bytes = (size_t)pt.total * sizeof(float) > kv ? (size_t)pt.total * sizeof(float) : kv;
-            params_free(&pt);
+            size_t flat = (size_t)zero_flat(&t->zero) * sizeof(float);
+            size_t max_bytes = flat > kv ? flat : kv;
             comm_staged_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s, max_bytes);
             comm_staged_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s, kv);
         }
@@ -107,14 +106,18 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->T = t->L / j->cp;
     t->gpu_sharing = 1;
     comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
+    char err[1024];
+    struct param_table pt;
+    if (params_init(&pt, &j->mc, err, sizeof err)) RT_FATAL("%s", err);
+    zero_init(&t->zero, c->parallel.zero, rt->world, rt->rank, pt.total);
+    params_free(&pt);
     const struct backend *be = backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
-               ckpt_map[c->memory.checkpointing]);
+               ckpt_map[c->memory.checkpointing], zero_flat(&t->zero) - t->zero.total);
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
-    char err[1024];
     float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
     if (c->model.init == INIT_HF) {
         if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_FATAL("%s", err);
@@ -123,7 +126,7 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     }
     model_set_params(&t->model, w);
     free(w);
-    opt_init(&t->opt, be, t->model.pt.total);
+    opt_init(&t->opt, be, t->zero.lo, t->zero.hi, t->zero.slice);
     model_place_saved(&t->model, offload_layers(t));
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
@@ -137,38 +140,11 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->pos = rt_malloc((size_t)t->T * sizeof(int64_t), "shard positions");
 }
 
-void trainer_host_state(struct trainer *t, float **p, float **m, float **v) {
-    const struct backend *be = t->model.be;
-    size_t bytes = (size_t)t->model.pt.total * sizeof(float);
-    if (be->host_memory) {
-        *p = t->model.params, *m = t->opt.m, *v = t->opt.v;
-        return;
-    }
-    if (!t->host_p) {
-        t->host_p = rt_malloc(bytes, "host copy of the weights");
-        t->host_m = rt_malloc(bytes, "host copy of the moments");
-        t->host_v = rt_malloc(bytes, "host copy of the moments");
-    }
-    be->download(be, t->host_p, t->model.params, bytes);
-    be->download(be, t->host_m, t->opt.m, bytes);
-    be->download(be, t->host_v, t->opt.v, bytes);
-    *p = t->host_p, *m = t->host_m, *v = t->host_v;
-}
-
-void trainer_push_state(struct trainer *t) {
-    const struct backend *be = t->model.be;
-    size_t bytes = (size_t)t->model.pt.total * sizeof(float);
-    if (!be->host_memory) {
-        model_set_params(&t->model, t->host_p);
-        be->upload(be, t->opt.m, t->host_m, bytes);
-        be->upload(be, t->opt.v, t->host_v, bytes);
-    }
-}
-
 void trainer_free(struct trainer *t) {
     free(t->host_p);
     free(t->host_m);
     free(t->host_v);
+    free(t->host_slice);
     free(t->seq_in);
     free(t->seq_lab);
     free(t->tok);
@@ -203,7 +179,9 @@ static int64_t count_labels(const int32_t *lab, int64_t n) {
     return k;
 }
 
-double trainer_gradients(struct trainer *t, struct step_stats *st) {
+/* Forward and backward of the step's sequences on this rank: its gradients in
+ * model.grads, the loss summed over ranks. */
+static void local_gradients(struct trainer *t, struct step_stats *st) {
     const struct cfg *c = &t->job.cfg;
     int nseq = c->train.seqs_per_step;
     double t0 = MPI_Wtime();
@@ -218,24 +196,45 @@ double trainer_gradients(struct trainer *t, struct step_stats *st) {
     if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) t->model.grads[0] = NAN;
     double t2 = MPI_Wtime();
     comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
-    if (t->world.size > 1)
-        comm_all_reduce(&t->world, t->model.grads, t->model.grads, t->model.pt.total, COMM_F32, COMM_SUM);
-    double t3 = MPI_Wtime();
+    st->t_reduce = MPI_Wtime() - t2;
     st->loss = nlab ? loss / (double)nlab : 0.0;
     st->tokens = (int64_t)nseq * t->L;
     st->loss_tokens = nlab;
-    st->grad_norm = opt_grad_norm(t->model.be, t->model.grads, t->model.pt.total);
     st->t_data = t1 - t0;
     st->t_compute = t2 - t1;
-    st->t_reduce = t3 - t2;
     st->t_ring_wait = t->model.ring.t_wait;
     t->model.ring.t_wait = 0;
+}
+
+/* Sum the gradients over the world -- all of them, or with shard only this rank's ZeRO
+ * slice (reduce-scatter) -- and take their global norm (with shard: the slices' sums of
+ * squares added over the ranks; every rank gets the same norm). */
+static void reduce_gradients(struct trainer *t, struct step_stats *st, int shard) {
+    const struct backend *be = t->model.be;
+    float *g = t->model.grads;
+    double t0 = MPI_Wtime(), ss;
+    if (shard) {
+        zero_reduce_scatter(&t->zero, &t->world, g);
+        ss = be->sumsq(be, g + t->zero.lo, t->zero.hi - t->zero.lo);
+        comm_all_reduce(&t->ctl, &ss, &ss, 1, COMM_F64, COMM_SUM);
+    } else {
+        if (t->world.size > 1) comm_all_reduce(&t->world, g, g, t->model.pt.total, COMM_F32, COMM_SUM);
+        ss = be->sumsq(be, g, t->model.pt.total);
+    }
+    st->grad_norm = sqrt(ss);
+    st->t_reduce += MPI_Wtime() - t0;
+}
+
+double trainer_gradients(struct trainer *t, struct step_stats *st) {
+    local_gradients(t, st);
+    reduce_gradients(t, st, 0);
     return st->loss;
 }
 
 int trainer_step(struct trainer *t, struct step_stats *st) {
     const struct cfg_train *tc = &t->job.cfg.train;
-    trainer_gradients(t, st);
+    local_gradients(t, st);
+    reduce_gradients(t, st, t->zero.on);
     double t0 = MPI_Wtime();
     st->lr = opt_lr(tc, t->step);
     /* Every rank holds the same all-reduced loss and norm, so all take the same branch. */
@@ -246,6 +245,7 @@ int trainer_step(struct trainer *t, struct step_stats *st) {
     } else {
         t->bad_in_row = 0;
         opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
+        if (t->zero.on) zero_all_gather(&t->zero, &t->world, t->model.params);
         model_refresh_weights(&t->model);
     }
     st->t_optim = MPI_Wtime() - t0;

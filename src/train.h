@@ -1,6 +1,8 @@
 /* train: the trainer of one job on this rank: communicators (world, cp ring, dp group),
- * model, optimizer and data, the step (draw seqs_per_step sequences, shard, forward and
- * backward, reduce, clip, AdamW) and evaluation. Logging lives in the caller (main.c). */
+ * model, optimizer (its moments sharded over the world with ZeRO-1, zero.h) and data, the
+ * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
+ * evaluation; train_state.c moves the state to and from host arrays for checkpoints.
+ * Logging lives in the caller (run.c). */
 #ifndef RT_TRAIN_H
 #define RT_TRAIN_H
 
@@ -13,6 +15,7 @@
 #include "model.h"
 #include "optimizer.h"
 #include "runtime.h"
+#include "zero.h"
 
 /* Test switches; zero in a real run. */
 struct train_opts {
@@ -26,7 +29,8 @@ struct trainer {
     struct comm       world, cp;     /* the backend's transport: gradients (world), the ring (cp) */
     int               cp_rank, dp_rank;
     struct model      model;
-    struct optimizer  opt;
+    struct zero       zero;          /* the slice of the parameters this rank's optimizer updates */
+    struct optimizer  opt;           /* moments of zero.lo .. zero.hi, zero.slice floats each */
     struct data_source data;
     int64_t           L, T;          /* global and local tokens per sequence */
     int32_t          *seq_in, *seq_lab; /* (seqs_per_step, L) the step's sequences */
@@ -36,7 +40,9 @@ struct trainer {
     int64_t           bad_in_row;    /* non-finite steps in a row */
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
-    float            *host_p, *host_m, *host_v; /* host copies of weights and moments (device backends) */
+    float            *host_p;        /* rank 0, device backends: (pt.total) host copy of the weights */
+    float            *host_m, *host_v; /* rank 0, sharded or device: (zero_flat) full host moments */
+    float            *host_slice;    /* ranks > 0, sharded on a device: (zero.slice) host staging */
     struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
     int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
 };
@@ -63,15 +69,22 @@ void trainer_free(struct trainer *t);
  * skipped (no update). Returns 1 when train.max_bad_steps such steps came in a row. */
 int trainer_step(struct trainer *t, struct step_stats *st);
 /* Forward and backward of the next step without an update: gradients left in
- * t->model.grads (summed over ranks, scaled by 1 / label count). Returns the mean loss. */
+ * t->model.grads (all of them summed over ranks, also with ZeRO; scaled by 1 / label
+ * count). Returns the mean loss. */
 double trainer_gradients(struct trainer *t, struct step_stats *st);
 /* Mean token loss over the eval windows of `path` (no update). Collective. */
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
 
-/* Host views of the fp32 master weights and AdamW moments (pt.total floats each): the
- * buffers themselves on a host-memory backend, else copies downloaded now. After writing
- * into them (a resume), trainer_push_state makes the backend's buffers match. */
+/* Rank 0's host arrays of the full fp32 master weights and AdamW moments (pt.total floats
+ * each; the backend's own buffers where those are such arrays); NULL on the other ranks.
+ * Their contents are whatever the last pull or a caller left there: a resume reads a
+ * checkpoint into them, then calls trainer_push_state. Not collective. */
 void trainer_host_state(struct trainer *t, float **p, float **m, float **v);
+/* Collective: fill rank 0's host arrays with the current weights and, when moments is set,
+ * the moments (with ZeRO every rank's slice is gathered to rank 0). */
+void trainer_pull_state(struct trainer *t, int moments);
+/* Collective: every rank takes on rank 0's host state (weights broadcast, moment slices
+ * scattered) and refreshes its working weights. */
 void trainer_push_state(struct trainer *t);
 
 /* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer

@@ -32,6 +32,7 @@ done
 for n in 1 2 4; do run $mpirun --bind-to none -np $n build/test_affinity; done
 run $mpirun -np 2 build/test_affinity
 run $mpirun -np 2 build/test_guard
+for n in 2 3 4; do run $mpirun -np $n build/test_zero; done
 run test/test_resume.sh
 run $mpirun -np 4 build/test_longrange
 echo

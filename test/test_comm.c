@@ -1,7 +1,9 @@
 /* test_comm: the MPI transport under mpirun -np N, checked without a reference rank:
  * every value sent is a function of (seed, sender, offset), so each receiver knows what
  * must arrive. Ring exchange over several hops (double-buffered, as the ring schedule
- * uses it), all-reduce (sum, max, in place), reduce-scatter, all-gather, broadcast. */
+ * uses it), all-reduce (sum, max, in place), reduce-scatter and all-gather (out of place
+ * and in place, as ZeRO uses them), broadcast, and the MPI-only gather and scatter to and
+ * from a root (in place at the root and not). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -66,10 +68,53 @@ static void test_collectives(struct comm *c) {
         for (int64_t i = 0; i < N; i++) bad += send[(int64_t)r * N + i] != value(4, r, i);
     CHECK(bad == 0);
 
+    /* In place: reduce-scatter into this rank's block of send, all-gather from it. */
+    for (int64_t i = 0; i < (int64_t)P * N; i++) send[i] = value(5, c->rank, i);
+    float *mine = send + (int64_t)c->rank * N;
+    comm_reduce_scatter(c, send, mine, N, COMM_F32);
+    bad = 0;
+    for (int64_t i = 0; i < N; i++) {
+        float e = 0;
+        for (int r = 0; r < P; r++) e += value(5, r, (int64_t)c->rank * N + i);
+        bad += mine[i] != e;
+    }
+    CHECK(bad == 0);
+    for (int64_t i = 0; i < (int64_t)P * N; i++) send[i] = (int64_t)c->rank * N <= i && i < (int64_t)(c->rank + 1) * N
+                                                           ? value(6, c->rank, i) : -1.0f;
+    comm_all_gather(c, mine, send, N, COMM_F32);
+    bad = 0;
+    for (int64_t i = 0; i < (int64_t)P * N; i++) bad += send[i] != value(6, (int)(i / N), i);
+    CHECK(bad == 0);
+
     int32_t b[3] = {c->rank, c->rank + 1, c->rank + 2};
     comm_broadcast(c, b, 3, COMM_I32, P - 1);
     CHECK(b[0] == P - 1 && b[2] == P + 1);
     free(d), free(dsum), free(send), free(recv);
+}
+
+/* Gather to and scatter from the last rank, out of place and in place at the root. */
+static void test_root_collectives(struct comm *c) {
+    enum { N = 777 };
+    int P = c->size, root = P - 1, bad = 0;
+    float *all = malloc((size_t)P * N * sizeof(float)), *mine = malloc(N * sizeof(float));
+    for (int in_place = 0; in_place < 2; in_place++) {
+        for (int64_t i = 0; i < (int64_t)P * N; i++) all[i] = -1.0f;
+        float *send = in_place && c->rank == root ? all + (int64_t)root * N : mine;
+        for (int64_t i = 0; i < N; i++) send[i] = value(7 + in_place, c->rank, i);
+        comm_mpi_gather(c, send, all, N, COMM_F32, root);
+        bad = 0;
+        if (c->rank == root)
+            for (int64_t i = 0; i < (int64_t)P * N; i++) bad += all[i] != value(7 + in_place, (int)(i / N), i % N);
+        CHECK(bad == 0);
+
+        for (int64_t i = 0; i < (int64_t)P * N; i++) all[i] = c->rank == root ? value(9 + in_place, 0, i) : -1.0f;
+        float *recv = in_place && c->rank == root ? all + (int64_t)root * N : mine;
+        comm_mpi_scatter(c, all, recv, N, COMM_F32, root);
+        bad = 0;
+        for (int64_t i = 0; i < N; i++) bad += recv[i] != value(9 + in_place, 0, (int64_t)c->rank * N + i);
+        CHECK(bad == 0);
+    }
+    free(all), free(mine);
 }
 
 int main(int argc, char **argv) {
@@ -80,6 +125,7 @@ int main(int argc, char **argv) {
     CHECK(comm_dtype_size(COMM_F64) == 8 && comm_dtype_size(COMM_I32) == 4);
     test_ring(&world);
     test_collectives(&world);
+    test_root_collectives(&world);
     int fails = tu_failures;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));
     if (rt.rank == 0) {

@@ -1,7 +1,8 @@
 /* test_guard: the numerical guard, under mpirun. A step whose gradient norm is not finite
  * (a NaN injected into one rank's gradient) is skipped on every rank -- parameters and
  * moments unchanged, counted -- and training goes on; train.max_bad_steps such steps in a
- * row make trainer_step ask the run to stop. */
+ * row make trainer_step ask the run to stop. With ZeRO-1 (the default on 2+ ranks) the NaN
+ * lies in rank 0's slice only: the other ranks learn of it through the global norm. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
     struct train_opts o = {.poison_from = 2, .poison_to = 4};
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, &j, &rt, &o);
+    CHECK(t->zero.on == (rt.world > 1) && (t->zero.lo > 0) == (rt.rank > 0));
     int64_t n = t->model.pt.total;
     float *before = malloc(n * sizeof(float));
     struct step_stats st;

@@ -10,6 +10,10 @@
 #  4. A corrupt and a truncated checkpoint are named and the previous one is used.
 #  5. Resuming a 2-rank checkpoint on 4 ranks continues (losses within 1e-5).
 #  6. --export writes an HF model dir from the newest checkpoint.
+#  7. ZeRO-1 (parallel.zero, on by default): a checkpoint written by 4 sharded ranks resumes
+#     on 2 sharded ranks and on 1 rank; a run alternates zero off -> on -> off across
+#     resumes; the files are those of an unsharded run (losses within 1e-5 of a straight
+#     2-rank run, as in 5).
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -116,6 +120,34 @@ echo "6. export of the newest checkpoint"
     && [ -f "$d/hf/config.json" ] && [ -f "$d/hf/model.safetensors" ] && ok "exported" || bad "export: $(cat "$d/e.out")"
 "$bin" --export "$d/hf2" "$d/job.yaml" --set checkpoint.dir="$d/none" > "$d/e2.out" 2>&1
 [ $? = 2 ] && grep -q "no complete checkpoint" "$d/e2.out" && ok "export without a checkpoint: exit 2" || bad "export none: $(cat "$d/e2.out")"
+
+echo "7. ZeRO checkpoints across rank counts and parallel.zero"
+within() { # A.jsonl B.jsonl -> all 20 losses within 1e-5 relative
+    paste <(losses "$1" | cut -d: -f2) <(losses "$2" | cut -d: -f2) \
+        | awk 'BEGIN{bad=0;n=0} {n++; e=($1-$2)/$1; if (e<0) e=-e; if (e>1e-5) bad=1} END{exit bad || n!=20}'
+}
+run 4 z1.out --set checkpoint.dir="$d/ckz" --set train.steps=10 --set log.metrics="$d/z.jsonl" || bad "4-rank zero run failed"
+grep -q "per rank (ZeRO-1 over 4 ranks" "$d/z1.out" && ok "4 ranks shard the moments: $(grep '^optimizer' "$d/z1.out")" \
+    || bad "no ZeRO start-up line: $(head -5 "$d/z1.out")"
+cp -r "$d/ckz" "$d/ckz1" && cp "$d/z.jsonl" "$d/z1.jsonl"
+run 2 z2.out --set checkpoint.dir="$d/ckz" --set log.metrics="$d/z.jsonl" || bad "2-rank resume failed: $(tail -3 "$d/z2.out")"
+grep -q "written by 4 ranks" "$d/z2.out" && grep -q "ZeRO-1 over 2 ranks" "$d/z2.out" && within "$d/a.jsonl" "$d/z.jsonl" \
+    && ok "4-rank sharded checkpoint resumed on 2 sharded ranks, losses within 1e-5" || bad "4 -> 2 ranks: $(head -5 "$d/z2.out")"
+run 1 z3.out --set checkpoint.dir="$d/ckz1" --set log.metrics="$d/z1.jsonl" || bad "1-rank resume failed: $(tail -3 "$d/z3.out")"
+grep -q "written by 4 ranks" "$d/z3.out" && within "$d/a.jsonl" "$d/z1.jsonl" \
+    && ok "4-rank sharded checkpoint resumed on 1 rank, losses within 1e-5" || bad "4 -> 1 rank: $(head -5 "$d/z3.out")"
+run 2 o1.out --set parallel.zero=false --set checkpoint.dir="$d/cko" --set train.steps=10 --set log.metrics="$d/o.jsonl" \
+    || bad "unsharded run failed"
+run 2 o2.out --set checkpoint.dir="$d/cko" --set train.steps=15 --set log.metrics="$d/o.jsonl" || bad "zero resume failed"
+run 2 o3.out --set parallel.zero=false --set checkpoint.dir="$d/cko" --set log.metrics="$d/o.jsonl" || bad "unsharded resume failed"
+grep -q "not sharded" "$d/o1.out" && grep -q "at step 10 " "$d/o2.out" && grep -q "ZeRO-1 over 2 ranks" "$d/o2.out" \
+    && grep -q "at step 15 " "$d/o3.out" && grep -q "not sharded" "$d/o3.out" && within "$d/a.jsonl" "$d/o.jsonl" \
+    && ok "zero off -> on (step 10) -> off (step 15), losses within 1e-5" || bad "zero off/on/off: $(head -4 "$d/o2.out") $(head -4 "$d/o3.out")"
+size() { stat -c %s "$1"; }
+[ "$(size "$d/ckz/step-00000020/model.bin")" = "$(size "$d/cko/step-00000020/model.bin")" ] \
+    && [ "$(size "$d/ckz/step-00000020/optim.bin")" = "$(size "$d/cko/step-00000020/optim.bin")" ] \
+    && [ "$(size "$d/cko/step-00000020/optim.bin")" = $((2 * $(size "$d/cko/step-00000020/model.bin"))) ] \
+    && ok "sharded and unsharded checkpoints have the same files and sizes" || bad "checkpoint sizes: $(ls -l "$d/ckz/step-00000020" "$d/cko/step-00000020")"
 
 rm -rf "$d"
 echo "test_resume: $fails failures"

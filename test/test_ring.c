@@ -63,8 +63,8 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
         lab[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(8, i) % mc.vocab_size); /* some ignored */
     }
     struct model m1, mN;
-    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL);
-    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt);
+    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0);
+    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0);
     model_place_saved(&m1, 0);
     model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? 0 : 1); /* one of the two layers offloaded */
     params_init_random(&m1.pt, 42, m1.params);
@@ -104,7 +104,7 @@ static void test_offload(struct comm *world, int ckpt) {
     const int n_host[] = {0, 3, 7};
     for (int c = 0; c < 3; c++) {
         struct model m;
-        model_init(&m, &cpu_backend, &mc, world, 1, (int)(L / world->size), ckpt);
+        model_init(&m, &cpu_backend, &mc, world, 1, (int)(L / world->size), ckpt, 0);
         model_place_saved(&m, n_host[c]);
         params_init_random(&m.pt, 5, m.params);
         for (int s = 0; s < 2; s++) {

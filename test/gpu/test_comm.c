@@ -7,8 +7,8 @@
  *                single GPU, N on N GPUs
  * Each: ring exchange over several hops (double-buffered, as the ring schedule uses it; f32
  * and bf16; two exchanges in flight at once, waited in reverse order), all-reduce (sum, max,
- * in place and out of place; bf16 sum on NCCL), reduce-scatter, all-gather, broadcast,
- * barrier. Stream order is checked too: the first ring message is written by a copy queued on
+ * in place and out of place; bf16 sum on NCCL), reduce-scatter and all-gather (out of
+ * place, and in place as ZeRO runs them on the gradients and weights), broadcast, barrier. Stream order is checked too: the first ring message is written by a copy queued on
  * the compute stream behind slow work and sent without a host wait (the transport must order
  * after the compute stream), and results are read back by copies queued on the compute stream
  * right after a collective returns (the compute stream must wait for the transport).
@@ -246,6 +246,30 @@ static void test_scatter_gather(struct comm *c) {
     for (int r = 0; r < P; r++)
         for (int64_t i = 0; i < COLL_N; i++) bad += hs[(int64_t)r * COLL_N + i] != value(4, r, i);
     CHECK(bad == 0);
+
+    /* In place: reduce-scatter into this rank's block of the buffer, then all-gather from
+     * it, the other blocks poisoned before the gather. */
+    float *mine = send + (int64_t)c->rank * COLL_N;
+    for (int64_t i = 0; i < (int64_t)all; i++) hs[i] = value(13, c->rank, i);
+    up(send, hs, all * sizeof(float));
+    comm_reduce_scatter(c, send, mine, COLL_N, COMM_F32);
+    down(hr, mine, COLL_N * sizeof(float));
+    bad = 0;
+    for (int64_t i = 0; i < COLL_N; i++) {
+        float e = 0;
+        for (int r = 0; r < P; r++) e += value(13, r, (int64_t)c->rank * COLL_N + i);
+        bad += hr[i] != e;
+    }
+    if (!CHECK(bad == 0)) fprintf(stderr, "  %s: in-place reduce-scatter: %d wrong\n", c->name, bad);
+    poison(send, all * sizeof(float));
+    sync_device();
+    for (int64_t i = 0; i < COLL_N; i++) hr[i] = value(14, c->rank, (int64_t)c->rank * COLL_N + i);
+    up(mine, hr, COLL_N * sizeof(float));
+    comm_all_gather(c, mine, send, COLL_N, COMM_F32);
+    down(hs, send, all * sizeof(float));
+    bad = 0;
+    for (int64_t i = 0; i < (int64_t)all; i++) bad += hs[i] != value(14, (int)(i / COLL_N), i);
+    if (!CHECK(bad == 0)) fprintf(stderr, "  %s: in-place all-gather: %d wrong\n", c->name, bad);
 
     /* bf16 all-gather (moved as 16-bit words) */
     uint16_t *hw = malloc(all * 2), *dw = dalloc(COLL_N * 2), *dwall = dalloc(all * 2);
