@@ -69,7 +69,11 @@ static int save(struct run *r) {
     return rc;
 }
 
-/* Collective. Returns 0 (resumed or nothing to resume) or an exit code. */
+/* Collective, before the first step. Returns 0 (resumed or nothing to resume) or an exit
+ * code. A host-memory backend loads straight into the live weights (and, unsharded, the
+ * moments): a checkpoint found corrupt after part of it was read would leave rank 0 with
+ * other weights than the rest, so the initial ones are kept and put back when no
+ * checkpoint loads (the moments are still zero then). */
 static int resume(struct run *r) {
     struct trainer *t = r->t;
     const char *dir = r->c->checkpoint.dir;
@@ -82,7 +86,15 @@ static int resume(struct run *r) {
         char err[2048];
         struct ckpt_meta mine;
         trainer_meta(t, &mine);
+        size_t bytes = (size_t)t->model.pt.total * sizeof(float);
+        float *keep = p == t->model.params ? rt_malloc(bytes, "initial weights (resume)") : NULL;
+        if (keep) memcpy(keep, p, bytes);
         found = ckpt_load_latest(dir, stderr, t->model.pt.total, p, m, v, r->last_ckpt, &meta, err, sizeof err);
+        if (keep && found <= 0) {
+            memcpy(p, keep, bytes);
+            if (m == t->opt.m) memset(m, 0, bytes), memset(v, 0, bytes);
+        }
+        free(keep);
         if (found < 0) {
             fprintf(stderr, "ringtrain: %s\n", err);
         } else if (found && meta.model_hash != mine.model_hash) {

@@ -7,7 +7,8 @@
 #     straight run bit for bit. SIGUSR1: checkpoint and continue. SIGINT: stop, no save.
 #  3. A rank killed (SIGKILL) in the middle of writing a checkpoint: the previous one is
 #     used and the losses still match; a failed write (ENOSPC) keeps the previous one.
-#  4. A corrupt and a truncated checkpoint are named and the previous one is used.
+#  4. A corrupt and a truncated checkpoint are named and the previous one is used; when
+#     every checkpoint is corrupt the run starts afresh, bit for bit like a fresh run.
 #  5. Resuming a 2-rank checkpoint on 4 ranks continues (losses within 1e-5).
 #  6. --export writes an HF model dir from the newest checkpoint.
 #  7. ZeRO-1 (parallel.zero, on by default): a checkpoint written by 4 sharded ranks resumes
@@ -107,6 +108,12 @@ truncate -s 1000 "$d/ckt/step-00000020/optim.bin"
 run 2 t.out --set checkpoint.dir="$d/ckt" --set train.steps=20
 grep -q "step-00000020: optim.bin has 1000 bytes" "$d/t.out" && grep -q "step-00000010 at step 10" "$d/t.out" \
     && ok "truncated step 20 named, resumed from step 10" || bad "truncated: $(head -4 "$d/t.out")"
+
+mkdir -p "$d/ckall" && cp -r "$d/ckb/step-00000020" "$d/ckall/"
+printf '\x55' | dd of="$d/ckall/step-00000020/model.bin" bs=1 seek=$(( $(stat -c %s "$d/ckall/step-00000020/model.bin") - 8 )) conv=notrunc 2>/dev/null
+run 2 all.out --set checkpoint.dir="$d/ckall" --set train.steps=20 --set checkpoint.every=0 --set log.metrics="$d/all.jsonl"
+grep -q "model.bin checksum mismatch" "$d/all.out" && [ "$(losses "$d/all.jsonl")" = "$(losses "$d/a.jsonl")" ] \
+    && ok "every checkpoint corrupt: fresh start, bit for bit" || bad "all corrupt: $(head -4 "$d/all.out")"
 
 echo "5. resume on another number of ranks"
 run 2 w1.out --set checkpoint.dir="$d/ckw" --set train.steps=10 --set log.metrics="$d/w.jsonl"
