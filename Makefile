@@ -84,6 +84,14 @@ build/test_%: build/obj/test/test_%.o build/obj/test/testutil.o build/libringtra
 test: all
 	MPIRUN="$(MPIRUN)" test/run_tests.sh
 
+# CUDA builds: the LD_PRELOAD library with which test_plan shows that --plan makes no CUDA call.
+ifeq ($(CUDA),1)
+all: build/nocuda.so
+build/nocuda.so: test/nocuda.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $<
+endif
+
 # GPU tests (on a machine with a GPU): each CUDA op against its CPU twin, and more.
 build/gpu/test_%: build/obj/test/gpu/test_%.o build/obj/test/testutil.o build/libringtrain.a
 	@mkdir -p $(@D)

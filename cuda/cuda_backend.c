@@ -10,10 +10,18 @@
 #include "cuda_check.h"
 #include "cuda_ops.h"
 #include "cudnn_attn.h"
+#include "mem_plan.h"
 #include "runtime.h"
 
 #define XENT_CHUNK 1024 /* tokens per lm_head/cross-entropy chunk */
 #define PROF_MAX 16384  /* timed op calls between two reads of the profile */
+/* Memory plan allowances (mem_plan.h): device memory taken by others than our buffers --
+ * the CUDA context, the cuBLAS/cuDNN handles and the kernels they load, NCCL, the rounding
+ * of allocations -- and cuDNN's own part of the attention workspace. CONTEXT_ALLOWANCE is
+ * what an H200 showed at 7B 32K and 64K on one rank (cudaMemGetInfo's used, 127.95 and
+ * 137.65 GiB, less the planned buffers); cuDNN's own workspace was under 8 MiB there. */
+#define CONTEXT_ALLOWANCE ((size_t)1792 << 20)
+#define CUDNN_OWN_ALLOWANCE ((size_t)128 << 20)
 
 struct cuda_ctx {
     int device;
@@ -354,24 +362,48 @@ static int ring_shapes(const struct cuda_backend_opts *o, struct block_shape *b)
     return n;
 }
 
+/* The scratch buffers cuda_backend_create allocates (their sizes are functions of the
+ * options alone, so the memory plan records the same ones). */
+static size_t xent_bytes(const struct cuda_backend_opts *o) {
+    return cuda_xent_scratch(o->T < XENT_CHUNK ? o->T : XENT_CHUNK, o->V);
+}
+static size_t local32_bytes(const struct cuda_backend_opts *o) {
+    return (size_t)o->T * (o->H + 2 * o->Hkv) * o->D * sizeof(float);
+}
+#define XENT_WHAT "cross-entropy chunk"
+#define NORM_WHAT "RMSNorm scratch"
+#define SUMSQ_WHAT "norm scratch"
+#define SUMSQ_OUT_WHAT "norm result"
+#define LOCAL32_WHAT "attention fp32 scratch (native kernels, one rank)"
+
 /* device.attention: cudnn requires cuDNN for every block shape; auto takes it when it
- * serves them all; native never. Plans are built and the workspace reserved now (a ring of
- * one rank writes cuDNN's bf16 outputs directly: no staging). The native kernels of a ring
- * of one rank get their fp32 scratch. */
-static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
-    struct cuda_ctx *c = be->ctx;
+ * serves them all; native never. takes: cudnn_attn_supported, or cudnn_attn_takes_shape
+ * where no GPU may be touched (a plan). */
+static int use_cudnn(const struct cuda_backend_opts *o, int (*takes)(int, int, int, int, int, int)) {
     struct block_shape b[3];
-    int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE, direct = o->ring_size == 1;
-    for (int i = 0; i < n && ok; i++) ok = cudnn_attn_supported(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal);
+    int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE;
+    for (int i = 0; i < n && ok; i++) ok = takes(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal);
     if (!ok && o->attention == ATTN_CUDNN)
         RT_FATAL("device.attention cudnn: cuDNN's fused attention %s (T=%d, heads %d/%d, head dim %d)",
                  cudnn_attn_version() ? "does not take this shape" : "is not in this build", o->T, o->H, o->Hkv, o->D);
-    if (!ok) {
-        snprintf(c->attention, sizeof c->attention, "native flash attention (cuda/attn_*.cu)%s",
-                 o->attention == ATTN_AUTO ? ", cuDNN not available for this shape" : "");
-        if (direct)
-            c->local32 = g_alloc(be, (size_t)o->T * (o->H + 2 * o->Hkv) * o->D * sizeof(float),
-                                 "attention fp32 scratch (native kernels, one rank)");
+    return ok;
+}
+
+static void native_text(char *buf, size_t n, const struct cuda_backend_opts *o) {
+    snprintf(buf, n, "native flash attention (cuda/attn_*.cu)%s",
+             o->attention == ATTN_AUTO ? ", cuDNN not available for this shape" : "");
+}
+
+/* Plans are built and the workspace reserved now (a ring of one rank writes cuDNN's bf16
+ * outputs directly: no staging). The native kernels of a ring of one rank get their fp32
+ * scratch. */
+static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
+    struct cuda_ctx *c = be->ctx;
+    struct block_shape b[3];
+    int n = ring_shapes(o, b), direct = o->ring_size == 1;
+    if (!use_cudnn(o, cudnn_attn_supported)) {
+        native_text(c->attention, sizeof c->attention, o);
+        if (direct) c->local32 = g_alloc(be, local32_bytes(o), LOCAL32_WHAT);
         return;
     }
     c->cudnn = cudnn_attn_init(0);
@@ -387,7 +419,7 @@ static void choose_attention(struct backend *be, const struct cuda_backend_opts 
 }
 
 struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
-    int local_rank = o->local_rank, T = o->T, d = o->d, V = o->V, profile = o->profile;
+    int local_rank = o->local_rank, profile = o->profile;
     int n = cuda_device_count();
     if (n < 1) RT_FATAL("device.backend cuda: no CUDA device is visible");
     struct backend *be = rt_calloc(1, sizeof *be, "cuda backend");
@@ -400,12 +432,11 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->issued, cudaEventDisableTiming));
     c->blas = cuda_blas_init(0);
-    int chunk = T < XENT_CHUNK ? T : XENT_CHUNK;
-    c->xent_scratch = g_alloc(be, cuda_xent_scratch(chunk, V), "cross-entropy chunk");
-    c->norm_bytes = cuda_rmsnorm_scratch(T, d);
-    c->norm_scratch = c->norm_bytes ? g_alloc(be, c->norm_bytes, "RMSNorm scratch") : NULL;
-    c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), "norm scratch");
-    c->sumsq_out = g_alloc(be, sizeof(double), "norm result");
+    c->xent_scratch = g_alloc(be, xent_bytes(o), XENT_WHAT);
+    c->norm_bytes = cuda_rmsnorm_scratch(o->T, o->d);
+    c->norm_scratch = c->norm_bytes ? g_alloc(be, c->norm_bytes, NORM_WHAT) : NULL;
+    c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
+    c->sumsq_out = g_alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
     c->profiling = profile;
     if (profile) {
         c->prof_ev = rt_calloc(2 * PROF_MAX, sizeof *c->prof_ev, "profile events");
@@ -440,3 +471,39 @@ void cuda_backend_destroy(struct backend *be) {
 }
 
 cudaStream_t cuda_backend_stream(const struct backend *be) { return st(be); }
+
+void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p) {
+    mem_plan_like(p, &table);
+    mem_plan_add(p, "CUDA context, cuBLAS/cuDNN handles and kernels, NCCL", MEM_DEVICE, 1, CONTEXT_ALLOWANCE, 1);
+    mem_plan_add(p, "cuBLAS workspace", MEM_DEVICE, 0, CUDA_BLAS_WORKSPACE_DEFAULT, 1);
+    mem_plan_add(p, XENT_WHAT, MEM_DEVICE, 0, xent_bytes(o), 1);
+    size_t norm = cuda_rmsnorm_scratch(o->T, o->d);
+    if (norm) mem_plan_add(p, NORM_WHAT, MEM_DEVICE, 0, norm, 1);
+    mem_plan_add(p, SUMSQ_WHAT, MEM_DEVICE, 0, CUDA_SUMSQ_PARTS * sizeof(double), 1);
+    mem_plan_add(p, SUMSQ_OUT_WHAT, MEM_DEVICE, 0, sizeof(double), 1);
+    struct block_shape b[3];
+    int n = ring_shapes(o, b), direct = o->ring_size == 1;
+    p->cudnn = use_cudnn(o, cudnn_attn_takes_shape);
+    if (!p->cudnn) {
+        native_text(p->attention, sizeof p->attention, o);
+        if (direct) mem_plan_add(p, LOCAL32_WHAT, MEM_DEVICE, 0, local32_bytes(o), 1);
+        return;
+    }
+    size_t ws = 0;
+    for (int i = 0; i < n; i++) {
+        size_t need = cudnn_attn_workspace_estimate(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal, o->T, direct, 0);
+        if (need > ws) ws = need;
+    }
+    mem_plan_add(p, "cuDNN attention workspace (staging, dQ accumulator)", MEM_DEVICE, 0, ws, 1);
+    mem_plan_add(p, "cuDNN attention workspace, cuDNN's own part", MEM_DEVICE, 1, CUDNN_OWN_ALLOWANCE, 1);
+    size_t v = cudnn_attn_version();
+    snprintf(p->attention, sizeof p->attention, "cuDNN %zu.%zu.%zu fused attention (assumes an sm_80 or newer GPU)",
+             v / 10000, v / 100 % 100, v % 100);
+}
+
+void cuda_device_memory(int local_rank, size_t *free_b, size_t *total) {
+    int n = cuda_device_count();
+    if (n < 1) RT_FATAL("device.backend cuda: no CUDA device is visible");
+    CUDA_CHECK(cudaSetDevice(local_rank % n));
+    CUDA_CHECK(cudaMemGetInfo(free_b, total));
+}

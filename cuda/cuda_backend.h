@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "mem_plan.h"
 
 struct cuda_backend_opts {
     int local_rank;          /* selects GPU local_rank % (visible GPUs) */
@@ -23,6 +24,15 @@ struct cuda_backend_opts {
 struct backend *cuda_backend_create(const struct cuda_backend_opts *o);
 void cuda_backend_destroy(struct backend *be);
 cudaStream_t cuda_backend_stream(const struct backend *be);
+/* The backend cuda_backend_create would make, as a memory plan: the plan backend takes the
+ * CUDA table's activation size and weight sharing, and p records the backend's own buffers
+ * (scratch, cuBLAS and attention workspaces) and allowances for the CUDA context, the
+ * libraries and cuDNN's own workspace; p->cudnn and p->attention say which attention would
+ * run. Pure size arithmetic: no CUDA call (it works without a GPU; it assumes sm_80+). */
+void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p);
+/* Free and total memory of the GPU cuda_backend_create picks for this local rank (this
+ * creates the process's CUDA context on it). */
+void cuda_device_memory(int local_rank, size_t *free_b, size_t *total);
 /* Number of GPUs this process can see. */
 int cuda_device_count(void);
 /* PCI bus id ("0000:41:00.0") of the GPU cuda_backend_create picks for this local rank

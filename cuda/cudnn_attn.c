@@ -609,6 +609,9 @@ static size_t plan_need(const struct plan *p) {
     return n;
 }
 
+/* What every shape reserves: the delta of the native path a call may fall back to. */
+static size_t fallback_bytes(int Tq, int H, int ld) { return align_up((size_t)H * (ld > Tq ? ld : Tq) * 4); }
+
 static struct plan *find_plan(struct cudnn_attn *ca, int kind, int Tq, int Tk, int H, int Hkv, int D, int causal,
                               int ld) {
     for (int i = 0; i < ca->nplans; i++) {
@@ -712,16 +715,12 @@ static void plan_free(struct plan *p) {
 
 size_t cudnn_attn_version(void) { return cudnnGetVersion(); }
 
-static const char *unsupported_why(int Tq, int Tk, int H, int Hkv, int D, int causal) {
+/* Why the library or the shape rules cuDNN out (NULL: they do not); no device call. */
+static const char *shape_why(int Tq, int Tk, int H, int Hkv, int D, int causal) {
     static char buf[128];
     const size_t ver = cudnnGetVersion();
     if (ver < 90000) return "cuDNN older than 9.0";
     if (ver == 91000 || ver == 91001) return "cuDNN 9.10.0/9.10.1 (known SDPA bugs)";
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-        return "no CUDA device";
-    if (major < 8) return "device older than sm_80";
     if (Tq < 1 || Tk < 1 || (Tq == 1 && Tk == 1)) {
         strf(buf, sizeof buf, "Tq=%d Tk=%d not taken by cuDNN", Tq, Tk);
         return buf;
@@ -736,8 +735,33 @@ static const char *unsupported_why(int Tq, int Tk, int H, int Hkv, int D, int ca
     return NULL;
 }
 
+static const char *unsupported_why(int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return "no CUDA device";
+    if (major < 8) return "device older than sm_80";
+    return shape_why(Tq, Tk, H, Hkv, D, causal);
+}
+
 int cudnn_attn_supported(int Tq, int Tk, int H, int Hkv, int D, int causal) {
     return unsupported_why(Tq, Tk, H, Hkv, D, causal) == NULL;
+}
+
+int cudnn_attn_takes_shape(int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    return shape_why(Tq, Tk, H, Hkv, D, causal) == NULL;
+}
+
+size_t cudnn_attn_workspace_estimate(int Tq, int Tk, int H, int Hkv, int D, int causal, int ld, int direct,
+                                     size_t cudnn_own) {
+    size_t need = fallback_bytes(Tq, H, ld);
+    for (int kind = KIND_FWD; kind <= KIND_BWD; kind++) {
+        struct plan p = {.kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .D = D, .causal = causal,
+                         .ld = ld % 4 == 0 ? ld : 0, .cudnn_ws = (int64_t)cudnn_own}; /* as plan_for picks */
+        size_t n = direct ? plan_direct(&p) : plan_need(&p);
+        if (n > need) need = n;
+    }
+    return need;
 }
 
 struct cudnn_attn *cudnn_attn_init(size_t workspace_bytes) {
@@ -807,7 +831,7 @@ static size_t need_of(const struct plan *p, int direct) {
 
 size_t cudnn_attn_prepare(struct cudnn_attn *ca, int Tq, int Tk, int H, int Hkv, int D, int causal, int ld,
                           int direct) {
-    const size_t fallback = align_up((size_t)H * (ld > Tq ? ld : Tq) * 4); /* delta of the native path */
+    const size_t fallback = fallback_bytes(Tq, H, ld);
     if (!ca || unsupported_why(Tq, Tk, H, Hkv, D, causal)) return fallback;
     struct plan *ps[4] = {plan_for(ca, KIND_FWD, Tq, Tk, H, Hkv, D, causal, ld, 1),
                           plan_for(ca, KIND_BWD, Tq, Tk, H, Hkv, D, causal, ld, 1), NULL, NULL};
@@ -1010,6 +1034,15 @@ struct cudnn_attn {
 size_t cudnn_attn_version(void) { return 0; }
 int cudnn_attn_supported(int Tq, int Tk, int H, int Hkv, int D, int causal) {
     (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal;
+    return 0;
+}
+int cudnn_attn_takes_shape(int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal;
+    return 0;
+}
+size_t cudnn_attn_workspace_estimate(int Tq, int Tk, int H, int Hkv, int D, int causal, int ld, int direct,
+                                     size_t cudnn_own) {
+    (void)Tq; (void)Tk; (void)H; (void)Hkv; (void)D; (void)causal; (void)ld; (void)direct; (void)cudnn_own;
     return 0;
 }
 struct cudnn_attn *cudnn_attn_init(size_t workspace_bytes) {

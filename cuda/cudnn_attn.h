@@ -41,6 +41,14 @@ void cudnn_attn_free(struct cudnn_attn *ca);
  * D a multiple of 8 and <= 128, H % Hkv == 0, Tq, Tk >= 1 (not both 1), causal only with
  * Tq == Tk, device sm_80 or newer. A plan may still fail to build (then the native path runs). */
 int cudnn_attn_supported(int Tq, int Tk, int H, int Hkv, int D, int causal);
+/* The same without the device check (no CUDA call): what a memory plan made without a GPU
+ * assumes, the device being sm_80 or newer. */
+int cudnn_attn_takes_shape(int Tq, int Tk, int H, int Hkv, int D, int causal);
+/* What cudnn_attn_prepare would return for this shape (lse direct when ld % 4 == 0, else
+ * staged; the default output types), cuDNN's own workspace taken as `cudnn_own` bytes (only a built
+ * plan knows it): the same formulas, with no cuDNN plan and no CUDA call. 0 without cuDNN. */
+size_t cudnn_attn_workspace_estimate(int Tq, int Tk, int H, int Hkv, int D, int causal, int ld, int direct,
+                                     size_t cudnn_own);
 
 /* Builds (or finds in the cache) the forward and backward plans of a shape now, with lse /
  * delta views of row stride ld, and returns the device workspace bytes its calls need (cuDNN's

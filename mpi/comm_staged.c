@@ -1,7 +1,7 @@
 /* comm_staged: struct comm on device buffers through pinned host buffers and the MPI
  * transport (CUDA build only). Owns one MPI struct comm (comm_mpi_init: it does the talking,
- * the timeouts and the messages) and one pinned arena of 6 x max_bytes:
- *   ring[i].send/recv  (max_bytes each) a ring exchange in flight, RING_SLOTS at once
+ * the timeouts and the messages) and one pinned arena of COMM_STAGED_BUFFERS x max_bytes:
+ *   ring[i].send/recv  (max_bytes each) a ring exchange in flight, COMM_STAGED_RING_SLOTS at once
  *   send/recv          (max_bytes each) the collective in progress
  * Every operation starts by waiting for the compute stream (after its device->host copies)
  * before MPI touches a host buffer, which also retires the host->device copies that earlier
@@ -18,8 +18,6 @@
 #include "cuda_check.h"
 #include "runtime.h"
 
-#define RING_SLOTS 2 /* ring exchanges in flight at once (the ring backward uses 2) */
-
 struct ring_slot {
     void *send, *recv;          /* (max_bytes) pinned */
     void *dev_recv;             /* where ring_wait copies the message */
@@ -32,9 +30,9 @@ struct staged_impl {
     struct comm      mpi;
     cudaStream_t     compute;
     size_t           max_bytes;
-    void            *arena;      /* (6 x max_bytes) pinned */
+    void            *arena;      /* (COMM_STAGED_BUFFERS x max_bytes) pinned */
     void            *send, *recv; /* (max_bytes) pinned, for collectives */
-    struct ring_slot ring[RING_SLOTS];
+    struct ring_slot ring[COMM_STAGED_RING_SLOTS];
 };
 
 static struct staged_impl *impl(struct comm *c) { return c->impl; }
@@ -69,9 +67,9 @@ static void staged_ring_start(struct comm *c, const void *send, void *recv, int6
     struct staged_impl *m = impl(c);
     size_t bytes = staged_bytes(c, count, 1, dtype, "ring exchange");
     int i = 0;
-    while (i < RING_SLOTS && m->ring[i].busy) i++;
-    if (i == RING_SLOTS)
-        RT_FATAL("comm %s: more than %d ring exchanges in flight (wait for one first)", c->name, RING_SLOTS);
+    while (i < COMM_STAGED_RING_SLOTS && m->ring[i].busy) i++;
+    if (i == COMM_STAGED_RING_SLOTS)
+        RT_FATAL("comm %s: more than %d ring exchanges in flight (wait for one first)", c->name, COMM_STAGED_RING_SLOTS);
     struct ring_slot *s = &m->ring[i];
     to_host(m, s->send, send, bytes);
     memset(&s->inner, 0, sizeof s->inner);
@@ -163,13 +161,13 @@ void comm_staged_init(struct comm *c, MPI_Comm parent, const char *name, double 
     c->impl = m;
     m->compute = compute;
     m->max_bytes = max_bytes;
-    size_t nbuf = 2 + 2 * RING_SLOTS;
+    size_t nbuf = COMM_STAGED_BUFFERS;
     if (max_bytes > SIZE_MAX / nbuf) RT_FATAL("comm %s: staging buffers of %zu bytes", name, max_bytes);
     CUDA_CHECK(cudaMallocHost(&m->arena, max_bytes ? nbuf * max_bytes : 1));
     char *p = m->arena;
     m->send = p, p += max_bytes;
     m->recv = p, p += max_bytes;
-    for (int i = 0; i < RING_SLOTS; i++) {
+    for (int i = 0; i < COMM_STAGED_RING_SLOTS; i++) {
         m->ring[i].send = p, p += max_bytes;
         m->ring[i].recv = p, p += max_bytes;
     }

@@ -16,11 +16,15 @@
 
 #include "comm.h"
 
+#define COMM_STAGED_RING_SLOTS 2 /* ring exchanges in flight at once (the ring backward uses 2) */
+/* Pinned buffers of max_bytes each: send and recv of every ring slot and of one collective. */
+#define COMM_STAGED_BUFFERS (2 + 2 * COMM_STAGED_RING_SLOTS)
+
 /* Collective over `parent`; the calling rank's GPU must be current. max_bytes bounds every
  * buffer one operation stages on one side: a ring message, an all-reduce or broadcast
  * buffer, reduce-scatter's send (size x count elements), all-gather's recv (size x count).
- * Pinned memory taken: 6 x max_bytes (2 ring exchanges in flight, send and recv each, and
- * one collective); it never grows: a larger operation is a fatal error naming both sizes. */
+ * Pinned memory taken: COMM_STAGED_BUFFERS x max_bytes; it never grows: a larger operation
+ * is a fatal error naming both sizes. */
 void comm_staged_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s,
                       cudaStream_t compute, size_t max_bytes);
 

@@ -82,6 +82,7 @@ struct cfg_device {
     int backend;                   /* enum cfg_backend */
     int attention;                 /* enum cfg_attn_impl */
     int bind;                      /* enum cfg_bind: cores and NUMA node of each rank */
+    double memory_gib;             /* one GPU's memory for --plan; 0 = the GPU's (a run measures it) */
 };
 
 struct cfg_checkpoint {

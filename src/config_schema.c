@@ -106,6 +106,11 @@ const struct cfg_key cfg_schema[] = {
         "Compute backend: `cpu` (the reference implementation) or `cuda`."),
     KEY("device.attention", CFGT_ENUM, device.attention, NOBOUND, "auto|cudnn|native", "auto",
         "Block attention kernel of the cuda backend: `auto` chooses, `cudnn` or `native` forces one."),
+    KEY("device.memory_gib", CFGT_FLOAT, device.memory_gib, GE(0), NULL, "0",
+        "GiB of memory of one GPU for the fit check of `--plan` (ranks sharing a GPU split it), e.g. 139.5 for "
+        "the H200 of docs/benchmarks.md; with it `memory.offload: auto` decides in the plan as it would on that "
+        "GPU. `0` = the GPU's own: `--plan`, which touches no GPU, then prints the plan without the check. A cuda "
+        "run always checks the plan against what its GPU has free at start-up, before it allocates anything."),
     KEY("device.bind", CFGT_ENUM, device.bind, NOBOUND, "auto|none", "auto",
         "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 

@@ -1,7 +1,8 @@
 /* main: the ringtrain command line. Rank 0 parses and checks the job (exit 2 on bad
  * input, before anything is allocated) and broadcasts it; every rank binds to its cores
- * (affinity.c), then trains, evaluates or exports (run.c). Exit codes: 0 ok, 1 runtime
- * failure, 2 bad input, 3 does not fit, 130 stopped by SIGINT. */
+ * (affinity.c), then trains, evaluates or exports (run.c), or, with --plan, plans its
+ * memory without touching a GPU (run_plan.c). Exit codes: 0 ok, 1 runtime failure, 2 bad
+ * input, 3 does not fit, 130 stopped by SIGINT. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ static const char *usage =
     "                                                      checkpoint in checkpoint.dir unless --no-resume)\n"
     "       ringtrain --eval JOB.yaml [--set key=value]...  mean token loss over data.eval (or data.train)\n"
     "       ringtrain --export DIR JOB.yaml                 write the newest checkpoint as an HF model dir\n"
-    "       ringtrain --plan JOB.yaml [--set key=value]...  memory plan (not available yet)\n"
+    "       ringtrain --plan JOB.yaml [--set key=value]...  memory plan (every buffer of a rank), offload, expected\n"
+    "                                                      step time; touches no GPU; exit 3 when it does not fit\n"
+    "                                                      device.memory_gib (e.g. --set device.memory_gib=139.5)\n"
     "       ringtrain --help | --help-config[=markdown] | --version\n"
     "Run under mpirun for several ranks: mpirun -np 4 ./ringtrain job.yaml\n"
     "Signals: SIGTERM saves a checkpoint and exits 0, SIGUSR1 saves and continues, SIGINT stops.\n"
@@ -97,10 +100,6 @@ int main(int argc, char **argv) {
     struct args a;
     char err[2048] = "";
     int rc = parse_args(argc, argv, &a, rt.rank == 0, err, sizeof err);
-    if (rc == 0 && a.mode == MODE_PLAN) {
-        snprintf(err, sizeof err, "--plan: the memory planner is not available in this version");
-        rc = 2;
-    }
     struct job *j = rt_calloc(1, sizeof *j, "job");
     if (rc == 0 && rt.rank == 0 && load_job(&a, rt.world, j, err, sizeof err)) rc = 2;
     MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, rt.world_comm));
@@ -111,8 +110,10 @@ int main(int argc, char **argv) {
         return rc == 1 ? 0 : rc;
     }
     MPI_CHECK(MPI_Bcast(j, (int)sizeof *j, MPI_BYTE, 0, rt.world_comm));
-    affinity_setup(&rt, &j->cfg.device);
-    if (a.mode == MODE_EVAL) rc = run_eval(j, &rt);
+    /* A plan touches no GPU, so it neither looks for one nor binds near it. */
+    if (a.mode != MODE_PLAN) affinity_setup(&rt, &j->cfg.device);
+    if (a.mode == MODE_PLAN) rc = run_plan(j, &rt);
+    else if (a.mode == MODE_EVAL) rc = run_eval(j, &rt);
     else if (a.mode == MODE_EXPORT) rc = run_export(j, &rt, a.export_dir);
     else rc = run_train(j, &rt, !a.no_resume);
     free(j);

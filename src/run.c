@@ -13,10 +13,9 @@
 #include "checkpoint.h"
 #include "corpus.h"
 #include "hf_export.h"
+#include "mem_plan.h"
 #include "signals.h"
 #include "train.h"
-
-#define PEAK_FLOPS 989e12 /* per GPU, ARCHITECTURE.md section 6 */
 
 struct run {
     struct trainer *t;
@@ -118,21 +117,12 @@ static int resume(struct run *r) {
     return 0;
 }
 
-/* "60.00 KiB" */
-static const char *bytes_text(double b, char *buf, size_t n) {
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) b /= 1024, u++;
-    snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-    return buf;
-}
-
 /* The optimizer state each rank holds: the two AdamW moments of its slice (zero.h). */
-static void print_optimizer(const struct trainer *t) {
+void run_print_optimizer(const struct trainer *t) {
     char mine[32], all[32];
     double each = 2.0 * (double)t->opt.n * sizeof(float);
-    bytes_text(each, mine, sizeof mine);
-    bytes_text(2.0 * (double)t->zero.total * sizeof(float), all, sizeof all);
+    mem_bytes_text(each, mine, sizeof mine);
+    mem_bytes_text(2.0 * (double)t->zero.total * sizeof(float), all, sizeof all);
     if (t->zero.on)
         printf("optimizer: AdamW, moments 2 x %lld floats = %s per rank (ZeRO-1 over %d ranks; %s unsharded)\n",
                (long long)t->opt.n, mine, t->zero.shards, all);
@@ -165,7 +155,7 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            j->cfg.data.synthetic == SYNTHETIC_COPY ? "synthetic copy task" : files,
            (long long)t->L, (long long)t->T, j->cfg.train.seqs_per_step,
            j->cfg.train.seqs_per_step > 1 ? "s" : "");
-    print_optimizer(t);
+    run_print_optimizer(t);
     fflush(stdout);
 }
 
@@ -177,7 +167,7 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
     comm_all_reduce(&t->ctl, &mem, &mem, 1, COMM_F64, COMM_MAX);
     if (r->rt->rank != 0) return;
     double tps = st->tokens / dt;
-    double mfu = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step / (dt * PEAK_FLOPS * r->rt->world);
+    double mfu = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step / (dt * TRAIN_PEAK_FLOPS * r->rt->world);
     int64_t step = t->step;
     if (step % c->log.every == 0 || step == c->train.steps || st->skipped) {
         double eta = elapsed / (double)done_here * (double)(c->train.steps - step);
@@ -312,9 +302,10 @@ static void run_close(struct run *r) {
 }
 
 int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
+    int rc = run_check_fit(j, rt);
+    if (rc) return rc;
     struct run r;
     run_open(&r, j, rt);
-    int rc = 0;
     if (rt->rank == 0) print_start(r.t, rt);
     if (r.c->checkpoint.dir[0] && do_resume) rc = resume(&r);
     /* A resumed run appends to its metrics; a fresh one starts the file. */
@@ -333,6 +324,8 @@ int run_eval(const struct job *j, const struct runtime *rt) {
         if (rt->rank == 0) fprintf(stderr, "ringtrain: --eval needs data.eval when data.synthetic is set\n");
         return 2;
     }
+    int rc = run_check_fit(j, rt);
+    if (rc) return rc;
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
     trainer_init(t, j, rt, NULL);
     const char *path = c->data.eval[0] ? c->data.eval : c->data.train;
@@ -351,9 +344,10 @@ int run_eval(const struct job *j, const struct runtime *rt) {
 }
 
 int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
+    int rc = run_check_fit(j, rt);
+    if (rc) return rc;
     struct run r;
     run_open(&r, j, rt);
-    int rc = 0;
     if (!r.c->checkpoint.dir[0]) {
         if (rt->rank == 0) fprintf(stderr, "ringtrain: --export needs checkpoint.dir in the job\n");
         rc = 2;

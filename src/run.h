@@ -2,7 +2,8 @@
  * newest checkpoint, the step loop with its progress line and metrics record, checkpoints
  * every checkpoint.every steps and at the end, signals (SIGTERM saves and exits 0, SIGUSR1
  * saves and continues, SIGINT stops without saving), the numerical guard, and the export
- * at the end. Evaluation. Export of the newest checkpoint. Each returns the exit code. */
+ * at the end. Evaluation. Export of the newest checkpoint. The memory plan (--plan, and the
+ * check of a cuda run before it allocates). Each returns the exit code. */
 #ifndef RT_RUN_H
 #define RT_RUN_H
 
@@ -14,5 +15,15 @@
 int run_train(const struct job *j, const struct runtime *rt, int resume);
 int run_eval(const struct job *j, const struct runtime *rt);
 int run_export(const struct job *j, const struct runtime *rt, const char *dir);
+
+/* The memory plan (run_plan.c): --plan prints it (0: fits or unchecked, 3: does not fit);
+ * run_check_fit checks it against the GPU before a cuda run allocates (0 at once on other
+ * backends; 3, with the table, when the job cannot fit). Collective. */
+int run_plan(const struct job *j, const struct runtime *rt);
+int run_check_fit(const struct job *j, const struct runtime *rt);
+
+struct trainer;
+/* The start-up log's line on the optimizer state of a rank (shared by run.c and run_plan.c). */
+void run_print_optimizer(const struct trainer *t);
 
 #endif

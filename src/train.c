@@ -1,4 +1,4 @@
-/* train: trainer set-up, the training step and evaluation. */
+/* train: trainer set-up (for a run, or as a memory plan), the training step and evaluation. */
 #include "train.h"
 
 #include <math.h>
@@ -7,70 +7,14 @@
 #include <string.h>
 
 #include "comm_mpi.h"
-#ifdef RT_HAVE_CUDA
-#include "comm_nccl.h"
-#include "comm_staged.h"
-#include "cuda_backend.h"
-#endif
 #include "corpus.h"
 #include "hf.h"
+#include "train_backend.h"
 
-#define COMM_TIMEOUT_S 600.0
-
-/* The backend of device.backend and the transport that suits it: MPI on host buffers for
- * the CPU; for CUDA, NCCL when every rank of the host has a GPU of its own (or when
- * parallel.transport says so), else MPI staged through pinned host memory. */
-static const struct backend *backend_open(struct trainer *t, const struct runtime *rt) {
-    const struct cfg *c = &t->job.cfg;
-    MPI_Comm ring;
-    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
-    const struct backend *be = &cpu_backend;
-    if (c->device.backend == BACKEND_CPU) {
-        comm_mpi_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S);
-        comm_mpi_init(&t->cp, ring, "cp", COMM_TIMEOUT_S);
-    } else {
-#ifdef RT_HAVE_CUDA
-        const struct model_config *mc = &t->job.mc;
-        struct cuda_backend_opts go = {
-            .local_rank = rt->local_rank, .T = (int)t->T, .d = mc->dim, .V = mc->vocab_size, .H = mc->n_heads,
-            .Hkv = mc->n_kv_heads, .D = mc->head_dim, .ring_size = t->job.cp,
-            .zigzag = c->parallel.attention == RING_ZIGZAG, .attention = c->device.attention,
-            .profile = c->log.profile};
-        struct backend *g = cuda_backend_create(&go);
-        cudaStream_t s = cuda_backend_stream(g);
-        int own_gpu = rt->local_size <= cuda_device_count();
-        int nccl = c->parallel.transport == TRANSPORT_NCCL || (c->parallel.transport == TRANSPORT_AUTO && own_gpu);
-        if (nccl && !own_gpu)
-            RT_FATAL("parallel.transport nccl: %d ranks on this host share %d GPU(s); NCCL needs one GPU per "
-                     "rank (use parallel.transport: mpi)", rt->local_size, cuda_device_count());
-        if (nccl) {
-            comm_nccl_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s);
-            comm_nccl_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s);
-        } else {
-            /* The world moves whole (padded) gradient and weight buffers: all-reduce and
-             * broadcast of them, or reduce-scatter's send and all-gather's recv with ZeRO. */
-            size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
-            size_t flat = (size_t)zero_flat(&t->zero) * sizeof(float);
-            size_t max_bytes = flat > kv ? flat : kv;
-            comm_staged_init(&t->world, rt->world_comm, "world", COMM_TIMEOUT_S, s, max_bytes);
-            comm_staged_init(&t->cp, ring, "cp", COMM_TIMEOUT_S, s, kv);
-        }
-        t->cuda = g;
-        t->gpu_sharing = (rt->local_size + cuda_device_count() - 1) / cuda_device_count();
-        be = g;
-#else
-        (void)rt;
-        RT_FATAL("device.backend cuda: this build has no CUDA backend");
-#endif
-    }
-    MPI_CHECK(MPI_Comm_free(&ring));
-    return be;
-}
-
-/* How many layers keep their saved tensors in host memory (memory.offload). auto measures
- * the free device memory once every rank has allocated everything else; ranks sharing a
- * GPU split it. */
-static int offload_layers(struct trainer *t) {
+/* How many layers keep their saved tensors in host memory (memory.offload); -1, with the
+ * reason in why, when memory.offload: auto finds no number that fits. auto measures the free
+ * device memory once every rank has allocated everything else; ranks sharing a GPU split it. */
+static int offload_layers(struct trainer *t, char *why, size_t whylen) {
     const struct cfg *c = &t->job.cfg;
     const struct backend *be = t->model.be;
     int Ly = t->job.mc.n_layers, mode = c->memory.offload;
@@ -86,16 +30,33 @@ static int offload_layers(struct trainer *t) {
     if (n < 0) {
         size_t need = 0;
         for (int i = 0; i < nsets; i++) need += offload_device_bytes(bytes[i], Ly, Ly);
-        RT_NO_FIT("does not fit: with every layer offloaded the saved activations still need %.2f GiB, %.2f GiB "
-                  "is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept back); "
-                  "try fewer tokens per rank (more ranks or a shorter data.seq_len)",
-                  need / 1073741824.0, budget / 1073741824.0, c->memory.reserve_gib);
+        snprintf(why, whylen,
+                 "with every layer offloaded the saved activations still need %.2f GiB, %.2f GiB "
+                 "is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept back); "
+                 "try fewer tokens per rank (more ranks or a shorter data.seq_len)",
+                 need / 1073741824.0, budget / 1073741824.0, c->memory.reserve_gib);
     }
     return n;
 }
 
-void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
-                  const struct train_opts *o) {
+/* The weights: loaded from the HF directory or randomly initialised. */
+static void init_weights(struct trainer *t) {
+    const struct cfg *c = &t->job.cfg;
+    char err[1024];
+    float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
+    if (c->model.init == INIT_HF) {
+        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_FATAL("%s", err);
+    } else {
+        params_init_random(&t->model.pt, c->model.seed, w);
+    }
+    model_set_params(&t->model, w);
+    free(w);
+}
+
+/* The trainer's start-up, shared by a run (plan NULL) and a memory plan (every backend
+ * buffer recorded into plan, no weights made or loaded). */
+static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
+                          const struct train_opts *o, struct mem_plan *plan) {
     memset(t, 0, sizeof *t);
     t->job = *j;
     const struct cfg *c = &t->job.cfg;
@@ -105,29 +66,28 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
     t->gpu_sharing = 1;
-    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", COMM_TIMEOUT_S);
+    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", TRAIN_COMM_TIMEOUT_S);
     char err[1024];
     struct param_table pt;
     if (params_init(&pt, &j->mc, err, sizeof err)) RT_FATAL("%s", err);
     zero_init(&t->zero, c->parallel.zero, rt->world, rt->rank, pt.total);
     params_free(&pt);
-    const struct backend *be = backend_open(t, rt);
+    const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
                ckpt_map[c->memory.checkpointing], zero_flat(&t->zero) - t->zero.total);
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
-    float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
-    if (c->model.init == INIT_HF) {
-        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_FATAL("%s", err);
-    } else {
-        params_init_random(&t->model.pt, c->model.seed, w);
-    }
-    model_set_params(&t->model, w);
-    free(w);
+    if (!plan) init_weights(t);
     opt_init(&t->opt, be, t->zero.lo, t->zero.hi, t->zero.slice);
-    model_place_saved(&t->model, offload_layers(t));
+    int n_host = offload_layers(t, err, sizeof err);
+    if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
+    if (n_host < 0) {
+        snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
+        n_host = j->mc.n_layers;
+    }
+    model_place_saved(&t->model, n_host);
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))
@@ -138,6 +98,15 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
     t->tok = rt_malloc((size_t)t->T * sizeof(int32_t), "shard tokens");
     t->lab = rt_malloc((size_t)t->T * sizeof(int32_t), "shard labels");
     t->pos = rt_malloc((size_t)t->T * sizeof(int64_t), "shard positions");
+}
+
+void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
+                  const struct train_opts *o) {
+    trainer_build(t, j, rt, o, NULL);
+}
+
+void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan) {
+    trainer_build(t, j, rt, NULL, plan);
 }
 
 void trainer_free(struct trainer *t) {
@@ -153,12 +122,8 @@ void trainer_free(struct trainer *t) {
     data_close(&t->data);
     opt_free(&t->opt);
     model_free(&t->model);
-    comm_free(&t->cp);
-    comm_free(&t->world);
+    train_backend_close(t);
     comm_free(&t->ctl);
-#ifdef RT_HAVE_CUDA
-    if (t->cuda) cuda_backend_destroy(t->cuda);
-#endif
 }
 
 /* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... (read from

@@ -1,8 +1,10 @@
 /* train: the trainer of one job on this rank: communicators (world, cp ring, dp group),
  * model, optimizer (its moments sharded over the world with ZeRO-1, zero.h) and data, the
  * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
- * evaluation; train_state.c moves the state to and from host arrays for checkpoints.
- * Logging lives in the caller (run.c). */
+ * evaluation; train_state.c moves the state to and from host arrays for checkpoints;
+ * train_backend.c opens the backend and the transports. The same set-up runs against the
+ * plan backend of a memory plan (trainer_plan, mem_plan.h). Logging lives in the caller
+ * (run.c). */
 #ifndef RT_TRAIN_H
 #define RT_TRAIN_H
 
@@ -12,6 +14,7 @@
 #include "comm.h"
 #include "data.h"
 #include "job.h"
+#include "mem_plan.h"
 #include "model.h"
 #include "optimizer.h"
 #include "runtime.h"
@@ -63,6 +66,13 @@ struct step_stats {
 /* Builds everything; loads HF weights or random-initialises them. Collective. */
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o);
+/* trainer_init's allocation sequence against the plan backend of `plan` (mem_plan.h, made
+ * with mem_plan_init), which records every buffer: no weights are made or loaded, nothing
+ * touches a GPU, the transports are MPI on host buffers (only barriers run on them); the
+ * data is opened as in a run. memory.offload: auto decides from plan->gpu_gib; when nothing
+ * fits it leaves every layer offloaded and says why in plan->no_fit. The trainer holds the
+ * planned shape (model, zero, opt, T); trainer_free it after. Collective. */
+void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan);
 void trainer_free(struct trainer *t);
 
 /* One training step (collective). A step whose loss or gradient norm is not finite is
@@ -92,6 +102,8 @@ void trainer_push_state(struct trainer *t);
 void trainer_meta(const struct trainer *t, struct ckpt_meta *m);
 void trainer_restore(struct trainer *t, const struct ckpt_meta *m);
 
+/* MFU's denominator: dense bf16 FLOP/s of one H100/H200 (ARCHITECTURE.md section 6). */
+#define TRAIN_PEAK_FLOPS 989e12
 /* Model FLOPs of one sequence of L tokens, forward and backward (ARCHITECTURE.md section 6). */
 double train_flops_per_seq(const struct model_config *mc, int64_t L);
 

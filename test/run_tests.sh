@@ -20,6 +20,8 @@ run build/test_data
 run python3 scripts/prepare_data.py --self-test
 run python3 scripts/plot_metrics.py --self-test
 run build/test_cli
+run build/test_mem_plan
+run build/test_plan
 run build/test_checkpoint
 run build/test_hf_reference
 run $mpirun -np 4 build/test_hf_reference

@@ -155,7 +155,7 @@ int main(void) {
     expect("hf_missing.yaml", 2, "missing tensor model.norm.weight");
     expect("hf_disagree.yaml", 2, "hf_disagree.yaml:3:8: model.dim: 32 disagrees with|config.json (8)");
     expect("seqlen33.yaml", 2, "seqlen33.yaml:1:33: data.seq_len: 33 is not a multiple of 2 x cp = 2");
-    expect("ok.yaml --plan", 2, "--plan");
+    expect("ok.yaml --plan", 0, "memory plan of ok.yaml|plan: device");
     expect("ok.yaml", 0, "\"event\":\"done\",\"step\":2");
     expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
     expect("ok.yaml --eval", 0, "\"event\":\"done\",\"windows\"");

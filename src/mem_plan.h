@@ -1,0 +1,74 @@
+/* mem_plan: the memory plan of one rank -- every buffer its trainer allocates at start-up,
+ * grouped by name and size, in device memory (the backend's memory: host RAM on the cpu
+ * backend) or in pinned host memory.
+ * A plan is filled by running the trainer's own allocation sequence (train.h: trainer_plan)
+ * against the plan backend: a struct backend whose alloc and host_alloc record the buffer
+ * and return a distinct fake address that is never dereferenced, whose other memory ops do
+ * nothing, and whose mem_free answers from the recorded bytes, so memory.offload: auto
+ * decides as it would on the GPU. The device backend and the transports add the buffers
+ * they allocate themselves (mem_plan_add); sizes that are estimates rather than computed
+ * (the CUDA context and libraries, cuDNN's own workspace) are marked as allowances.
+ * Used by --plan and by a CUDA run's check before it allocates (run_plan.c). */
+#ifndef RT_MEM_PLAN_H
+#define RT_MEM_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+
+enum mem_where { MEM_DEVICE, MEM_HOST };
+
+/* Buffers of one name, place and size. */
+struct mem_group {
+    char    what[96];
+    int     where;     /* enum mem_where */
+    int     allowance; /* 1: an estimate of what others allocate, not a buffer of ours */
+    size_t  bytes;     /* each */
+    int64_t count;
+};
+
+struct mem_plan {
+    struct backend    be;            /* the plan backend; be.ctx is this plan */
+    struct mem_group *groups;        /* in the order of their first allocation */
+    int               n, cap;
+    size_t            total[2];      /* bytes by enum mem_where, allowances included */
+    size_t            allowance[2];  /* the allowances among them */
+    double            gpu_gib;       /* memory of one GPU the job must fit in; 0: unknown */
+    int               measured;      /* 1: gpu_gib is what was free with the CUDA context made:
+                                        the allowances are not held against it */
+    int               ranks_per_gpu; /* ranks sharing one GPU (the recorded bytes are one rank's) */
+    uintptr_t         next;          /* the next fake address */
+    int               cudnn;         /* the device backend would run cuDNN's fused attention */
+    char              attention[160]; /* which attention kernels would run */
+    char              no_fit[1024];   /* why memory.offload: auto found no way to fit; "" if it did */
+};
+
+/* An empty plan for one rank. gpu_gib: memory of one GPU (0: unknown; the plan backend then
+ * has no mem_free, as a host backend has none), measured: it is what was free after the
+ * CUDA context was made (see the field); ranks_per_gpu: ranks sharing it. The plan backend
+ * acts as the cpu backend until mem_plan_like names another. */
+void mem_plan_init(struct mem_plan *p, double gpu_gib, int measured, int ranks_per_gpu);
+/* Bytes of one rank's device memory that count against gpu_gib (the allowances too unless
+ * measured), and whether ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
+size_t mem_plan_need(const struct mem_plan *p);
+int mem_plan_fits(const struct mem_plan *p);
+void mem_plan_free(struct mem_plan *p);
+/* The plan backend takes the name, activation size and weight sharing of `real` (a backend
+ * table; none of its ops is called), and answers mem_free when real has it and gpu_gib is known. */
+void mem_plan_like(struct mem_plan *p, const struct backend *real);
+const struct backend *mem_plan_backend(struct mem_plan *p);
+
+/* Record count buffers of `bytes` each (what: their name; allowance: an estimate). */
+void mem_plan_add(struct mem_plan *p, const char *what, int where, int allowance, size_t bytes, int64_t count);
+
+/* The table: every group with count, size and total, device part then host part, each with
+ * its total. `indent` starts every line. */
+void mem_plan_print(const struct mem_plan *p, FILE *f, const char *indent);
+/* "1.50 GiB", "32.00 MiB", "8 B" into buf. */
+const char *mem_bytes_text(double bytes, char *buf, size_t n);
+
+#define MEM_GIB 1073741824.0
+
+#endif

@@ -1,0 +1,116 @@
+/* train_backend: the trainer's backend and transports, for a run or a plan (see
+ * train_backend.h). */
+#include "train_backend.h"
+
+#include "comm_mpi.h"
+#ifdef RT_HAVE_CUDA
+#include "comm_nccl.h"
+#include "comm_staged.h"
+#include "cuda_backend.h"
+#endif
+
+#ifdef RT_HAVE_CUDA
+static struct cuda_backend_opts cuda_opts(const struct trainer *t, const struct runtime *rt) {
+    const struct cfg *c = &t->job.cfg;
+    const struct model_config *mc = &t->job.mc;
+    return (struct cuda_backend_opts){
+        .local_rank = rt->local_rank, .T = (int)t->T, .d = mc->dim, .V = mc->vocab_size, .H = mc->n_heads,
+        .Hkv = mc->n_kv_heads, .D = mc->head_dim, .ring_size = t->job.cp,
+        .zigzag = c->parallel.attention == RING_ZIGZAG, .attention = c->device.attention,
+        .profile = c->log.profile};
+}
+
+/* NCCL when every rank of the host has a GPU of its own (or when parallel.transport says
+ * so), else MPI staged through pinned host memory. */
+static int use_nccl(const struct trainer *t, const struct runtime *rt, int gpus) {
+    const struct cfg *c = &t->job.cfg;
+    int own_gpu = rt->local_size <= gpus;
+    int nccl = c->parallel.transport == TRANSPORT_NCCL || (c->parallel.transport == TRANSPORT_AUTO && own_gpu);
+    if (nccl && !own_gpu)
+        RT_FATAL("parallel.transport nccl: %d ranks on this host share %d GPU(s); NCCL needs one GPU per "
+                 "rank (use parallel.transport: mpi)", rt->local_size, gpus);
+    return nccl;
+}
+
+/* The staged transport's buffer sizes. The world moves whole (padded) gradient and weight
+ * buffers: all-reduce and broadcast of them, or reduce-scatter's send and all-gather's recv
+ * with ZeRO; the ring moves K|V. */
+static void staged_bytes(const struct trainer *t, size_t *world, size_t *ring) {
+    const struct model_config *mc = &t->job.mc;
+    size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
+    size_t flat = (size_t)zero_flat(&t->zero) * sizeof(float);
+    *world = flat > kv ? flat : kv;
+    *ring = kv;
+}
+#endif
+
+const struct backend *train_backend_open(struct trainer *t, const struct runtime *rt) {
+    const struct cfg *c = &t->job.cfg;
+    MPI_Comm ring;
+    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
+    const struct backend *be = &cpu_backend;
+    if (c->device.backend == BACKEND_CPU) {
+        comm_mpi_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S);
+        comm_mpi_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S);
+    } else {
+#ifdef RT_HAVE_CUDA
+        struct cuda_backend_opts go = cuda_opts(t, rt);
+        struct backend *g = cuda_backend_create(&go);
+        cudaStream_t s = cuda_backend_stream(g);
+        int gpus = cuda_device_count();
+        if (use_nccl(t, rt, gpus)) {
+            comm_nccl_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S, s);
+            comm_nccl_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s);
+        } else {
+            size_t world_bytes, ring_bytes;
+            staged_bytes(t, &world_bytes, &ring_bytes);
+            comm_staged_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S, s, world_bytes);
+            comm_staged_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s, ring_bytes);
+        }
+        t->cuda = g;
+        t->gpu_sharing = (rt->local_size + gpus - 1) / gpus;
+        be = g;
+#else
+        (void)rt;
+        RT_FATAL("device.backend cuda: this build has no CUDA backend");
+#endif
+    }
+    MPI_CHECK(MPI_Comm_free(&ring));
+    return be;
+}
+
+const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p) {
+    const struct cfg *c = &t->job.cfg;
+    MPI_Comm ring;
+    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
+    if (c->device.backend == BACKEND_CPU) {
+        mem_plan_like(p, &cpu_backend);
+    } else {
+#ifdef RT_HAVE_CUDA
+        struct cuda_backend_opts go = cuda_opts(t, rt);
+        cuda_backend_plan(&go, p);
+        int gpus = (rt->local_size + p->ranks_per_gpu - 1) / p->ranks_per_gpu;
+        if (!use_nccl(t, rt, gpus)) {
+            size_t world_bytes, ring_bytes;
+            staged_bytes(t, &world_bytes, &ring_bytes);
+            mem_plan_add(p, "MPI staging buffers (world)", MEM_HOST, 0, world_bytes, COMM_STAGED_BUFFERS);
+            mem_plan_add(p, "MPI staging buffers (cp)", MEM_HOST, 0, ring_bytes, COMM_STAGED_BUFFERS);
+        }
+        t->gpu_sharing = p->ranks_per_gpu;
+#else
+        RT_FATAL("device.backend cuda: this build has no CUDA backend");
+#endif
+    }
+    comm_mpi_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S);
+    comm_mpi_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S);
+    MPI_CHECK(MPI_Comm_free(&ring));
+    return mem_plan_backend(p);
+}
+
+void train_backend_close(struct trainer *t) {
+    comm_free(&t->cp);
+    comm_free(&t->world);
+#ifdef RT_HAVE_CUDA
+    if (t->cuda) cuda_backend_destroy(t->cuda);
+#endif
+}

@@ -1,0 +1,25 @@
+/* train_backend: a trainer's backend (device.backend) and its transports (the world and cp
+ * communicators, parallel.transport), opened for a run, or as a memory plan. Used by train.c
+ * only; shape letters as in train.h. */
+#ifndef RT_TRAIN_BACKEND_H
+#define RT_TRAIN_BACKEND_H
+
+#include "mem_plan.h"
+#include "train.h"
+
+#define TRAIN_COMM_TIMEOUT_S 600.0 /* ring waits of every communicator */
+
+/* The backend and the transport that suits it, in t->world and t->cp: MPI on host buffers
+ * for the CPU; for CUDA, NCCL when every rank of the host has a GPU of its own (or when
+ * parallel.transport says so), else MPI staged through pinned host memory. Sets t->cuda and
+ * t->gpu_sharing. Collective. */
+const struct backend *train_backend_open(struct trainer *t, const struct runtime *rt);
+/* The same as a memory plan: the plan backend of p stands in for the backend, which records
+ * its own buffers (and the staged transport its pinned ones) into p; t->world and t->cp are
+ * MPI on host buffers whatever the backend (only barriers run on them); p->ranks_per_gpu
+ * stands for the GPUs of the host. No CUDA call. Collective. */
+const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p);
+/* The transports, then the backend (either kind of opening). */
+void train_backend_close(struct trainer *t);
+
+#endif

@@ -1,0 +1,142 @@
+/* test_plan: ./ringtrain --plan (run_plan.c, mem_plan.c). In a CUDA build: the 7B shape of
+ * yaml/bench_7b.yaml at 64K tokens on a 139.5 GiB GPU fits, offloads 14-22 layers (the H200
+ * run chose 18 with cuDNN, 20 with the native kernels) and plans a device total within 5% of
+ * what the H200 measured (cudaMemGetInfo's used, context included: 137.65 and 137.64 GiB);
+ * at 32K the total is within 5% of 127.95 GiB and nothing is offloaded; at 256K it does not
+ * fit (exit 3 with the table and what to change); without device.memory_gib the fit is not
+ * checked (exit 0); 4 ranks plan a cp=4 7B job; and a plan makes no CUDA call (under
+ * build/nocuda.so, which does stop a real run). In every build: the cpu demo plans (exit 0),
+ * 4 ranks plan a cp=4 demo with rank 0 alone printing, and bad input is still reported as
+ * usual (exit 2). Runs from the repository root. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+static char out[1 << 16];
+
+/* Run a command; return its exit status, with stdout+stderr in out. */
+static int run(const char *cmd) {
+    char full[2048];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count(const char *hay, const char *needle) {
+    int k = 0;
+    for (const char *s = hay; (s = strstr(s, needle)); s++) k++;
+    return k;
+}
+
+/* The summary line of a plan. */
+struct summary {
+    double device, host;
+    int    offload, layers;
+    char   fits[16];
+};
+
+static int summary_of(const char *text, struct summary *s) {
+    const char *l = strstr(text, "\nplan: device ");
+    return l && sscanf(l + 1, "plan: device %lf GiB per rank, host %lf GiB per rank, offload %d of %d layers, fits %15s",
+                       &s->device, &s->host, &s->offload, &s->layers, s->fits) == 5;
+}
+
+/* ringtrain ARGS (prefixed by PRE, e.g. an mpirun) must exit `code` with every fragment
+ * ('|' separated) in its output; fills sm when it has a summary line. Returns 1 if so. */
+static int expect(const char *pre, const char *args, int code, const char *fragments, struct summary *sm) {
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "%s ./ringtrain %s", pre, args);
+    int rc = run(cmd), ok = rc == code;
+    char frag[512];
+    snprintf(frag, sizeof frag, "%s", fragments);
+    for (char *f = strtok(frag, "|"); f; f = strtok(NULL, "|")) ok &= strstr(out, f) != NULL;
+    if (sm) ok &= summary_of(out, sm);
+    if (!CHECK(ok)) fprintf(stderr, "  %s: exit %d (want %d), output:\n%s\n  (wanted: %s)\n", cmd, rc, code, out, fragments);
+    return ok;
+}
+
+#ifdef RT_HAVE_CUDA
+/* The 7B job at seq_len tokens on a 139.5 GiB GPU: its device total against the H200's
+ * measurement (5%) and the layers offloaded against [lo, hi]. */
+static void check_7b(const char *extra, long seq, double measured, int lo, int hi) {
+    char args[512];
+    struct summary s;
+    snprintf(args, sizeof args, "--plan yaml/bench_7b.yaml --set data.seq_len=%ld --set device.memory_gib=139.5 %s",
+             seq, extra);
+    if (!expect("", args, 0, "device memory|fits: |expected step time: ", &s)) return;
+    double dev = (s.device - measured) / measured;
+    printf("test_plan: 7B %ldK %s: planned %.2f GiB on the device (measured %.2f: %+.1f%%), %d of %d layers "
+           "offloaded, %.2f GiB pinned host\n", seq / 1024, extra[0] ? extra : "cuDNN", s.device, measured, 100 * dev,
+           s.offload, s.layers, s.host);
+    CHECK(fabs(dev) <= 0.05);
+    CHECK(s.offload >= lo && s.offload <= hi);
+    CHECK(!strcmp(s.fits, "yes"));
+}
+
+static void cuda_plans(void) {
+    check_7b("", 65536, 137.65, 14, 22);
+    check_7b("--set device.attention=native", 65536, 137.64, 14, 22);
+    check_7b("", 32768, 127.95, 0, 0);
+
+    struct summary s;
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5", 3,
+           "does not fit: |device memory|saved layer inputs|AdamW second moment|pinned host memory|what to change:|"
+           "fewer tokens per rank", &s);
+    CHECK(!strcmp(s.fits, "no") && s.offload == s.layers);
+    printf("test_plan: 7B 256K: does not fit, planned %.2f GiB on the device\n", s.device);
+
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=65536", 0, "fit: not checked: device.memory_gib", &s);
+    CHECK(!strcmp(s.fits, "unchecked") && s.offload == 0);
+
+    /* A ring of 4 GPUs: K/V and dK/dV buffers, the moments in ZeRO-1 slices. */
+    expect("scripts/mpirun.sh -np 4", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 "
+           "--set device.memory_gib=139.5", 0, "4 ranks (cp 4 x dp 1)|ring K/V buffer|ZeRO-1: 4 slices|fits: ", &s);
+    CHECK(count(out, "memory plan of") == 1 && count(out, "\nplan: device") == 1);
+
+    /* No CUDA call: the shim lets a plan through and stops a run at its first call. */
+    expect("LD_PRELOAD=build/nocuda.so", "--plan yaml/bench_7b.yaml --set data.seq_len=65536 "
+           "--set device.memory_gib=139.5", 0, "fits: ", NULL);
+    CHECK(!strstr(out, "nocuda:"));
+    expect("LD_PRELOAD=build/nocuda.so", "yaml/bench_7b.yaml --set train.steps=1", 42, "nocuda: ", NULL);
+}
+#endif
+
+int main(void) {
+    const char *dir = tu_tmpdir("plan");
+    char path[1024], args[1500];
+    struct summary s;
+#ifdef RT_HAVE_CUDA
+    cuda_plans();
+#else
+    printf("test_plan: CPU-only build: the cuda plans are not tested\n");
+#endif
+    expect("", "--plan yaml/demo.yaml", 0, "backend cpu|backend memory|AdamW first moment|offload: none|fit: not checked",
+           &s);
+    CHECK(!strcmp(s.fits, "unchecked"));
+    expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.01", 0, "fits: ", &s);
+    expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.001", 3, "does not fit: |what to change:", &s);
+    expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4", 0,
+           "4 ranks (cp 4 x dp 1)|64 tokens per rank|ring K/V buffer|ZeRO-1: 4 slices of 19584 parameters", &s);
+    CHECK(count(out, "memory plan of") == 1 && count(out, "\nplan: device") == 1);
+
+    /* Bad input is reported as without --plan. */
+    snprintf(path, sizeof path, "%s/unknown.yaml", dir);
+    const char *bad = "model: {dim: 16}\ntrain:\n  lrr: 0.1\n";
+    tu_write_file(path, bad, strlen(bad));
+    snprintf(args, sizeof args, "--plan %s", path);
+    expect("", args, 2, "unknown.yaml:3:3: train.lrr: unknown key (did you mean train.lr?)", NULL);
+    snprintf(path, sizeof path, "%s/nodata.yaml", dir);
+    const char *nodata = "data: {train: nothere.npy, seq_len: 32}\nmodel: {vocab_size: 16}\n";
+    tu_write_file(path, nodata, strlen(nodata));
+    snprintf(args, sizeof args, "--plan %s", path);
+    expect("", args, 2, "nodata.yaml:1:15: data.train: |nothere.npy", NULL);
+    expect("", "--plan yaml/demo.yaml --set device.memory_gib=-1", 2, "device.memory_gib", NULL);
+    return tu_done("test_plan");
+}
