@@ -77,27 +77,12 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
 }
 
 /* Run a command; return its exit status, with stdout+stderr in out. */
-static int run(const char *cmd, char *out, size_t outlen) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    size_t n = p ? fread(out, 1, outlen - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int count(const char *hay, const char *needle) {
-    int k = 0;
-    for (const char *s = hay; (s = strstr(s, needle)); s++) k++;
-    return k;
-}
 
 /* ringtrain ARGS must exit `code` with output containing every fragment ('|' separated). */
 static void expect(const char *args, int code, const char *fragments) {
     char cmd[1500], out[16384];
     snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
-    int rc = run(cmd, out, sizeof out);
+    int rc = tu_run(cmd, out, sizeof out);
     int ok = rc == code;
     char frag[512];
     snprintf(frag, sizeof frag, "%s", fragments);
@@ -222,7 +207,7 @@ int main(void) {
     char cmd[1500], out[16384];
     snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/build/test_abort", getenv("RT_ROOT"),
              getenv("RT_ROOT"));
-    int rc = run(cmd, out, sizeof out);
+    int rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc != 0 && rc != 124 && strstr(out, "[1 ") && strstr(out, "test_abort.c:") &&
                strstr(out, "deliberate failure on rank 1")))
         fprintf(stderr, "abort run: exit %d, output:\n%s\n", rc, out);
@@ -230,12 +215,12 @@ int main(void) {
     /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
     snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s/ringtrain type.yaml", dir,
              getenv("RT_ROOT"), getenv("RT_ROOT"));
-    rc = run(cmd, out, sizeof out);
+    rc = tu_run(cmd, out, sizeof out);
     CHECK(rc == 2);
-    if (!CHECK(count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
+    if (!CHECK(tu_count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
     snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s/ringtrain seqlen.yaml", dir,
              getenv("RT_ROOT"), getenv("RT_ROOT"));
-    rc = run(cmd, out, sizeof out);
+    rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc == 2 && strstr(out, "seq_len: 34 is not a multiple of 2 x cp = 8")))
         fprintf(stderr, "mpirun output:\n%s\n", out);
     return tu_done("test_cli");

@@ -18,22 +18,6 @@
 
 static char out[1 << 16];
 
-/* Run a command; return its exit status, with stdout+stderr in out. */
-static int run(const char *cmd) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int count(const char *hay, const char *needle) {
-    int k = 0;
-    for (const char *s = hay; (s = strstr(s, needle)); s++) k++;
-    return k;
-}
 
 /* The summary line of a plan. */
 struct summary {
@@ -53,7 +37,7 @@ static int summary_of(const char *text, struct summary *s) {
 static int expect(const char *pre, const char *args, int code, const char *fragments, struct summary *sm) {
     char cmd[1500];
     snprintf(cmd, sizeof cmd, "%s ./ringtrain %s", pre, args);
-    int rc = run(cmd), ok = rc == code;
+    int rc = tu_run(cmd, out, sizeof out), ok = rc == code;
     char frag[512];
     snprintf(frag, sizeof frag, "%s", fragments);
     for (char *f = strtok(frag, "|"); f; f = strtok(NULL, "|")) ok &= strstr(out, f) != NULL;
@@ -98,7 +82,7 @@ static void cuda_plans(void) {
     /* A ring of 4 GPUs: K/V and dK/dV buffers, the moments in ZeRO-1 slices. */
     expect("scripts/mpirun.sh -np 4", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 "
            "--set device.memory_gib=139.5", 0, "4 ranks (cp 4 x dp 1)|ring K/V buffer|ZeRO-1: 4 slices|fits: ", &s);
-    CHECK(count(out, "memory plan of") == 1 && count(out, "\nplan: device") == 1);
+    CHECK(tu_count(out, "memory plan of") == 1 && tu_count(out, "\nplan: device") == 1);
 
     /* No CUDA call: the shim lets a plan through and stops a run at its first call. */
     expect("LD_PRELOAD=build/nocuda.so", "--plan yaml/bench_7b.yaml --set data.seq_len=65536 "
@@ -124,7 +108,7 @@ int main(void) {
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.001", 3, "does not fit: |what to change:", &s);
     expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4", 0,
            "4 ranks (cp 4 x dp 1)|64 tokens per rank|ring K/V buffer|ZeRO-1: 4 slices of 19584 parameters", &s);
-    CHECK(count(out, "memory plan of") == 1 && count(out, "\nplan: device") == 1);
+    CHECK(tu_count(out, "memory plan of") == 1 && tu_count(out, "\nplan: device") == 1);
 
     /* Bad input is reported as without --plan. */
     snprintf(path, sizeof path, "%s/unknown.yaml", dir);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int tu_failures = 0;
@@ -102,4 +103,20 @@ void tu_write_npy(const char *path, const char *descr, const char *shape, const 
 int tu_done(const char *name) {
     printf("%s: %d checks, %d failures\n", name, tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
+}
+
+int tu_run(const char *cmd, char *out, size_t outlen) {
+    char full[2048];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    size_t n = p ? fread(out, 1, outlen - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tu_count(const char *hay, const char *needle) {
+    int k = 0;
+    for (const char *s = hay; (s = strstr(s, needle)); s++) k++;
+    return k;
 }

@@ -28,6 +28,11 @@ void   tu_write_file(const char *path, const void *data, size_t n);
 /* Write a .npy file: header with descr and shape as given (e.g. "<i4", "(5,)"), padded as
  * numpy pads it, then `bytes` bytes of data. Aborts the test on failure. */
 void   tu_write_npy(const char *path, const char *descr, const char *shape, const void *data, size_t bytes);
+/* Run a shell command; its stdout and stderr (up to outlen - 1 bytes) in out. Returns its
+ * exit status (-1 when it did not exit normally). */
+int    tu_run(const char *cmd, char *out, size_t outlen);
+/* How many times needle occurs in hay. */
+int    tu_count(const char *hay, const char *needle);
 /* Print "name: N checks, M failures" and return the exit status. */
 int    tu_done(const char *name);
 
