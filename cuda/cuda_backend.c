@@ -152,9 +152,6 @@ static void g_fence_wait(const struct backend *be, void *fence) {
 static void g_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
     PROF(be, PROF_OTHER, cuda_to_bf16(d, s, n, st(be)));
 }
-static void g_to_f32(const struct backend *be, float *d, const void *s, int64_t n) {
-    PROF(be, PROF_OTHER, cuda_to_f32(d, s, n, st(be)));
-}
 
 static void g_matmul_fwd(const struct backend *be, void *out, const void *x, const void *w, int T, int ni, int no) {
     PROF(be, PROF_GEMM, cuda_matmul_forward(ctx(be)->blas, out, x, w, T, ni, no, st(be)));
@@ -302,7 +299,6 @@ static const struct backend table = {
     .upload = g_upload,
     .download = g_download,
     .to_act = g_to_act,
-    .to_f32 = g_to_f32,
     .host_alloc = g_host_alloc,
     .host_free = g_host_free,
     .fence_new = g_fence_new,

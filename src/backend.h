@@ -34,7 +34,6 @@ struct backend {
     void (*upload)(const struct backend *be, void *dst, const void *host, size_t bytes);
     void (*download)(const struct backend *be, void *host, const void *src, size_t bytes); /* waits */
     void (*to_act)(const struct backend *be, void *dst, const float *src, int64_t n);
-    void (*to_f32)(const struct backend *be, float *dst, const void *src, int64_t n);
 
     /* Offload (src/offload.c): host buffers the device can copy to and from asynchronously
      * (pinned on CUDA), and a copy queue beside the compute stream. copy_async starts after

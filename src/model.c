@@ -136,10 +136,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     for (int l = 0; l < Ly; l++) {
         struct layer_acts *a = &m->la[l];
         if (ckpt == MODEL_SAVE_ALL) {
-            struct layer_acts keep = {.attn = m->scratch.attn}; /* placed by model_place_saved */
-            acts_alloc(m, &keep);
-            *a = keep;
-            a->attn = NULL;
+            acts_alloc(m, a);
             continue;
         }
         *a = m->scratch;
@@ -166,28 +163,32 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->loss = own(m, owned_of(m), sizeof(double), "loss");
 }
 
+/* The attention output is a saved tensor of its own (offloadable) under the selective policy;
+ * the policy "all" keeps it with the layer's other activations. */
+static int saves_attn(const struct model *m) { return m->ckpt == MODEL_SAVE_SELECTIVE; }
+
 int model_saved_sizes(const struct model *m, size_t *bytes) {
     int64_t T = m->T, hd = (int64_t)m->mc.n_heads * m->mc.head_dim;
     bytes[0] = (size_t)(T * m->mc.dim) * m->be->act_size;
     bytes[1] = (size_t)(T * hd) * m->be->act_size;
-    return m->ckpt == MODEL_SAVE_FULL ? 1 : 2;
+    return saves_attn(m) ? 2 : 1;
 }
 
 void model_place_saved(struct model *m, int n_host) {
     if (n_host && m->ckpt == MODEL_SAVE_ALL)
         RT_FATAL("model: offload needs the selective or full checkpointing policy");
     size_t bytes[2];
-    int n = model_saved_sizes(m, bytes);
+    model_saved_sizes(m, bytes);
     m->n_host = n_host;
     offload_init(&m->saved_x, m->be, "saved layer inputs", bytes[0], m->mc.n_layers, n_host);
-    if (n > 1) offload_init(&m->saved_attn, m->be, "saved attention outputs", bytes[1], m->mc.n_layers, n_host);
+    if (saves_attn(m)) offload_init(&m->saved_attn, m->be, "saved attention outputs", bytes[1], m->mc.n_layers, n_host);
     m->placed = 1;
 }
 
 void model_free(struct model *m) {
     if (m->placed) {
         offload_free(&m->saved_x);
-        if (m->ckpt != MODEL_SAVE_FULL) offload_free(&m->saved_attn);
+        if (saves_attn(m)) offload_free(&m->saved_attn);
     }
     struct owned *o = owned_of(m);
     for (int i = 0; i < o->n; i++) m->be->free(m->be, o->p[i]);
@@ -282,7 +283,7 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
 
     if (!m->placed) RT_FATAL("model: model_place_saved was not called");
-    int keep_attn = m->ckpt != MODEL_SAVE_FULL;
+    int keep_attn = saves_attn(m);
     m->xs[0] = offload_write(&m->saved_x, 0);
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
     for (int l = 0; l < Ly; l++) {

@@ -49,7 +49,7 @@ struct model {
     struct ring ring;
     void  **xs;            /* Ly+1 of (T, d) act: each layer's input (where it is now); xs[Ly] the last output */
     struct offload_set saved_x;    /* the layer inputs xs[0..Ly) */
-    struct offload_set saved_attn; /* the attention outputs (save policies all and selective) */
+    struct offload_set saved_attn; /* the attention outputs (selective policy) */
     int     n_host;        /* layers whose saved tensors live in host memory (offload) */
     int     placed;        /* model_place_saved was called */
     struct layer_acts *la; /* Ly */
@@ -73,8 +73,9 @@ struct model {
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
                 struct comm *cp, int zigzag, int T, int ckpt, int64_t pad);
 void model_free(struct model *m);
-/* The per-layer tensors the checkpointing policy saves for the backward: their sizes in
- * bytes (the layer input, then the attention output), returns how many (1 or 2). */
+/* The per-layer tensors the checkpointing policy saves for the backward and offload can
+ * move: their sizes in bytes (the layer input, then the attention output), returns how many
+ * (2 under the selective policy, else 1). */
 int model_saved_sizes(const struct model *m, size_t *bytes);
 /* Allocate them, the first n_host layers' in host memory (offload; 0: all on the backend).
  * Called once after model_init, before the first forward. */

@@ -20,9 +20,6 @@ static void c_copy(const struct backend *be, void *d, const void *s, size_t n) {
     (void)be;
     if (d != s) memmove(d, s, n);
 }
-static void c_to_f32(const struct backend *be, float *d, const void *s, int64_t n) {
-    c_copy(be, d, s, (size_t)n * sizeof(float));
-}
 static void c_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
     c_copy(be, d, s, (size_t)n * sizeof(float));
 }
@@ -128,7 +125,6 @@ const struct backend cpu_backend = {
     .upload = c_copy,
     .download = c_copy,
     .to_act = c_to_act,
-    .to_f32 = c_to_f32,
     .host_alloc = c_alloc,
     .host_free = c_free,
     .fence_new = c_fence_new,
