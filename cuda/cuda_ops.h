@@ -110,6 +110,8 @@ void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float *m, float *v, i
 void cuda_to_bf16(rt_bf16 *dst, const float *src, int64_t n, cudaStream_t s); /* nearest even */
 void cuda_to_f32(float *dst, const rt_bf16 *src, int64_t n, cudaStream_t s);  /* exact */
 void cuda_add_bf16(rt_bf16 *y, const rt_bf16 *x, int64_t n, cudaStream_t s);  /* y += x */
+void cuda_accum_f32(float *y, const float *x, int64_t n, cudaStream_t s);     /* y += x */
+void cuda_accum_bf16(float *y, const rt_bf16 *x, int64_t n, cudaStream_t s);  /* y += x, in fp32 */
 void cuda_scale(float *x, float a, int64_t n, cudaStream_t s);                /* x *= a */
 /* *out (one double, overwritten) = sum of x^2 in double, deterministic: CUDA_SUMSQ_PARTS
  * fixed partial sums (a function of n only) into scratch (CUDA_SUMSQ_PARTS doubles), then

@@ -12,7 +12,7 @@
 #include "cuda_attn.h"
 #include "cuda_check.h"
 #include "runtime.h"
-#include "cuda_ops.h" /* cuda_to_bf16, cuda_to_f32 */
+#include "cuda_ops.h" /* cuda_to_f32, cuda_accum_* */
 
 #include <math.h>
 #include <stdarg.h>
@@ -997,14 +997,14 @@ void cudnn_attn_backward(struct cudnn_attn *ca, float *dq, float *dk, float *dv,
     void *dk_s = carve(&at, nk * (p->g32kv ? 4 : 2));
     void *dv_s = carve(&at, nk * (p->g32kv ? 4 : 2));
     bwd_exec(ca, p, dq_s, dk_s, dv_s, dout, q, k, v, out, lse, ld, Tq, H, causal, s);
-    if (p->g32q) cudnn_accum_f32(dq, dq_s, (int64_t)nq, s);
-    else cudnn_accum_bf16(dq, dq_s, (int64_t)nq, s);
+    if (p->g32q) cuda_accum_f32(dq, dq_s, (int64_t)nq, s);
+    else cuda_accum_bf16(dq, dq_s, (int64_t)nq, s);
     if (p->g32kv) {
-        cudnn_accum_f32(dk, dk_s, (int64_t)nk, s);
-        cudnn_accum_f32(dv, dv_s, (int64_t)nk, s);
+        cuda_accum_f32(dk, dk_s, (int64_t)nk, s);
+        cuda_accum_f32(dv, dv_s, (int64_t)nk, s);
     } else {
-        cudnn_accum_bf16(dk, dk_s, (int64_t)nk, s);
-        cudnn_accum_bf16(dv, dv_s, (int64_t)nk, s);
+        cuda_accum_bf16(dk, dk_s, (int64_t)nk, s);
+        cuda_accum_bf16(dv, dv_s, (int64_t)nk, s);
     }
 }
 

@@ -1,7 +1,7 @@
 /* cudnn_attn: block attention through cuDNN's fused flash-attention engine (the cuDNN graph
  * backend API, plain C), with the layouts and semantics of cuda_attn.h (cuda_attn_forward /
  * cuda_attn_backward), so the ring can call either. Sources: cudnn_attn.c (graphs, plans,
- * execution), cudnn_accum.cu (the accumulation kernel; conversions: cuda_ops.h). Design, the
+ * execution); the widening and accumulation passes are vec.cu's (cuda_ops.h). Design, the
  * exact graphs, errors and speed: docs/cudnn_attention.md.
  * Shapes (as in cuda_attn.h): q, dout (Tq, H, D) bf16; out, dq (Tq, H, D) fp32, row stride
  * H*D; k, v (Tk, Hkv, D) bf16 and dk, dv (Tk, Hkv, D) fp32, row stride Hkv*D; lse, delta
@@ -102,12 +102,6 @@ int cudnn_attn_backward_bf16(struct cudnn_attn *ca, rt_bf16 *dq, rt_bf16 *dk, rt
                              const rt_bf16 *dout, const rt_bf16 *q, const rt_bf16 *k, const rt_bf16 *v,
                              const rt_bf16 *out, const float *lse, int ld, int Tq, int Tk, int H,
                              int Hkv, int D, int causal, cudaStream_t s);
-
-/* The kernels of cudnn_accum.cu (used by cudnn_attn.c; n values, contiguous, asynchronous on
- * s, any alignment; 16-byte aligned pointers take 8-wide accesses). The fp32 <-> bf16
- * conversions around the cuDNN calls are cuda_to_bf16 / cuda_to_f32 (cuda_ops.h). */
-void cudnn_accum_f32(float *dst, const float *src, int64_t n, cudaStream_t s);    /* dst += src */
-void cudnn_accum_bf16(float *dst, const rt_bf16 *src, int64_t n, cudaStream_t s); /* dst += src */
 
 #ifdef __cplusplus
 }

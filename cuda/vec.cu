@@ -1,5 +1,6 @@
 /* vec: vector helpers of the CUDA backend over n values: fp32 -> bf16 (nearest even) and
- * bf16 -> fp32 conversions, y += x on bf16 (in fp32, rounded once), x *= a on fp32, and the
+ * bf16 -> fp32 conversions, y += x on bf16 (in fp32, rounded once), fp32 y += fp32 or bf16 x
+ * (the cuDNN attention path's accumulation), x *= a on fp32, and the
  * sum of squares of fp32 values in double (the twins of cpu_sumsq, cpu_scale, cpu_add).
  * Elementwise kernels: grid-stride loops over groups of 8 values (16-byte accesses when every
  * pointer is 16-byte aligned), then the tail one by one.
@@ -55,6 +56,25 @@ struct AddBf16 {
         store8(y + i, a);
     }
     __device__ __forceinline__ void one(int64_t i) const { y[i] = f2bf(bf2f(y[i]) + bf2f(x[i])); }
+};
+
+/* fp32 y += x, x fp32 or bf16 (one add per element: bitwise deterministic). */
+template <class S>
+struct AccumF32 {
+    float *y;
+    const S *x;
+    __device__ __forceinline__ void group(int64_t i) const {
+        float a[8], b[8];
+        load8(y + i, a);
+        load8(x + i, b);
+#pragma unroll
+        for (int j = 0; j < 8; j++) a[j] += b[j];
+        store8(y + i, a);
+    }
+    __device__ __forceinline__ void one(int64_t i) const {
+        if constexpr (sizeof(S) == 2) y[i] += bf2f(x[i]);
+        else y[i] += x[i];
+    }
 };
 
 struct Scale {
@@ -126,6 +146,15 @@ extern "C" void cuda_to_f32(float *dst, const rt_bf16 *src, int64_t n, cudaStrea
 
 extern "C" void cuda_add_bf16(rt_bf16 *y, const rt_bf16 *x, int64_t n, cudaStream_t s) {
     launch_elementwise("cuda_add_bf16", "add_bf16_kernel", AddBf16{(bf16 *)y, (const bf16 *)x},
+                       aligned16(y) && aligned16(x), n, s);
+}
+
+extern "C" void cuda_accum_f32(float *y, const float *x, int64_t n, cudaStream_t s) {
+    launch_elementwise("cuda_accum_f32", "accum_f32_kernel", AccumF32<float>{y, x}, aligned16(y) && aligned16(x), n, s);
+}
+
+extern "C" void cuda_accum_bf16(float *y, const rt_bf16 *x, int64_t n, cudaStream_t s) {
+    launch_elementwise("cuda_accum_bf16", "accum_bf16_kernel", AccumF32<bf16>{y, (const bf16 *)x},
                        aligned16(y) && aligned16(x), n, s);
 }
 

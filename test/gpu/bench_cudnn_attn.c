@@ -48,9 +48,9 @@ static void cd_bwd16(const struct attn_bufs *b, const struct attn_shape *s) {
 static rt_bf16 *g_x16;
 static void extras(const struct attn_bufs *b, const struct attn_shape *s) {
     size_t nq = (size_t)s->Tq * s->H * s->D, nk = (size_t)s->Tk * s->Hkv * s->D;
-    cudnn_accum_bf16(b->dq, g_x16, (int64_t)nq, 0);
-    cudnn_accum_bf16(b->dk, g_x16, (int64_t)nk, 0);
-    cudnn_accum_bf16(b->dv, g_x16, (int64_t)nk, 0);
+    cuda_accum_bf16(b->dq, g_x16, (int64_t)nq, 0);
+    cuda_accum_bf16(b->dk, g_x16, (int64_t)nk, 0);
+    cuda_accum_bf16(b->dv, g_x16, (int64_t)nk, 0);
 }
 
 struct row {
