@@ -403,6 +403,7 @@ static void choose_attention(struct backend *be, const struct cuda_backend_opts 
         return;
     }
     c->cudnn = cudnn_attn_init(0);
+    be->attn_own_delta = 1; /* cuDNN's backward forms delta from out (its native fallback too) */
     size_t ws = 0;
     for (int i = 0; i < n; i++) {
         size_t need = cudnn_attn_prepare(c->cudnn, b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal, o->T, direct);

@@ -24,6 +24,7 @@ struct backend {
     int    shared_weights; /* 1: the working weights are the fp32 master weights (no copy) */
     int    host_memory;   /* 1: backend memory is host memory (pointers usable directly) */
     const char *attention; /* which attention kernels run, for the start-up log */
+    int    attn_own_delta; /* 1: attn_backward computes delta from out itself (pass delta NULL) */
     void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
 
     /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
@@ -76,8 +77,8 @@ struct backend {
     /* out: the final output of the rows as the model keeps it (act, (T, H, D)). */
     void (*attn_delta)(const struct backend *be, float *delta, int ld, const void *dout,
                        const void *out, int T, int H, int D);
-    /* out (act): as for attn_delta; kernels that compute delta themselves read it, the others
-     * use delta. */
+    /* out (act): as for attn_delta; kernels that compute delta themselves read it (then
+     * attn_own_delta is set and delta may be NULL), the others use delta. */
     void (*attn_backward)(const struct backend *be, float *dq, float *dk, float *dv,
                           const void *dout, const void *q, const void *k, const void *v,
                           const void *out, const float *lse, const float *delta, int ld, int Tq,

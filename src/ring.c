@@ -133,7 +133,11 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
         return;
     }
     float *dq = rg->out32; /* the forward's merge buffer accumulates dq */
-    be->attn_delta(be, rg->delta, T, dout, out, T, H, D);
+    const float *delta = NULL; /* rowsum(dout * out), unless the kernels form it themselves */
+    if (!be->attn_own_delta) {
+        be->attn_delta(be, rg->delta, T, dout, out, T, H, D);
+        delta = rg->delta;
+    }
     be->zero(be, dq, (size_t)T * hd * sizeof(float));
     be->copy(be, rg->kv[0], k, kv_half * be->act_size);
     be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
@@ -149,7 +153,7 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
             size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * hd;
             be->attn_backward(be, dq + qo, dcur + ko, dcur + kv_half + ko, at(rg, dout, qo), at(rg, q, qo),
                               at(rg, cur, ko), at(rg, cur, kv_half + ko), at(rg, out, qo), lse + b.q0,
-                              rg->delta + b.q0, T, b.nq, b.nk, H, Hkv, D, b.causal);
+                              delta ? delta + b.q0 : NULL, T, b.nq, b.nk, H, Hkv, D, b.causal);
         }
         /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
         comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
