@@ -271,6 +271,10 @@ static double g_sumsq(const struct backend *be, const float *x, int64_t n) {
 static void g_scale(const struct backend *be, float *x, float s, int64_t n) {
     cuda_scale(x, s, n, st(be));
 }
+static void g_add_f32(const struct backend *be, float *y, const float *x, int64_t n) {
+    PROF(be, PROF_OPTIM, cuda_accum_f32(y, x, n, st(be)));
+}
+static void g_sync(const struct backend *be) { CUDA_CHECK(cudaStreamSynchronize(st(be))); }
 
 static size_t g_mem_free(const struct backend *be) {
     size_t free_b = 0, total = 0;
@@ -326,6 +330,8 @@ static const struct backend table = {
     .adamw = g_adamw,
     .sumsq = g_sumsq,
     .scale = g_scale,
+    .add_f32 = g_add_f32,
+    .sync = g_sync,
     .profile = g_profile,
     .mem_gib = g_mem_gib,
     .mem_free = g_mem_free,

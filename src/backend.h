@@ -25,6 +25,7 @@ struct backend {
     int    host_memory;   /* 1: backend memory is host memory (pointers usable directly) */
     const char *attention; /* which attention kernels run, for the start-up log */
     int    attn_own_delta; /* 1: attn_backward computes delta from out itself (pass delta NULL) */
+    int    recording;     /* 1: a memory plan's backend: it records allocations, nothing may touch them */
     void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
 
     /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
@@ -105,6 +106,9 @@ struct backend {
                   float lr, float b1, float b2, float eps, float wd, float bc1, float bc2);
     double (*sumsq)(const struct backend *be, const float *x, int64_t n); /* waits */
     void (*scale)(const struct backend *be, float *x, float s, int64_t n);
+    void (*add_f32)(const struct backend *be, float *y, const float *x, int64_t n); /* y += x */
+    /* Wait on the host for every op issued so far (and the fences it was made to wait for). */
+    void (*sync)(const struct backend *be);
 
     /* Milliseconds of kernel time per enum backend_prof category since the last call (waits);
      * NULL when the backend does not time its ops. */

@@ -23,6 +23,7 @@ enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
 enum cfg_transport { TRANSPORT_AUTO, TRANSPORT_NCCL, TRANSPORT_MPI };
 enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
 enum cfg_offload   { OFFLOAD_NONE, OFFLOAD_AUTO, OFFLOAD_ALL };
+enum cfg_optimizer { OPTIMIZER_DEVICE, OPTIMIZER_HOST };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };
 enum cfg_attn_impl { ATTN_AUTO, ATTN_CUDNN, ATTN_NATIVE };
 enum cfg_bind      { BIND_AUTO, BIND_NONE };
@@ -69,11 +70,12 @@ struct cfg_parallel {
     int cp;                        /* 0 = the world size (resolved at start-up) */
     int attention;                 /* enum cfg_ring */
     int transport;                 /* enum cfg_transport */
-    int zero;                      /* 0 or 1: shard the AdamW moments and the update (ZeRO-1) */
+    int zero;                      /* ZeRO stage 0..3 (pstore.h) */
 };
 
 struct cfg_memory {
     int checkpointing;             /* enum cfg_ckpting */
+    int optimizer;                 /* enum cfg_optimizer: where master weights and moments live */
     int offload;                   /* enum cfg_offload */
     double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
 };

@@ -11,6 +11,7 @@
 #define NOBOUND   -INFINITY, INFINITY, 0, 0
 #define GE(x)     (x), INFINITY, 0, 0
 #define GT(x)     (x), INFINITY, 1, 0
+#define RANGE(a, b) (a), (b), 0, 0
 #define KEY(name, type, field, bounds, choices, def, doc) \
     { name, type, F(field), 0, bounds, choices, def, doc }
 
@@ -84,13 +85,15 @@ const struct cfg_key cfg_schema[] = {
         "`ring` gives each rank one contiguous chunk."),
     KEY("parallel.transport", CFGT_ENUM, parallel.transport, NOBOUND, "auto|nccl|mpi", "auto",
         "How the CUDA backend moves K/V and gradients: `nccl`, `mpi` (staged through pinned host memory; lets several ranks share one GPU), or `auto` = nccl when every rank has a GPU of its own."),
-    KEY("parallel.zero", CFGT_BOOL, parallel.zero, NOBOUND, NULL, "true",
-        "ZeRO stage 1: each rank keeps the AdamW moments of, and updates, only its 1/world slice of the parameters (gradients reduce-scattered, updated weights all-gathered), so optimizer state per rank shrinks by the number of ranks; `false` keeps all of it on every rank. No effect on 1 rank; checkpoints are the same either way."),
+    KEY("parallel.zero", CFGT_INT, parallel.zero, RANGE(0, 3), NULL, "1",
+        "ZeRO stage, over all ranks: `0` every rank keeps all fp32 weights, gradients and AdamW moments; `1` each rank keeps the fp32 master weights and moments of its 1/world part of every unit (embedding, layer, head) and updates only those (bf16 working weights of the whole model stay resident); `2` also the gradients: each layer's gradients are reduce-scattered as soon as its backward ends and only two layer buffers are full size; `3` also the working weights: each layer's are all-gathered just before use (forward and backward) and dropped after. No effect on 1 rank; checkpoints are the same files whatever the stage."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",
         "Activation checkpointing: `none` keeps all activations, `full` recomputes each block "
         "in the backward pass, `selective` recomputes only the cheap parts."),
+    KEY("memory.optimizer", CFGT_ENUM, memory.optimizer, NOBOUND, "device|host", "device",
+        "Where the fp32 master weights, AdamW moments and reduced gradients of this rank's part live: `device`, or `host` (pinned host memory; AdamW runs on the rank's CPU cores; the GPU keeps bf16 weights and two layers of gradient buffers, each layer's gradients copied out as its backward ends)."),
     KEY("memory.offload", CFGT_ENUM, memory.offload, NOBOUND, "none|auto|all", "auto",
         "Activation offload: the saved layer inputs and attention outputs of the first layers "
         "wait for the backward in pinned host memory, copied out and back (one layer ahead) while "

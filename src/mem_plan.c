@@ -87,7 +87,7 @@ void mem_plan_init(struct mem_plan *p, double gpu_gib, int measured, int ranks_p
     p->be = (struct backend){
         .alloc = p_alloc, .free = p_free, .zero = p_zero, .copy = p_copy, .upload = p_copy,
         .to_act = p_to_act, .host_alloc = p_host_alloc, .host_free = p_free, .fence_new = p_fence_new,
-        .fence_free = p_free, .copy_async = p_copy_async, .fence_wait = p_fence_wait, .ctx = p};
+        .fence_free = p_free, .copy_async = p_copy_async, .fence_wait = p_fence_wait, .recording = 1, .ctx = p};
     mem_plan_like(p, &cpu_backend);
 }
 

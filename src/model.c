@@ -3,10 +3,10 @@
  * (the backward recomputes norms, projections, RoPE and the MLP, never the ring);
  * MODEL_SAVE_FULL keeps only the layer input (the backward re-runs the ring);
  * MODEL_SAVE_ALL keeps everything.
- * Working weights: a host backend computes on the fp32 master weights. A device backend
- * keeps the embedding, final norm and lm_head in its activation type for the whole step
- * and converts one layer at a time into a layer buffer just before the layer runs (forward
- * and backward), so no full second copy of the weights exists.
+ * Weights and gradients live in the parameter store (pstore.h), unit by unit (embedding,
+ * layers, head): a layer's weights are acquired before it runs and released after (a store
+ * converts or gathers them then), its gradients acquired before its backward and released
+ * at its end (a ZeRO-2/3 store reduce-scatters them then).
  * Offload: the saved layer inputs and attention outputs of the first n_host layers live in
  * host memory between the forward and the backward (offload.h); model_place_saved decides. */
 #include "model.h"
@@ -42,37 +42,9 @@ static float *f32_alloc(struct model *m, int64_t n, const char *what) {
     return own(m, owned_of(m), (size_t)n * sizeof(float), what);
 }
 
-/* Element offset into an act buffer. */
-static void *at(const struct model *m, const void *base, int64_t elems) {
-    return (char *)base + elems * (int64_t)m->be->act_size;
-}
-
-/* The working copy of the weight at flat offset off (params.h layout). */
-static const void *wt(const struct model *m, int64_t off) {
-    if (m->be->shared_weights) return m->params + off;
-    if (off < m->head_end) return at(m, m->wglob, off);
-    if (off >= m->tail0) return at(m, m->wglob, m->head_end + (off - m->tail0));
-    if (m->lay_base < 0 || off < m->lay_base || off >= m->lay_base + m->lay_size)
-        RT_FATAL("model: weight at offset %lld used while its layer is not loaded", (long long)off);
-    return at(m, m->wlay, off - m->lay_base);
-}
-
-/* Make layer l's working weights current (a device backend converts them from fp32). */
-static void load_layer(struct model *m, int l) {
-    const struct backend *be = m->be;
-    struct layer_params lp;
-    params_layer(&m->pt, l, &lp);
-    m->lay_base = lp.attn_norm;
-    if (!be->shared_weights) be->to_act(be, m->wlay, m->params + m->lay_base, m->lay_size);
-}
-
-void model_refresh_weights(struct model *m) {
-    const struct backend *be = m->be;
-    if (be->shared_weights) return;
-    be->to_act(be, m->wglob, m->params, m->head_end);
-    be->to_act(be, at(m, m->wglob, m->head_end), m->params + m->tail0, m->pt.total - m->tail0);
-    m->lay_base = -1;
-}
+/* The working weight and the gradient at flat offset off (params.h layout). */
+static const void *wt(const struct model *m, int64_t off) { return pstore_weight(&m->ps, off); }
+static float *gw(const struct model *m, int64_t off) { return pstore_grad(&m->ps, off); }
 
 /* Allocate the fields of a that are NULL (so per-layer storage can be mixed with scratch). */
 static void acts_alloc(struct model *m, struct layer_acts *a) {
@@ -91,7 +63,7 @@ static void acts_alloc(struct model *m, struct layer_acts *a) {
 }
 
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, int64_t pad) {
+                struct comm *cp, int zigzag, int T, int ckpt, struct comm *world, int stage, int host_opt) {
     memset(m, 0, sizeof *m);
     m->be = be;
     m->mc = *mc;
@@ -100,25 +72,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->owned = rt_calloc(1, sizeof(struct owned), "model buffers");
     char err[256];
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
-    int64_t P = m->pt.total;
-    m->params = f32_alloc(m, P + pad, "parameters");
-    /* Layer tensors lie between the embedding and the final norm (params.c). */
-    struct layer_params l0, l1;
-    params_layer(&m->pt, 0, &l0);
-    m->head_end = l0.attn_norm;
-    m->tail0 = params_final_norm(&m->pt);
-    if (mc->n_layers > 1) {
-        params_layer(&m->pt, 1, &l1);
-        m->lay_size = l1.attn_norm - l0.attn_norm;
-    } else {
-        m->lay_size = m->tail0 - l0.attn_norm;
-    }
-    m->lay_base = -1;
-    if (!be->shared_weights) {
-        m->wglob = act_alloc(m, m->head_end + (P - m->tail0), "working weights (embedding, head)");
-        m->wlay = act_alloc(m, m->lay_size, "working weights (one layer)");
-    }
-    m->grads = f32_alloc(m, P + pad, "gradients");
+    pstore_init(&m->ps, be, world, mc, stage, host_opt);
     double *inv = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
     params_rope_inv_freq(mc, inv);
     m->inv_freq = own(m, owned_of(m), (size_t)mc->head_dim / 2 * sizeof(double), "rope frequencies");
@@ -197,15 +151,11 @@ void model_free(struct model *m) {
     free(m->xs);
     free(m->la);
     ring_free(&m->ring);
+    pstore_free(&m->ps);
     params_free(&m->pt);
 }
 
-void model_set_params(struct model *m, const float *host) {
-    const struct backend *be = m->be;
-    size_t bytes = (size_t)m->pt.total * sizeof(float);
-    be->upload(be, m->params, host, bytes);
-    model_refresh_weights(m);
-}
+void model_set_params(struct model *m, const float *host) { pstore_set(&m->ps, host); }
 
 /* Layer l forward from xs[l]. attention: also run the ring (else attn/lse are saved).
  * out: where the layer output goes (NULL when only recomputing for the backward). */
@@ -246,30 +196,29 @@ static void layer_backward(struct model *m, int l) {
     struct layer_acts *a = &m->la[l];
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    float *G = m->grads;
     int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
     size_t as = be->act_size, td = (size_t)T * d * as;
 
     /* MLP: out = h + down(silu(gate) * up); g is dL/dout and, through the residual, dL/dh. */
     be->zero(be, m->dact, (size_t)T * F * as);
-    be->matmul_backward(be, m->dact, G + lp.w_down, m->g, a->act, wt(m, lp.w_down), T, F, d);
+    be->matmul_backward(be, m->dact, gw(m, lp.w_down), m->g, a->act, wt(m, lp.w_down), T, F, d);
     be->swiglu_backward(be, m->dgate, m->dup, m->dact, a->gate, a->up, (int64_t)T * F);
     be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, G + lp.w_gate, m->dgate, a->xn2, wt(m, lp.w_gate), T, d, F);
-    be->matmul_backward(be, m->dxn, G + lp.w_up, m->dup, a->xn2, wt(m, lp.w_up), T, d, F);
-    be->rmsnorm_backward(be, m->g, G + lp.mlp_norm, m->dxn, a->h, wt(m, lp.mlp_norm), a->rstd2, T, d);
+    be->matmul_backward(be, m->dxn, gw(m, lp.w_gate), m->dgate, a->xn2, wt(m, lp.w_gate), T, d, F);
+    be->matmul_backward(be, m->dxn, gw(m, lp.w_up), m->dup, a->xn2, wt(m, lp.w_up), T, d, F);
+    be->rmsnorm_backward(be, m->g, gw(m, lp.mlp_norm), m->dxn, a->h, wt(m, lp.mlp_norm), a->rstd2, T, d);
 
     /* Attention: h = x + o(attn(rope(q), rope(k), v)). */
     be->zero(be, m->dattn, (size_t)T * H * D * as);
-    be->matmul_backward(be, m->dattn, G + lp.wo, m->g, a->attn, wt(m, lp.wo), T, H * D, d);
+    be->matmul_backward(be, m->dattn, gw(m, lp.wo), m->g, a->attn, wt(m, lp.wo), T, H * D, d);
     ring_backward(&m->ring, m->dq_a, m->dk_a, m->dv_a, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
     be->rope_backward(be, m->dq_a, m->pos, m->inv_freq, T, H, D);
     be->rope_backward(be, m->dk_a, m->pos, m->inv_freq, T, Hkv, D);
     be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, G + lp.wq, m->dq_a, a->xn1, wt(m, lp.wq), T, d, H * D);
-    be->matmul_backward(be, m->dxn, G + lp.wk, m->dk_a, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
-    be->matmul_backward(be, m->dxn, G + lp.wv, m->dv_a, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
-    be->rmsnorm_backward(be, m->g, G + lp.attn_norm, m->dxn, m->xs[l], wt(m, lp.attn_norm), a->rstd1, T, d);
+    be->matmul_backward(be, m->dxn, gw(m, lp.wq), m->dq_a, a->xn1, wt(m, lp.wq), T, d, H * D);
+    be->matmul_backward(be, m->dxn, gw(m, lp.wk), m->dk_a, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
+    be->matmul_backward(be, m->dxn, gw(m, lp.wv), m->dv_a, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
+    be->rmsnorm_backward(be, m->g, gw(m, lp.attn_norm), m->dxn, m->xs[l], wt(m, lp.attn_norm), a->rstd1, T, d);
 }
 
 void model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
@@ -284,35 +233,47 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
 
     if (!m->placed) RT_FATAL("model: model_place_saved was not called");
     int keep_attn = saves_attn(m);
+    struct pstore *ps = &m->ps;
+    int unit_head = pstore_head(ps);
     m->xs[0] = offload_write(&m->saved_x, 0);
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
-    for (int l = 0; l < Ly; l++) {
-        load_layer(m, l);
+    for (int l = 0; l < Ly; l++) { /* layer l is unit l + 1 */
+        pstore_acquire_weights(ps, l + 1, l + 1 < Ly ? l + 2 : -1);
         if (l + 1 < Ly) m->xs[l + 1] = offload_write(&m->saved_x, l + 1);
         if (keep_attn) m->la[l].attn = offload_write(&m->saved_attn, l);
         layer_forward(m, l, 1, m->xs[l + 1]);
         offload_written(&m->saved_x, l);
         if (keep_attn) offload_written(&m->saved_attn, l);
+        pstore_release_weights(ps, l + 1);
     }
     be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], wt(m, fnorm), T, d, (float)mc->norm_eps);
     size_t td = (size_t)T * d * be->act_size;
-    if (train) be->zero(be, m->dxn, td);
-    be->xent(be, m->loss, train ? m->dxn : NULL, m->grads + head, m->xnf, wt(m, head), m->lab, T, d, V,
-             grad_scale);
     if (train) {
-        be->zero(be, m->g, td);
-        be->rmsnorm_backward(be, m->g, m->grads + fnorm, m->dxn, m->xs[Ly], wt(m, fnorm), m->rstdf, T, d);
-        for (int l = Ly - 1; l >= 0; l--) {
-            m->xs[l] = offload_read(&m->saved_x, l);
-            if (keep_attn) m->la[l].attn = offload_read(&m->saved_attn, l);
-            offload_prefetch(&m->saved_x, l - 1);
-            if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
-            load_layer(m, l);
-            if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
-            layer_backward(m, l);
-        }
-        be->embedding_backward(be, m->grads + embed, m->g, m->tok, T, d);
+        be->zero(be, m->dxn, td);
+        pstore_acquire_grads(ps, unit_head);
+        if (mc->tie_embeddings) pstore_acquire_grads(ps, 0); /* lm_head is the embedding */
     }
+    be->xent(be, m->loss, train ? m->dxn : NULL, train ? gw(m, head) : NULL, m->xnf, wt(m, head), m->lab, T, d, V,
+             grad_scale);
+    if (!train) return;
+    be->zero(be, m->g, td);
+    be->rmsnorm_backward(be, m->g, gw(m, fnorm), m->dxn, m->xs[Ly], wt(m, fnorm), m->rstdf, T, d);
+    pstore_release_grads(ps, unit_head);
+    for (int l = Ly - 1; l >= 0; l--) {
+        m->xs[l] = offload_read(&m->saved_x, l);
+        if (keep_attn) m->la[l].attn = offload_read(&m->saved_attn, l);
+        offload_prefetch(&m->saved_x, l - 1);
+        if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
+        pstore_acquire_weights(ps, l + 1, l > 0 ? l : -1);
+        pstore_acquire_grads(ps, l + 1);
+        if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
+        layer_backward(m, l);
+        pstore_release_weights(ps, l + 1);
+        pstore_release_grads(ps, l + 1);
+    }
+    pstore_acquire_grads(ps, 0);
+    be->embedding_backward(be, gw(m, embed), m->g, m->tok, T, d);
+    pstore_release_grads(ps, 0);
 }
 
 double model_take_loss(struct model *m) {

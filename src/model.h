@@ -1,5 +1,5 @@
 /* model: the Llama forward/backward driver, written once for every backend. It owns the
- * parameters and their gradients (flat buffers laid out by params.h), the activations
+ * parameter store (weights, gradients, optimizer state: pstore.h), the activations
  * saved for the backward according to the checkpointing policy, and the ring attention
  * state. One call processes one rank's shard of one sequence.
  * Shapes: T local tokens, d dim, H/Hkv heads, D head dim, F ffn dim, V vocab, Ly layers.
@@ -11,6 +11,7 @@
 #include "comm.h"
 #include "offload.h"
 #include "params.h"
+#include "pstore.h"
 #include "ring.h"
 
 enum model_ckpt { MODEL_SAVE_ALL, MODEL_SAVE_FULL, MODEL_SAVE_SELECTIVE };
@@ -35,14 +36,8 @@ struct layer_acts {
 struct model {
     const struct backend *be;
     struct model_config mc;
-    struct param_table pt;
-    float  *params;        /* (pt.total + pad) fp32 master weights */
-    void   *wglob;         /* act working copy of the embedding, final norm and lm_head (device backends) */
-    void   *wlay;          /* act working copy of the current layer (device backends) */
-    int64_t head_end;      /* params [0, head_end): the embedding */
-    int64_t tail0;         /* params [tail0, total): final norm and lm_head */
-    int64_t lay_base, lay_size; /* the layer in wlay: params [lay_base, lay_base + lay_size) */
-    float  *grads;         /* (pt.total + pad) accumulated by model_forward_backward */
+    struct pstore ps;      /* weights, gradients and optimizer state (parallel.zero, memory.optimizer) */
+    struct param_table pt; /* the layout (params.h) */
     double *inv_freq;      /* (D/2) backend memory */
     int     T;             /* local tokens per sequence shard */
     int     ckpt;          /* enum model_ckpt */
@@ -67,11 +62,11 @@ struct model {
     void    *owned;        /* every buffer allocated here, for model_free */
 };
 
-/* Allocates parameters (zero: load or init them with model_set_params), gradients and
- * activations. pad: zero floats after the pt.total of params and of grads, never read by
- * the model (room for the optimizer's equal ZeRO slices, zero.h; 0 for none). */
+/* Allocates the parameter store (zero: load or init the weights with model_set_params;
+ * world: the ZeRO group, stage: parallel.zero, host_opt: memory.optimizer host) and the
+ * activations. */
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, int64_t pad);
+                struct comm *cp, int zigzag, int T, int ckpt, struct comm *world, int stage, int host_opt);
 void model_free(struct model *m);
 /* The per-layer tensors the checkpointing policy saves for the backward and offload can
  * move: their sizes in bytes (the layer input, then the attention output), returns how many
@@ -81,15 +76,15 @@ int model_saved_sizes(const struct model *m, size_t *bytes);
  * Called once after model_init, before the first forward. */
 void model_place_saved(struct model *m, int n_host);
 
-/* Copy fp32 master weights from host memory (pt.total floats) and refresh the working copy. */
+/* Take fp32 master weights from host memory (pt.total floats, the same on every rank; each
+ * rank keeps its shard) and refresh the working copies. Collective. */
 void model_set_params(struct model *m, const float *host);
-/* After the master weights changed (an optimizer step): refresh the working copies. */
-void model_refresh_weights(struct model *m);
 
 /* Forward (and backward when train) over this rank's shard: tokens, labels (label < 0 is
  * ignored) and global positions, T each, in host memory. Gradients are scaled by
- * grad_scale and added to m->grads; this rank's token losses are added to m->loss. Every
- * rank of the ring calls it. */
+ * grad_scale and added into the parameter store (pstore_begin_step first); this rank's
+ * token losses are added to m->loss. Every rank of the ring calls it, and with ZeRO-2/3
+ * every rank of the world. */
 void model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
                             const int64_t *pos, float grad_scale, int train);
 /* The losses summed since the last call (waits for the backend), and reset to 0. */

@@ -1,8 +1,9 @@
 /* optimizer: AdamW with torch semantics (bias correction; decoupled weight decay on tensors
  * of 2+ dims only), global-norm gradient clipping (torch.nn.utils.clip_grad_norm_), and the
  * learning-rate schedule (linear warmup, then constant or cosine down to min_lr).
- * State: fp32 moments m, v of the parameters [lo, hi) of the flat vector (params.h layout):
- * all of them, or one rank's ZeRO slice (zero.h); m[i - lo] belongs to parameter i. */
+ * The state (fp32 master weights, moments m and v) of a range [lo, hi) of the flat parameter
+ * vector (params.h layout) lives in buffers indexed from lo; the parameter store (pstore.h)
+ * holds it per unit and calls opt_adamw on each unit's part it owns. */
 #ifndef RT_OPTIMIZER_H
 #define RT_OPTIMIZER_H
 
@@ -12,26 +13,14 @@
 #include "config.h"
 #include "params.h"
 
-struct optimizer {
-    const struct backend *be;
-    int64_t lo, hi;   /* the parameters updated here */
-    float  *m, *v;    /* (n) moments, n >= hi - lo (the rest is zero padding) */
-    int64_t n;
-    int64_t t;        /* updates taken */
-};
-
-/* Moments for parameters [lo, hi), n floats each (n >= hi - lo), zero-filled. */
-void opt_init(struct optimizer *o, const struct backend *be, int64_t lo, int64_t hi, int64_t n);
-void opt_free(struct optimizer *o);
-
 /* Learning rate at step (0-based). */
 double opt_lr(const struct cfg_train *tc, int64_t step);
 
-/* Clip (when grad_clip > 0) given the global pre-clip norm, then one AdamW update at lr of
- * the fp32 params [lo, hi), each tensor's part of that range with the tensor's weight-decay
- * rule. params and grads are the whole flat buffers; only [lo, hi) is read or written (the
- * caller gathers other ranks' slices and refreshes any working copy). */
-void opt_step(struct optimizer *o, const struct cfg_train *tc, const struct param_table *pt,
-              float *params, float *grads, double grad_norm, double lr);
+/* Clip g (when grad_clip > 0) given the global pre-clip norm, then the t-th AdamW update
+ * (t >= 1) at lr of the parameters [lo, hi): p[i - lo], g[i - lo], m[i - lo], v[i - lo] belong
+ * to parameter i; each tensor's part of the range gets that tensor's weight-decay rule. The
+ * ops run on `be` (whose memory the buffers are in). */
+void opt_adamw(const struct backend *be, const struct cfg_train *tc, const struct param_table *pt, int64_t lo,
+               int64_t hi, float *p, float *g, float *m, float *v, double grad_norm, double lr, int64_t t);
 
 #endif

@@ -69,10 +69,8 @@ static int save(struct run *r) {
 }
 
 /* Collective, before the first step. Returns 0 (resumed or nothing to resume) or an exit
- * code. A host-memory backend loads straight into the live weights (and, unsharded, the
- * moments): a checkpoint found corrupt after part of it was read would leave rank 0 with
- * other weights than the rest, so the initial ones are kept and put back when no
- * checkpoint loads (the moments are still zero then). */
+ * code. Rank 0 reads into its host arrays (train_state.c), never into the live weights, so
+ * a checkpoint found corrupt after part of it was read changes nothing. */
 static int resume(struct run *r) {
     struct trainer *t = r->t;
     const char *dir = r->c->checkpoint.dir;
@@ -85,15 +83,7 @@ static int resume(struct run *r) {
         char err[2048];
         struct ckpt_meta mine;
         trainer_meta(t, &mine);
-        size_t bytes = (size_t)t->model.pt.total * sizeof(float);
-        float *keep = p == t->model.params ? rt_malloc(bytes, "initial weights (resume)") : NULL;
-        if (keep) memcpy(keep, p, bytes);
         found = ckpt_load_latest(dir, stderr, t->model.pt.total, p, m, v, r->last_ckpt, &meta, err, sizeof err);
-        if (keep && found <= 0) {
-            memcpy(p, keep, bytes);
-            if (m == t->opt.m) memset(m, 0, bytes), memset(v, 0, bytes);
-        }
-        free(keep);
         if (found < 0) {
             fprintf(stderr, "ringtrain: %s\n", err);
         } else if (found && meta.model_hash != mine.model_hash) {
@@ -117,18 +107,16 @@ static int resume(struct run *r) {
     return 0;
 }
 
-/* The optimizer state each rank holds: the two AdamW moments of its slice (zero.h). */
+/* The optimizer state each rank holds (pstore.h): its shard of the fp32 master weights and
+ * the two AdamW moments, and where. */
 void run_print_optimizer(const struct trainer *t) {
-    char mine[32], all[32];
-    double each = 2.0 * (double)t->opt.n * sizeof(float);
-    mem_bytes_text(each, mine, sizeof mine);
-    mem_bytes_text(2.0 * (double)t->zero.total * sizeof(float), all, sizeof all);
-    if (t->zero.on)
-        printf("optimizer: AdamW, moments 2 x %lld floats = %s per rank (ZeRO-1 over %d ranks; %s unsharded)\n",
-               (long long)t->opt.n, mine, t->zero.shards, all);
-    else
-        printf("optimizer: AdamW, moments 2 x %lld floats = %s per rank (not sharded: %s)\n", (long long)t->opt.n,
-               mine, t->world.size > 1 ? "parallel.zero is false" : "one rank");
+    const struct pstore *ps = &t->model.ps;
+    char mine[32], all[32], how[160];
+    mem_bytes_text(3.0 * (double)ps->S * sizeof(float), mine, sizeof mine);
+    mem_bytes_text(3.0 * (double)ps->pt.total * sizeof(float), all, sizeof all);
+    printf("optimizer: AdamW, master weights and moments 3 x %lld floats = %s per rank on the %s (%s; %s "
+           "unsharded)\n", (long long)ps->S, mine, ps->host_opt ? "host" : "device", pstore_describe(ps, how, sizeof how),
+           all);
 }
 
 static void print_start(const struct trainer *t, const struct runtime *rt) {

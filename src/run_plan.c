@@ -128,8 +128,14 @@ static void print_advice(const struct trainer *t, FILE *f) {
     else if (c->memory.checkpointing == CKPT_SELECTIVE)
         fprintf(f, "  - memory.checkpointing: full (now selective) saves no attention output (%s per layer), at "
                 "the cost of re-running the ring in the backward\n", mem_bytes_text((double)bytes[1], b, sizeof b));
-    if (!t->zero.on && t->world.size > 1)
-        fprintf(f, "  - parallel.zero: true shards the AdamW moments over the %d ranks\n", t->world.size);
+    const struct pstore *ps = &t->model.ps;
+    if (ps->stage < 3 && t->world.size > 1)
+        fprintf(f, "  - parallel.zero: %d (now %d) shards %s over the %d ranks\n", ps->stage + 1, ps->stage,
+                (const char *[]){"the master weights and AdamW moments", "the gradients", "the working weights"}[ps->stage],
+                t->world.size);
+    if (!ps->host_opt)
+        fprintf(f, "  - memory.optimizer: host (now device) keeps the master weights, moments and reduced gradients "
+                "in pinned host memory (%s per rank)\n", mem_bytes_text(4.0 * (double)ps->S * sizeof(float), b, sizeof b));
 }
 
 /* The table and everything about it (rank 0). */
@@ -140,12 +146,11 @@ static void print_plan(const struct trainer *t, const struct mem_plan *p, const 
     mem_plan_print(p, stdout, "  ");
     print_offload(t, p);
     run_print_optimizer(t);
-    const struct zero *z = &t->zero;
-    if (z->on)
-        printf("ZeRO-1: %d slices of %lld parameters (whole multiples of %d); rank 0 updates [%lld, %lld); the "
-               "parameters and gradients carry %lld floats of padding after the last parameter\n", z->shards,
-               (long long)z->slice, ZERO_ALIGN, (long long)z->lo, (long long)z->hi,
-               (long long)(zero_flat(z) - z->total));
+    const struct pstore *ps = &t->model.ps;
+    if (ps->shards > 1)
+        printf("ZeRO-%d: each of the %d units (embedding, %d layers, head) cut into %d parts (whole multiples of %d "
+               "floats); a layer's part is %lld parameters\n", ps->stage, ps->n_units, ps->Ly, ps->shards,
+               PSTORE_ALIGN, (long long)ps->u[1].s);
     print_step_time(t, p, rt);
     char need[32];
     mem_bytes_text(v->need, need, sizeof need);

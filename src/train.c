@@ -9,6 +9,7 @@
 #include "comm_mpi.h"
 #include "corpus.h"
 #include "hf.h"
+#include "optimizer.h"
 #include "train_backend.h"
 
 /* How many layers keep their saved tensors in host memory (memory.offload); -1, with the
@@ -68,19 +69,14 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->gpu_sharing = 1;
     comm_mpi_init(&t->ctl, rt->world_comm, "ctl", TRAIN_COMM_TIMEOUT_S);
     char err[1024];
-    struct param_table pt;
-    if (params_init(&pt, &j->mc, err, sizeof err)) RT_FATAL("%s", err);
-    zero_init(&t->zero, c->parallel.zero, rt->world, rt->rank, pt.total);
-    params_free(&pt);
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
-               ckpt_map[c->memory.checkpointing], zero_flat(&t->zero) - t->zero.total);
+               ckpt_map[c->memory.checkpointing], &t->world, c->parallel.zero, c->memory.optimizer == OPTIMIZER_HOST);
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
-    opt_init(&t->opt, be, t->zero.lo, t->zero.hi, t->zero.slice);
     int n_host = offload_layers(t, err, sizeof err);
     if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
     if (n_host < 0) {
@@ -113,28 +109,36 @@ void trainer_free(struct trainer *t) {
     free(t->host_p);
     free(t->host_m);
     free(t->host_v);
-    free(t->host_slice);
     free(t->seq_in);
     free(t->seq_lab);
     free(t->tok);
     free(t->lab);
     free(t->pos);
     data_close(&t->data);
-    opt_free(&t->opt);
     model_free(&t->model);
     train_backend_close(t);
     comm_free(&t->ctl);
 }
 
-/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... (read from
- * the backend once, after all of them). */
-static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
+static void run_one(struct trainer *t, int i, float grad_scale, int train) {
     int zigzag = t->job.cfg.parallel.attention == RING_ZIGZAG;
-    for (int i = t->dp_rank; i < nseq; i += t->job.dp) {
-        data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->cp_rank,
-                   zigzag, t->tok, t->lab, t->pos);
-        model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
+    data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->cp_rank, zigzag,
+               t->tok, t->lab, t->pos);
+    model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
+}
+
+/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... (read from
+ * the backend once, after all of them). Training steps give every rank as many sequences
+ * (job.c); the last evaluation batch may not, and a ZeRO-3 store gathers each layer's
+ * weights over the world, so a rank without a sequence then runs the batch's first one
+ * and drops its loss. */
+static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
+    if (t->dp_rank >= nseq && t->model.ps.wmode == PW_GATHER) {
+        run_one(t, 0, grad_scale, train);
+        model_take_loss(&t->model);
+        return 0.0;
     }
+    for (int i = t->dp_rank; i < nseq; i += t->job.dp) run_one(t, i, grad_scale, train);
     return model_take_loss(&t->model);
 }
 
@@ -156,9 +160,8 @@ static void local_gradients(struct trainer *t, struct step_stats *st) {
     int64_t nlab = count_labels(t->seq_lab, (int64_t)nseq * t->L);
     float scale = nlab ? (float)(1.0 / (double)nlab) : 0.0f;
     double t1 = MPI_Wtime();
-    t->model.be->zero(t->model.be, t->model.grads, (size_t)t->model.pt.total * sizeof(float));
+    pstore_begin_step(&t->model.ps);
     double loss = run_sequences(t, nseq, scale, 1);
-    if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) t->model.grads[0] = NAN;
     double t2 = MPI_Wtime();
     comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
     st->t_reduce = MPI_Wtime() - t2;
@@ -171,35 +174,42 @@ static void local_gradients(struct trainer *t, struct step_stats *st) {
     t->model.ring.t_wait = 0;
 }
 
-/* Sum the gradients over the world -- all of them, or with shard only this rank's ZeRO
- * slice (reduce-scatter) -- and take their global norm (with shard: the slices' sums of
- * squares added over the ranks; every rank gets the same norm). */
-static void reduce_gradients(struct trainer *t, struct step_stats *st, int shard) {
-    const struct backend *be = t->model.be;
-    float *g = t->model.grads;
-    double t0 = MPI_Wtime(), ss;
-    if (shard) {
-        zero_reduce_scatter(&t->zero, &t->world, g);
-        ss = be->sumsq(be, g + t->zero.lo, t->zero.hi - t->zero.lo);
-        comm_all_reduce(&t->ctl, &ss, &ss, 1, COMM_F64, COMM_SUM);
-    } else {
-        if (t->world.size > 1) comm_all_reduce(&t->world, g, g, t->model.pt.total, COMM_F32, COMM_SUM);
-        ss = be->sumsq(be, g, t->model.pt.total);
-    }
+/* The numerical guard's test switch: a NaN in the gradient of parameter 0 on the ranks that
+ * own it, before the reduction (it reaches the norm of every rank). */
+static void poison(struct trainer *t) {
+    if (t->step < t->opts.poison_from || t->step >= t->opts.poison_to) return;
+    struct pstore *ps = &t->model.ps;
+    float *g = pstore_owned_grad(ps, 0), nan = NAN;
+    if (!g) return;
+    if (ps->be->host_memory) *g = nan;
+    else if (!ps->host_opt) ps->be->upload(ps->be, g, &nan, sizeof nan);
+    else RT_FATAL("train: the NaN test switch needs the optimizer on the device or a host backend");
+}
+
+/* Reduce the step's gradients into every rank's shard (pstore.h) and take their global
+ * norm: the shards' sums of squares added over the ranks when sharded (every rank gets the
+ * same norm). */
+static void reduce_gradients(struct trainer *t, struct step_stats *st) {
+    struct pstore *ps = &t->model.ps;
+    double t0 = MPI_Wtime();
+    poison(t);
+    double ss = pstore_reduce(ps);
+    if (ps->shards > 1) comm_all_reduce(&t->ctl, &ss, &ss, 1, COMM_F64, COMM_SUM);
     st->grad_norm = sqrt(ss);
     st->t_reduce += MPI_Wtime() - t0;
 }
 
-double trainer_gradients(struct trainer *t, struct step_stats *st) {
+double trainer_gradients(struct trainer *t, struct step_stats *st, float *full) {
     local_gradients(t, st);
-    reduce_gradients(t, st, 0);
+    reduce_gradients(t, st);
+    pstore_all_grads(&t->model.ps, &t->ctl, full);
     return st->loss;
 }
 
 int trainer_step(struct trainer *t, struct step_stats *st) {
     const struct cfg_train *tc = &t->job.cfg.train;
     local_gradients(t, st);
-    reduce_gradients(t, st, t->zero.on);
+    reduce_gradients(t, st);
     double t0 = MPI_Wtime();
     st->lr = opt_lr(tc, t->step);
     /* Every rank holds the same all-reduced loss and norm, so all take the same branch. */
@@ -209,9 +219,7 @@ int trainer_step(struct trainer *t, struct step_stats *st) {
         t->skipped++;
     } else {
         t->bad_in_row = 0;
-        opt_step(&t->opt, tc, &t->model.pt, t->model.params, t->model.grads, st->grad_norm, st->lr);
-        if (t->zero.on) zero_all_gather(&t->zero, &t->world, t->model.params);
-        model_refresh_weights(&t->model);
+        pstore_update(&t->model.ps, tc, st->grad_norm, st->lr);
     }
     st->t_optim = MPI_Wtime() - t0;
     const struct backend *be = t->model.be;
@@ -225,7 +233,7 @@ void trainer_meta(const struct trainer *t, struct ckpt_meta *m) {
     memset(m, 0, sizeof *m);
     m->step = t->step;
     m->data_cursor = t->data.cursor;
-    m->opt_t = t->opt.t;
+    m->opt_t = t->model.ps.t;
     m->bad_in_row = t->bad_in_row;
     m->n_params = t->model.pt.total;
     m->model_hash = job_model_hash(&t->job);
@@ -239,7 +247,7 @@ void trainer_meta(const struct trainer *t, struct ckpt_meta *m) {
 void trainer_restore(struct trainer *t, const struct ckpt_meta *m) {
     t->step = m->step;
     t->data.cursor = m->data_cursor;
-    t->opt.t = m->opt_t;
+    t->model.ps.t = m->opt_t;
     t->bad_in_row = m->bad_in_row;
 }
 

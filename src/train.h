@@ -1,5 +1,6 @@
 /* train: the trainer of one job on this rank: communicators (world, cp ring, dp group),
- * model, optimizer (its moments sharded over the world with ZeRO-1, zero.h) and data, the
+ * model (its parameter store shards weights, gradients and AdamW state by ZeRO stage,
+ * pstore.h) and data, the
  * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
  * evaluation; train_state.c moves the state to and from host arrays for checkpoints;
  * train_backend.c opens the backend and the transports. The same set-up runs against the
@@ -16,9 +17,7 @@
 #include "job.h"
 #include "mem_plan.h"
 #include "model.h"
-#include "optimizer.h"
 #include "runtime.h"
-#include "zero.h"
 
 /* Test switches; zero in a real run. */
 struct train_opts {
@@ -31,9 +30,7 @@ struct trainer {
     struct comm       ctl;           /* MPI over all ranks, host buffers: losses, signals, broadcasts */
     struct comm       world, cp;     /* the backend's transport: gradients (world), the ring (cp) */
     int               cp_rank, dp_rank;
-    struct model      model;
-    struct zero       zero;          /* the slice of the parameters this rank's optimizer updates */
-    struct optimizer  opt;           /* moments of zero.lo .. zero.hi, zero.slice floats each */
+    struct model      model;         /* its parameter store model.ps holds the optimizer state */
     struct data_source data;
     int64_t           L, T;          /* global and local tokens per sequence */
     int32_t          *seq_in, *seq_lab; /* (seqs_per_step, L) the step's sequences */
@@ -43,9 +40,7 @@ struct trainer {
     int64_t           bad_in_row;    /* non-finite steps in a row */
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
-    float            *host_p;        /* rank 0, device backends: (pt.total) host copy of the weights */
-    float            *host_m, *host_v; /* rank 0, sharded or device: (zero_flat) full host moments */
-    float            *host_slice;    /* ranks > 0, sharded on a device: (zero.slice) host staging */
+    float            *host_p, *host_m, *host_v; /* rank 0: (pt.total) host copies of the weights and moments */
     struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
     int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
 };
@@ -78,23 +73,23 @@ void trainer_free(struct trainer *t);
 /* One training step (collective). A step whose loss or gradient norm is not finite is
  * skipped (no update). Returns 1 when train.max_bad_steps such steps came in a row. */
 int trainer_step(struct trainer *t, struct step_stats *st);
-/* Forward and backward of the next step without an update: gradients left in
- * t->model.grads (all of them summed over ranks, also with ZeRO; scaled by 1 / label
- * count). Returns the mean loss. */
-double trainer_gradients(struct trainer *t, struct step_stats *st);
+/* Forward and backward of the next step without an update: the gradients, summed over
+ * ranks and scaled by 1 / label count, into `full` (pt.total floats, host, every rank).
+ * Returns the mean loss. For tests. */
+double trainer_gradients(struct trainer *t, struct step_stats *st, float *full);
 /* Mean token loss over the eval windows of `path` (no update). Collective. */
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
 
 /* Rank 0's host arrays of the full fp32 master weights and AdamW moments (pt.total floats
- * each; the backend's own buffers where those are such arrays); NULL on the other ranks.
+ * each, allocated at first use); NULL on the other ranks.
  * Their contents are whatever the last pull or a caller left there: a resume reads a
  * checkpoint into them, then calls trainer_push_state. Not collective. */
 void trainer_host_state(struct trainer *t, float **p, float **m, float **v);
 /* Collective: fill rank 0's host arrays with the current weights and, when moments is set,
- * the moments (with ZeRO every rank's slice is gathered to rank 0). */
+ * the moments (every rank's shards gathered to rank 0). */
 void trainer_pull_state(struct trainer *t, int moments);
-/* Collective: every rank takes on rank 0's host state (weights broadcast, moment slices
- * scattered) and refreshes its working weights. */
+/* Collective: every rank takes on rank 0's host state (its shards scattered) and refreshes
+ * its working weights. */
 void trainer_push_state(struct trainer *t);
 
 /* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer

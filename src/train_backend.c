@@ -32,14 +32,17 @@ static int use_nccl(const struct trainer *t, const struct runtime *rt, int gpus)
     return nccl;
 }
 
-/* The staged transport's buffer sizes. The world moves whole (padded) gradient and weight
- * buffers: all-reduce and broadcast of them, or reduce-scatter's send and all-gather's recv
- * with ZeRO; the ring moves K|V. */
-static void staged_bytes(const struct trainer *t, size_t *world, size_t *ring) {
+/* The staged transport's buffer sizes. The world moves one padded unit of the parameter
+ * store at a time (pstore.h: gradients reduced, working weights gathered); the ring moves K|V. */
+static void staged_bytes(const struct trainer *t, const struct runtime *rt, size_t *world, size_t *ring) {
+    const struct cfg *c = &t->job.cfg;
     const struct model_config *mc = &t->job.mc;
     size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
-    size_t flat = (size_t)zero_flat(&t->zero) * sizeof(float);
-    *world = flat > kv ? flat : kv;
+    struct pstore ps;
+    pstore_layout(&ps, mc, c->parallel.zero, c->memory.optimizer == OPTIMIZER_HOST, rt->world, rt->rank);
+    size_t unit = (size_t)pstore_max_unit(&ps) * sizeof(float);
+    pstore_free(&ps);
+    *world = unit > kv ? unit : kv;
     *ring = kv;
 }
 #endif
@@ -63,7 +66,7 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
             comm_nccl_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s);
         } else {
             size_t world_bytes, ring_bytes;
-            staged_bytes(t, &world_bytes, &ring_bytes);
+            staged_bytes(t, rt, &world_bytes, &ring_bytes);
             comm_staged_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S, s, world_bytes);
             comm_staged_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s, ring_bytes);
         }
@@ -92,7 +95,7 @@ const struct backend *train_backend_plan(struct trainer *t, const struct runtime
         int gpus = (rt->local_size + p->ranks_per_gpu - 1) / p->ranks_per_gpu;
         if (!use_nccl(t, rt, gpus)) {
             size_t world_bytes, ring_bytes;
-            staged_bytes(t, &world_bytes, &ring_bytes);
+            staged_bytes(t, rt, &world_bytes, &ring_bytes);
             mem_plan_add(p, "MPI staging buffers (world)", MEM_HOST, 0, world_bytes, COMM_STAGED_BUFFERS);
             mem_plan_add(p, "MPI staging buffers (cp)", MEM_HOST, 0, ring_bytes, COMM_STAGED_BUFFERS);
         }

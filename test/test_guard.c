@@ -34,20 +34,21 @@ int main(int argc, char **argv) {
     struct train_opts o = {.poison_from = 2, .poison_to = 4};
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, &j, &rt, &o);
-    CHECK(t->zero.on == (rt.world > 1) && (t->zero.lo > 0) == (rt.rank > 0));
-    int64_t n = t->model.pt.total;
+    const struct pstore *ps = &t->model.ps;
+    CHECK(ps->shards == rt.world && (ps->u[0].own_lo > 0) == (rt.rank > 0));
+    int64_t n = ps->S; /* this rank's shard of the master weights (host memory on the cpu backend) */
     float *before = malloc(n * sizeof(float));
     struct step_stats st;
     int stops = 0, skipped = 0;
     for (int s = 0; s < 6; s++) {
-        memcpy(before, t->model.params, n * sizeof(float));
+        memcpy(before, ps->master, n * sizeof(float));
         stops += trainer_step(t, &st);
         skipped += st.skipped;
-        int same = !memcmp(before, t->model.params, n * sizeof(float));
+        int same = !memcmp(before, ps->master, n * sizeof(float));
         CHECK(st.skipped == (s == 2 || s == 3));
         CHECK(same == st.skipped); /* a skipped step leaves the weights alone; a good one moves them */
     }
-    CHECK(stops == 0 && skipped == 2 && t->skipped == 2 && t->step == 6 && t->opt.t == 4);
+    CHECK(stops == 0 && skipped == 2 && t->skipped == 2 && t->step == 6 && ps->t == 4);
     trainer_free(t);
 
     /* Bad from step 1 on: the third bad step in a row asks to stop. */

@@ -11,8 +11,8 @@
 #     every checkpoint is corrupt the run starts afresh, bit for bit like a fresh run.
 #  5. Resuming a 2-rank checkpoint on 4 ranks continues (losses within 1e-5).
 #  6. --export writes an HF model dir from the newest checkpoint.
-#  7. ZeRO-1 (parallel.zero, on by default): a checkpoint written by 4 sharded ranks resumes
-#     on 2 sharded ranks and on 1 rank; a run alternates zero off -> on -> off across
+#  7. ZeRO (parallel.zero, 1 by default): a checkpoint written by 4 ZeRO-1 ranks resumes
+#     on 2 ranks with ZeRO-3 and the optimizer on the host, and on 1 rank; a run alternates zero 0 -> 1 -> 0 across
 #     resumes; the files are those of an unsharded run (losses within 1e-5 of a straight
 #     2-rank run, as in 5).
 set -u
@@ -134,20 +134,22 @@ within() { # A.jsonl B.jsonl -> all 20 losses within 1e-5 relative
         | awk 'BEGIN{bad=0;n=0} {n++; e=($1-$2)/$1; if (e<0) e=-e; if (e>1e-5) bad=1} END{exit bad || n!=20}'
 }
 run 4 z1.out --set checkpoint.dir="$d/ckz" --set train.steps=10 --set log.metrics="$d/z.jsonl" || bad "4-rank zero run failed"
-grep -q "per rank (ZeRO-1 over 4 ranks" "$d/z1.out" && ok "4 ranks shard the moments: $(grep '^optimizer' "$d/z1.out")" \
+grep -q "(ZeRO-1 over 4 ranks" "$d/z1.out" && ok "4 ranks shard the moments: $(grep '^optimizer' "$d/z1.out")" \
     || bad "no ZeRO start-up line: $(head -5 "$d/z1.out")"
 cp -r "$d/ckz" "$d/ckz1" && cp "$d/z.jsonl" "$d/z1.jsonl"
-run 2 z2.out --set checkpoint.dir="$d/ckz" --set log.metrics="$d/z.jsonl" || bad "2-rank resume failed: $(tail -3 "$d/z2.out")"
-grep -q "written by 4 ranks" "$d/z2.out" && grep -q "ZeRO-1 over 2 ranks" "$d/z2.out" && within "$d/a.jsonl" "$d/z.jsonl" \
-    && ok "4-rank sharded checkpoint resumed on 2 sharded ranks, losses within 1e-5" || bad "4 -> 2 ranks: $(head -5 "$d/z2.out")"
+run 2 z2.out --set checkpoint.dir="$d/ckz" --set log.metrics="$d/z.jsonl" --set parallel.zero=3 --set memory.optimizer=host \
+    || bad "2-rank resume failed: $(tail -3 "$d/z2.out")"
+grep -q "written by 4 ranks" "$d/z2.out" && grep -q "on the host (ZeRO-3 over 2 ranks" "$d/z2.out" && within "$d/a.jsonl" "$d/z.jsonl" \
+    && ok "4-rank ZeRO-1 checkpoint resumed on 2 ranks with ZeRO-3 and the optimizer on the host, losses within 1e-5" \
+    || bad "4 -> 2 ranks: $(head -5 "$d/z2.out")"
 run 1 z3.out --set checkpoint.dir="$d/ckz1" --set log.metrics="$d/z1.jsonl" || bad "1-rank resume failed: $(tail -3 "$d/z3.out")"
 grep -q "written by 4 ranks" "$d/z3.out" && within "$d/a.jsonl" "$d/z1.jsonl" \
     && ok "4-rank sharded checkpoint resumed on 1 rank, losses within 1e-5" || bad "4 -> 1 rank: $(head -5 "$d/z3.out")"
-run 2 o1.out --set parallel.zero=false --set checkpoint.dir="$d/cko" --set train.steps=10 --set log.metrics="$d/o.jsonl" \
+run 2 o1.out --set parallel.zero=0 --set checkpoint.dir="$d/cko" --set train.steps=10 --set log.metrics="$d/o.jsonl" \
     || bad "unsharded run failed"
 run 2 o2.out --set checkpoint.dir="$d/cko" --set train.steps=15 --set log.metrics="$d/o.jsonl" || bad "zero resume failed"
-run 2 o3.out --set parallel.zero=false --set checkpoint.dir="$d/cko" --set log.metrics="$d/o.jsonl" || bad "unsharded resume failed"
-grep -q "not sharded" "$d/o1.out" && grep -q "at step 10 " "$d/o2.out" && grep -q "ZeRO-1 over 2 ranks" "$d/o2.out" \
+run 2 o3.out --set parallel.zero=0 --set checkpoint.dir="$d/cko" --set log.metrics="$d/o.jsonl" || bad "unsharded resume failed"
+grep -q "(ZeRO-0 over 2 ranks" "$d/o1.out" && grep -q "at step 10 " "$d/o2.out" && grep -q "ZeRO-1 over 2 ranks" "$d/o2.out" \
     && grep -q "at step 15 " "$d/o3.out" && grep -q "not sharded" "$d/o3.out" && within "$d/a.jsonl" "$d/o.jsonl" \
     && ok "zero off -> on (step 10) -> off (step 15), losses within 1e-5" || bad "zero off/on/off: $(head -4 "$d/o2.out") $(head -4 "$d/o3.out")"
 size() { stat -c %s "$1"; }

@@ -36,6 +36,13 @@ static struct model_config shape(int gqa) {
     return mc;
 }
 
+static void set_random(struct model *m, uint64_t seed) {
+    float *w = malloc(m->pt.total * sizeof(float));
+    params_init_random(&m->pt, seed, w);
+    model_set_params(m, w);
+    free(w);
+}
+
 /* Loss and summed gradients of one sequence on communicator cp (world = cp here). */
 static double loss_and_grads(struct model *m, struct comm *cp, int zigzag, const int32_t *in,
                              const int32_t *lab, int64_t L, float *grads_out) {
@@ -45,11 +52,12 @@ static double loss_and_grads(struct model *m, struct comm *cp, int zigzag, const
     data_shard(in, lab, L, cp->size, cp->rank, zigzag, tok, lb, pos);
     int64_t nlab = 0;
     for (int64_t i = 0; i < L; i++) nlab += lab[i] >= 0;
-    memset(m->grads, 0, m->pt.total * sizeof(float));
+    pstore_begin_step(&m->ps);
     model_forward_backward(m, tok, lb, pos, (float)(1.0 / nlab), 1);
     double loss = model_take_loss(m);
     comm_all_reduce(cp, &loss, &loss, 1, COMM_F64, COMM_SUM);
-    comm_all_reduce(cp, m->grads, grads_out, m->pt.total, COMM_F32, COMM_SUM);
+    pstore_reduce(&m->ps); /* ZeRO-0 over cp: the gradients all-reduced */
+    pstore_all_grads(&m->ps, cp, grads_out);
     free(tok), free(lb), free(pos);
     return loss / nlab;
 }
@@ -63,12 +71,12 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
         lab[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(8, i) % mc.vocab_size); /* some ignored */
     }
     struct model m1, mN;
-    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0);
-    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0);
+    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, self, 0, 0);
+    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, world, 0, 0);
     model_place_saved(&m1, 0);
     model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? 0 : 1); /* one of the two layers offloaded */
-    params_init_random(&m1.pt, 42, m1.params);
-    params_init_random(&mN.pt, 42, mN.params);
+    set_random(&m1, 42);
+    set_random(&mN, 42);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(mN.pt.total * sizeof(float));
     double l1 = loss_and_grads(&m1, self, zigzag, in, lab, L, g1);
     double lN = loss_and_grads(&mN, world, zigzag, in, lab, L, gN);
@@ -104,9 +112,9 @@ static void test_offload(struct comm *world, int ckpt) {
     const int n_host[] = {0, 3, 7};
     for (int c = 0; c < 3; c++) {
         struct model m;
-        model_init(&m, &cpu_backend, &mc, world, 1, (int)(L / world->size), ckpt, 0);
+        model_init(&m, &cpu_backend, &mc, world, 1, (int)(L / world->size), ckpt, world, 0, 0);
         model_place_saved(&m, n_host[c]);
-        params_init_random(&m.pt, 5, m.params);
+        set_random(&m, 5);
         for (int s = 0; s < 2; s++) {
             float *g = malloc(m.pt.total * sizeof(float));
             double loss = loss_and_grads(&m, world, 1, in[s], lab[s], L, g);

@@ -110,6 +110,8 @@ static void c_adamw(const struct backend *be, float *p, const float *g, float *m
 }
 static double c_sumsq(const struct backend *be, const float *x, int64_t n) { return (void)be, cpu_sumsq(x, n); }
 static void c_scale(const struct backend *be, float *x, float s, int64_t n) { (void)be, cpu_scale(x, s, n); }
+static void c_add_f32(const struct backend *be, float *y, const float *x, int64_t n) { (void)be, cpu_add(y, x, n); }
+static void c_sync(const struct backend *be) { (void)be; }
 
 const struct backend cpu_backend = {
     .name = "cpu",
@@ -152,4 +154,6 @@ const struct backend cpu_backend = {
     .adamw = c_adamw,
     .sumsq = c_sumsq,
     .scale = c_scale,
+    .add_f32 = c_add_f32,
+    .sync = c_sync,
 };

@@ -1,0 +1,241 @@
+/* pstore: the parameter store's layout, buffers and working weights (see pstore.h);
+ * pstore_grad.c holds the gradients and the update, pstore_state.c the checkpoint state. */
+#include "pstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+static int64_t round_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, int host_opt, int world,
+                   int rank) {
+    memset(ps, 0, sizeof *ps);
+    char err[256];
+    if (params_init(&ps->pt, mc, err, sizeof err)) RT_FATAL("pstore: %s", err);
+    ps->Ly = mc->n_layers;
+    ps->n_units = ps->Ly + 2;
+    ps->stage = world > 1 ? stage : 0;
+    ps->host_opt = host_opt;
+    ps->shards = ps->stage >= 1 ? world : 1;
+    ps->rank = ps->shards > 1 ? rank : 0;
+    ps->grad_full = !host_opt && ps->stage <= 1;
+    ps->wmode = ps->stage == 3 && ps->shards > 1 ? PW_GATHER
+              : host_opt || ps->shards > 1       ? PW_RESIDENT
+                                                 : PW_CONVERT;
+    ps->u = rt_calloc((size_t)ps->n_units, sizeof *ps->u, "parameter units");
+    int64_t S = 0, G = 0;
+    for (int i = 0; i < ps->n_units; i++) {
+        struct pstore_unit *u = &ps->u[i];
+        struct layer_params lp;
+        if (i == 0) {
+            params_layer(&ps->pt, 0, &lp);
+            u->lo = 0, u->hi = lp.attn_norm;
+        } else if (i <= ps->Ly) {
+            params_layer(&ps->pt, i - 1, &lp);
+            u->lo = lp.attn_norm;
+            if (i < ps->Ly) params_layer(&ps->pt, i, &lp), u->hi = lp.attn_norm;
+            else u->hi = params_final_norm(&ps->pt);
+        } else {
+            u->lo = params_final_norm(&ps->pt), u->hi = ps->pt.total;
+        }
+        int64_t n = u->hi - u->lo;
+        u->s = round_up((n + ps->shards - 1) / ps->shards, PSTORE_ALIGN);
+        u->sh = S;
+        int64_t a = u->lo + ps->rank * u->s, b = a + u->s < u->hi ? a + u->s : u->hi;
+        u->own_lo = a < u->hi ? a : u->hi;
+        u->own_n = b > a ? b - a : 0;
+        u->gfull = G;
+        u->wslot = u->gslot = -1;
+        S += u->s;
+        G += ps->shards * u->s;
+        if (u->s > ps->max_part) ps->max_part = u->s;
+    }
+    ps->S = S;
+    for (int k = 0; k < PSTORE_SLOTS; k++) ps->wslot_unit[k] = ps->gslot_unit[k] = -1;
+}
+
+int64_t pstore_max_unit(const struct pstore *ps) { return ps->shards * ps->max_part; }
+
+static int64_t padded(const struct pstore *ps, int u) { return ps->shards * ps->u[u].s; }
+static int is_layer(const struct pstore *ps, int u) { return u >= 1 && u <= ps->Ly; }
+
+/* Elements into an act buffer. */
+static void *act_at(const struct pstore *ps, void *base, int64_t elems) {
+    return (char *)base + elems * (int64_t)ps->be->act_size;
+}
+
+/* Host memory of the optimizer's state: pinned (the device copies to and from it). */
+static float *opt_alloc(struct pstore *ps, int64_t n, const char *what) {
+    const struct backend *be = ps->be;
+    size_t bytes = (size_t)n * sizeof(float);
+    if (!ps->host_opt) return be->alloc(be, bytes, what);
+    float *p = be->host_alloc(be, bytes, what);
+    if (!be->recording) memset(p, 0, bytes);
+    return p;
+}
+
+static void opt_free(struct pstore *ps, float *p) {
+    if (!p) return;
+    if (ps->host_opt) ps->be->host_free(ps->be, p);
+    else ps->be->free(ps->be, p);
+}
+
+void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world, const struct model_config *mc,
+                 int stage, int host_opt) {
+    pstore_layout(ps, mc, stage, host_opt, world->size, world->rank);
+    ps->be = be;
+    ps->world = world;
+    ps->obe = host_opt ? &cpu_backend : be;
+    ps->aliased = ps->wmode == PW_CONVERT && be->shared_weights;
+    ps->dtype = be->act_size == 2 ? COMM_BF16 : COMM_F32;
+    int head = pstore_head(ps);
+    ps->master = opt_alloc(ps, ps->S, "master weights (fp32 shard)");
+    ps->m = opt_alloc(ps, ps->S, "AdamW first moment (shard)");
+    ps->v = opt_alloc(ps, ps->S, "AdamW second moment (shard)");
+    int64_t max_layer = 0;
+    for (int u = 1; u <= ps->Ly; u++)
+        if (padded(ps, u) > max_layer) max_layer = padded(ps, u);
+    if (ps->grad_full) {
+        ps->gfull = be->alloc(be, (size_t)(ps->u[head].gfull + padded(ps, head)) * sizeof(float), "gradients");
+        for (int u = 0; u < ps->n_units; u++) ps->u[u].g = ps->gfull + ps->u[u].gfull;
+    } else {
+        ps->gshard = opt_alloc(ps, ps->S, "gradients (reduced shard)");
+        for (int k = 0; k < PSTORE_SLOTS; k++)
+            ps->gslot[k] = be->alloc(be, (size_t)max_layer * sizeof(float), "gradients (layer buffers)");
+        ps->gglob[0] = be->alloc(be, (size_t)padded(ps, 0) * sizeof(float), "gradients (embedding)");
+        ps->gglob[1] = be->alloc(be, (size_t)padded(ps, head) * sizeof(float), "gradients (head)");
+    }
+    if (ps->aliased) {
+        for (int u = 0; u < ps->n_units; u++) ps->u[u].w = ps->master + ps->u[u].sh;
+    } else {
+        size_t as = be->act_size;
+        ps->wglob = be->alloc(be, (size_t)(padded(ps, 0) + padded(ps, head)) * as,
+                              "working weights (embedding, head)");
+        ps->u[0].w = ps->wglob;
+        ps->u[head].w = act_at(ps, ps->wglob, padded(ps, 0));
+        if (ps->wmode == PW_RESIDENT) {
+            ps->wres = be->alloc(be, (size_t)(ps->u[head].gfull - ps->u[1].gfull) * as, "working weights (layers)");
+            for (int u = 1; u <= ps->Ly; u++)
+                ps->u[u].w = act_at(ps, ps->wres, ps->u[u].gfull - ps->u[1].gfull);
+        }
+        int slots = ps->wmode == PW_GATHER ? PSTORE_SLOTS : ps->wmode == PW_CONVERT ? 1 : 0;
+        for (int k = 0; k < slots; k++) ps->wslot[k] = be->alloc(be, (size_t)max_layer * as, "working weights (layer buffers)");
+        if (ps->wmode == PW_GATHER) ps->ashard = be->alloc(be, (size_t)ps->S * as, "working weights (act shard)");
+    }
+    if (host_opt) {
+        if (!be->host_memory)
+            ps->stage_buf = be->alloc(be, (size_t)ps->max_part * sizeof(float), "master weights on their way to act");
+        ps->host_add = be->host_alloc(be, (size_t)ps->max_part * sizeof(float), "gradients on their way to the host");
+        ps->fence = be->fence_new(be);
+    }
+}
+
+void pstore_free(struct pstore *ps) {
+    const struct backend *be = ps->be;
+    if (be) {
+        opt_free(ps, ps->master), opt_free(ps, ps->m), opt_free(ps, ps->v), opt_free(ps, ps->gshard);
+        void *dev[] = {ps->gfull, ps->wglob, ps->wres, ps->ashard, ps->stage_buf, ps->gglob[0], ps->gglob[1],
+                       ps->wslot[0], ps->wslot[1], ps->gslot[0], ps->gslot[1]};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+            if (dev[i]) be->free(be, dev[i]);
+        if (ps->host_add) be->host_free(be, ps->host_add);
+        if (ps->fence) be->fence_free(be, ps->fence);
+    }
+    free(ps->u);
+    params_free(&ps->pt);
+    memset(ps, 0, sizeof *ps);
+}
+
+const char *pstore_describe(const struct pstore *ps, char *buf, size_t n) {
+    static const char *wm[] = {"converted per layer", "resident", "gathered per layer"};
+    char over[32] = "";
+    if (ps->world && ps->world->size > 1) snprintf(over, sizeof over, " over %d ranks", ps->world->size);
+    snprintf(buf, n, "ZeRO-%d%s, working weights %s", ps->stage, over, ps->aliased ? "= master" : wm[ps->wmode]);
+    return buf;
+}
+
+int pstore_unit_of(const struct pstore *ps, int64_t off) {
+    if (off < 0 || off >= ps->pt.total) RT_FATAL("pstore: parameter offset %lld of %lld", (long long)off,
+                                                  (long long)ps->pt.total);
+    if (off < ps->u[0].hi) return 0;
+    int head = pstore_head(ps);
+    if (off >= ps->u[head].lo) return head;
+    int64_t lay = ps->u[1].hi - ps->u[1].lo;
+    return 1 + (int)((off - ps->u[1].lo) / lay);
+}
+
+/* Where the optimizer's memory is host memory the CPU may touch. */
+static int opt_on_host(const struct pstore *ps) { return ps->host_opt || ps->be->host_memory; }
+
+void pstore_set(struct pstore *ps, const float *host) {
+    for (int i = 0; i < ps->n_units; i++) {
+        const struct pstore_unit *u = &ps->u[i];
+        if (!u->own_n) continue;
+        size_t bytes = (size_t)u->own_n * sizeof(float);
+        if (opt_on_host(ps)) memcpy(ps->master + u->sh, host + u->own_lo, bytes);
+        else ps->be->upload(ps->be, ps->master + u->sh, host + u->own_lo, bytes);
+    }
+    pstore_refresh(ps);
+}
+
+/* This rank's part of unit i in act at dst, from the master. */
+static void own_to_act(struct pstore *ps, int i, void *dst) {
+    const struct backend *be = ps->be;
+    const struct pstore_unit *u = &ps->u[i];
+    if (!u->own_n) return;
+    const float *src = ps->master + u->sh;
+    if (ps->host_opt && !be->host_memory) {
+        be->upload(be, ps->stage_buf, src, (size_t)u->own_n * sizeof(float));
+        src = ps->stage_buf;
+    }
+    be->to_act(be, dst, src, u->own_n);
+}
+
+void pstore_refresh(struct pstore *ps) {
+    for (int k = 0; k < PSTORE_SLOTS; k++) ps->wslot_unit[k] = -1;
+    if (ps->aliased) return;
+    for (int i = 0; i < ps->n_units; i++) {
+        struct pstore_unit *u = &ps->u[i];
+        if (is_layer(ps, i) && ps->wmode == PW_CONVERT) continue; /* converted when used */
+        if (is_layer(ps, i) && ps->wmode == PW_GATHER) {
+            u->w = NULL;
+            own_to_act(ps, i, act_at(ps, ps->ashard, u->sh));
+            continue;
+        }
+        own_to_act(ps, i, act_at(ps, u->w, ps->rank * u->s));
+        if (ps->shards > 1) comm_all_gather(ps->world, act_at(ps, u->w, ps->rank * u->s), u->w, u->s, ps->dtype);
+    }
+}
+
+void pstore_acquire_weights(struct pstore *ps, int i, int next) {
+    (void)next; /* the collectives are ordered on the transport; prefetch would need async ones */
+    struct pstore_unit *u = &ps->u[i];
+    if (!is_layer(ps, i) || ps->aliased || ps->wmode == PW_RESIDENT) return;
+    int k = ps->wmode == PW_CONVERT ? 0 : i % PSTORE_SLOTS;
+    if (ps->wslot_unit[k] != i) {
+        if (ps->wmode == PW_CONVERT)
+            ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
+        else
+            comm_all_gather(ps->world, act_at(ps, ps->ashard, u->sh), ps->wslot[k], u->s, ps->dtype);
+        ps->wslot_unit[k] = i;
+    }
+    u->w = ps->wslot[k];
+    u->wslot = k;
+}
+
+void pstore_release_weights(struct pstore *ps, int i) {
+    struct pstore_unit *u = &ps->u[i];
+    if (u->wslot < 0) return;
+    u->w = NULL;
+    u->wslot = -1;
+}
+
+const void *pstore_weight(const struct pstore *ps, int64_t off) {
+    int i = pstore_unit_of(ps, off);
+    const struct pstore_unit *u = &ps->u[i];
+    if (!u->w) RT_FATAL("pstore: weight at offset %lld used while unit %d is not acquired", (long long)off, i);
+    return act_at(ps, u->w, off - u->lo);
+}

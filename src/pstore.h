@@ -1,0 +1,147 @@
+/* pstore: the model's parameter store -- fp32 master weights, AdamW moments, weight
+ * gradients and the working weights the layers compute with, sharded over the ranks of the
+ * world by ZeRO stage (parallel.zero) and placed on the device or the host
+ * (memory.optimizer). The model driver only asks for views: pstore_weight / pstore_grad of a
+ * flat parameter offset (params.h layout), between acquire and release calls per unit.
+ *
+ * Units: 0 the embedding, 1..Ly the layers, Ly+1 the head (final norm, and lm_head when
+ * untied); each a contiguous range [lo, hi) of the flat vector of n = hi - lo floats. With
+ * `shards` = W ranks (stage >= 1 and world > 1; else 1) a unit is cut into W parts of s
+ * floats (ceil(n / W) rounded up to PSTORE_ALIGN): rank r owns [lo + r s, lo + (r + 1) s)
+ * clipped to hi (possibly empty). A rank's "shard" is its part of every unit, S floats in
+ * all (unit u at offset sh). Padded unit buffers hold W s elements, rank r's part at r s.
+ *
+ *   what a rank holds          stage 0        stage 1          stage 2          stage 3
+ *   fp32 master, m, v          all            its shard        its shard        its shard
+ *   fp32 gradients             all (full)     all (full)       2 unit buffers   2 unit buffers
+ *                                                              + its shard      + its shard
+ *   act working weights        per layer      all (resident)   all (resident)   own shard +
+ *                              from master                                      2 gathered units
+ * (one rank: every stage is stage 0.) memory.optimizer host puts the master, moments and
+ * reduced gradient shard in host memory (pinned on CUDA), runs AdamW on the host (the cpu
+ * backend's ops), uses unit gradient buffers whatever the stage, and keeps resident act
+ * weights on the device (stage 3: its act shard). The embedding and head units are always
+ * resident in act (gathered or converted after each update) and have gradient buffers of
+ * their own; only layers rotate through the two weight and gradient slots.
+ *
+ * Gradients of a unit buffer are final for one sequence at pstore_release_grads: the buffer
+ * is reduce-scattered over the world (all-reduced when not sharded) and this rank's part
+ * added into its gradient shard (the first sequence of a step copies). Full gradients (stages 0 and 1) are
+ * reduced at pstore_reduce: all-reduced (stage 0) or reduce-scattered unit by unit. */
+#ifndef RT_PSTORE_H
+#define RT_PSTORE_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "comm.h"
+#include "config.h"
+#include "params.h"
+
+#define PSTORE_ALIGN 64 /* floats: every part starts 256-byte aligned */
+#define PSTORE_SLOTS 2  /* rotating layer buffers for weights and for gradients */
+
+enum pstore_weights { PW_CONVERT, PW_RESIDENT, PW_GATHER };
+
+struct pstore_unit {
+    int64_t lo, hi;          /* flat parameter range */
+    int64_t s;               /* part floats: the unit's padded buffers hold shards * s */
+    int64_t sh;              /* offset of this rank's part in the shard buffers (S floats) */
+    int64_t own_lo, own_n;   /* the flat range this rank owns: [own_lo, own_lo + own_n) */
+    int64_t gfull;           /* offset in the full gradient buffer (stages 0-1, device optimizer) */
+    void   *w;               /* act working weights (shards * s), NULL while not present */
+    float  *g;               /* gradient buffer (shards * s) while acquired, else NULL */
+    int     wslot, gslot;    /* the layer slot holding them; -1: none / not a slot */
+    int     g_first;         /* no sequence of this step has added into the shard yet */
+    int     g_pending;       /* released, not yet added into the shard */
+};
+
+struct pstore {
+    const struct backend *be;  /* the model's backend (act weights, gradient buffers) */
+    const struct backend *obe; /* the optimizer's: be, or the cpu backend on host memory */
+    struct comm *world;        /* the ZeRO group: every rank of the job */
+    struct param_table pt;
+    int      stage;            /* parallel.zero as in effect (0 on one rank) */
+    int      host_opt;         /* memory.optimizer host */
+    int      shards, rank;     /* W and this rank's part (1 and 0 when not sharded) */
+    int      Ly, n_units;
+    int      wmode;            /* enum pstore_weights, of the layers */
+    int      grad_full;        /* full gradient buffer (stages 0-1, device optimizer) */
+    int      aliased;          /* the working weights are the master (fp32 backend, one shard, device) */
+    int      dtype;            /* comm dtype of act */
+    struct pstore_unit *u;     /* (n_units) */
+    int64_t  S;                /* shard floats */
+    int64_t  max_part;         /* largest s over the units */
+    float   *master, *m, *v;   /* (S) this rank's shard: device (obe == be) or host memory */
+    float   *gshard;           /* (S) reduced gradients of the shard (unit gradient buffers) */
+    float   *gfull;            /* (sum of shards * s) full gradients (grad_full) */
+    void    *wglob;            /* act: the embedding and head units' padded buffers */
+    void    *wres;             /* act: resident layers (PW_RESIDENT), Ly padded buffers */
+    void    *ashard;           /* act (S): this rank's shard (PW_GATHER) */
+    void    *wslot[PSTORE_SLOTS];        /* act: layer buffers (PW_CONVERT: slot 0 only; PW_GATHER) */
+    int      wslot_unit[PSTORE_SLOTS];   /* the unit a weight slot holds, -1: none */
+    float   *gslot[PSTORE_SLOTS];        /* layer gradient buffers (unit gradient buffers) */
+    int      gslot_unit[PSTORE_SLOTS];   /* the unit a gradient slot holds or still owes */
+    float   *gglob[2];                   /* gradient buffers of the embedding and the head */
+    float   *stage_buf;      /* (max_part) device fp32: host master parts on their way to act */
+    float   *host_add;       /* (max_part) host: a later sequence's part before it is added */
+    void    *fence;          /* copies to the host shard */
+    int64_t  t;              /* AdamW updates taken */
+};
+
+/* The layout alone (no buffers): units, parts and shards for `world` ranks at `stage`. */
+void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, int host_opt, int world,
+                   int rank);
+/* Padded floats of the largest unit buffer (what one collective moves at most). */
+int64_t pstore_max_unit(const struct pstore *ps);
+/* Layout and every buffer (zero-filled). world: the ZeRO group's transport (size 1 for one rank). */
+void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world, const struct model_config *mc,
+                 int stage, int host_opt);
+void pstore_free(struct pstore *ps);
+/* A short description for the start-up log ("ZeRO-3 over 8 ranks, optimizer on the host"). */
+const char *pstore_describe(const struct pstore *ps, char *buf, size_t n);
+/* The unit of a flat parameter offset. */
+int pstore_unit_of(const struct pstore *ps, int64_t off);
+static inline int pstore_head(const struct pstore *ps) { return ps->Ly + 1; }
+
+/* Master weights from a full host array (pt.total floats, the same on every rank): each rank
+ * takes its shard; then the working weights are refreshed. Not collective except for the
+ * refresh's gathers (every rank calls it). */
+void pstore_set(struct pstore *ps, const float *host);
+/* Refresh the working weights from the master (after an update or pstore_set). Collective. */
+void pstore_refresh(struct pstore *ps);
+
+/* Weights of unit u for the ops that follow (a layer: converted or gathered into a slot;
+ * next: the unit to prefetch, -1 for none). Collective at stage 3. */
+void pstore_acquire_weights(struct pstore *ps, int u, int next);
+void pstore_release_weights(struct pstore *ps, int u);
+/* The working weight at flat offset off (its unit acquired). */
+const void *pstore_weight(const struct pstore *ps, int64_t off);
+
+/* Gradients: pstore_begin_step before a step's first sequence; per sequence and unit
+ * acquire (a zeroed buffer, or the full buffer's part), the ops adding into pstore_grad,
+ * then release (collective at stage >= 2). */
+void pstore_begin_step(struct pstore *ps);
+void pstore_acquire_grads(struct pstore *ps, int u);
+void pstore_release_grads(struct pstore *ps, int u);
+float *pstore_grad(const struct pstore *ps, int64_t off);
+/* After the step's last sequence: the reduced gradients of this rank's shard complete
+ * (collective); returns their sum of squares over this rank's shard (every rank's
+ * shards together are all the parameters once when shards > 1; with one shard each rank's
+ * sum is already the total). */
+double pstore_reduce(struct pstore *ps);
+/* This rank's reduced gradient of flat parameter off, and whether this rank owns it. */
+float *pstore_owned_grad(struct pstore *ps, int64_t off);
+/* Clip by the global norm (when tc->grad_clip > 0) and take one AdamW step on the shard, then
+ * refresh the working weights. Collective. */
+void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_norm, double lr);
+
+/* Checkpoint state: the full master and moments (pt.total floats each) assembled on rank 0
+ * of ctl (NULL elsewhere) from every rank's shard, and put back. Collective over ctl (MPI on
+ * host buffers). which: 0 master, 1 m, 2 v. */
+void pstore_gather(struct pstore *ps, struct comm *ctl, int which, float *full);
+void pstore_scatter(struct pstore *ps, struct comm *ctl, int which, const float *full);
+/* Every rank's full reduced gradients (pt.total floats, host), for tests: assembled over ctl. */
+void pstore_all_grads(struct pstore *ps, struct comm *ctl, float *full);
+
+#endif

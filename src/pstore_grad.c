@@ -1,0 +1,134 @@
+/* pstore_grad: the parameter store's gradients -- unit buffers and their reduce-scatter into
+ * the rank's shard, the full buffer's reduction, the norm -- and the AdamW update on the
+ * shard (see pstore.h). */
+#include <math.h>
+#include <string.h>
+
+#include "optimizer.h"
+#include "pstore.h"
+#include "runtime.h"
+
+static int is_layer(const struct pstore *ps, int u) { return u >= 1 && u <= ps->Ly; }
+
+void pstore_begin_step(struct pstore *ps) {
+    if (ps->grad_full) {
+        int head = pstore_head(ps);
+        size_t n = (size_t)(ps->u[head].gfull + ps->shards * ps->u[head].s);
+        ps->be->zero(ps->be, ps->gfull, n * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < ps->n_units; i++) ps->u[i].g_first = 1;
+}
+
+void pstore_acquire_grads(struct pstore *ps, int i) {
+    if (ps->grad_full) return;
+    struct pstore_unit *u = &ps->u[i];
+    if (u->g) return; /* the embedding, acquired at the head when tied */
+    float *buf;
+    if (is_layer(ps, i)) {
+        int k = i % PSTORE_SLOTS;
+        buf = ps->gslot[k];
+        ps->gslot_unit[k] = i;
+        u->gslot = k;
+    } else {
+        buf = ps->gglob[i == 0 ? 0 : 1];
+    }
+    if (ps->host_opt && !ps->be->host_memory) ps->be->fence_wait(ps->be, ps->fence); /* its last copy out */
+    ps->be->zero(ps->be, buf, (size_t)(ps->shards * u->s) * sizeof(float));
+    u->g = buf;
+}
+
+/* Wait on the host until the copies to the host shard are done. */
+static void host_wait(struct pstore *ps) {
+    ps->be->fence_wait(ps->be, ps->fence);
+    ps->be->sync(ps->be);
+}
+
+/* Add this rank's part of unit i's (reduced) buffer into the gradient shard; the first
+ * sequence of the step copies. */
+static void add_into_shard(struct pstore *ps, int i) {
+    const struct backend *be = ps->be;
+    struct pstore_unit *u = &ps->u[i];
+    int64_t n = u->own_n;
+    const float *src = u->g + ps->rank * u->s;
+    float *dst = ps->gshard + u->sh;
+    size_t bytes = (size_t)n * sizeof(float);
+    int first = u->g_first;
+    u->g_first = 0;
+    if (!n) return;
+    if (!ps->host_opt || be->host_memory) {
+        if (first) be->copy(be, dst, src, bytes);
+        else ps->obe->add_f32(ps->obe, dst, src, n);
+        return;
+    }
+    if (first) {
+        be->copy_async(be, dst, src, bytes, ps->fence);
+        return;
+    }
+    be->copy_async(be, ps->host_add, src, bytes, ps->fence);
+    host_wait(ps);
+    ps->obe->add_f32(ps->obe, dst, ps->host_add, n);
+}
+
+void pstore_release_grads(struct pstore *ps, int i) {
+    if (ps->grad_full) return;
+    struct pstore_unit *u = &ps->u[i];
+    if (!u->g) RT_FATAL("pstore: gradients of unit %d released but not acquired", i);
+    if (ps->shards > 1) comm_reduce_scatter(ps->world, u->g, u->g + ps->rank * u->s, u->s, COMM_F32);
+    else if (ps->world->size > 1) comm_all_reduce(ps->world, u->g, u->g, u->s, COMM_F32, COMM_SUM);
+    add_into_shard(ps, i);
+    u->g = NULL;
+    u->gslot = -1;
+}
+
+float *pstore_grad(const struct pstore *ps, int64_t off) {
+    int i = pstore_unit_of(ps, off);
+    const struct pstore_unit *u = &ps->u[i];
+    if (!u->g) RT_FATAL("pstore: gradient at offset %lld used while unit %d is not acquired", (long long)off, i);
+    return u->g + (off - u->lo);
+}
+
+/* This rank's reduced gradients of unit i (own_n floats). */
+static float *owned(struct pstore *ps, int i) {
+    const struct pstore_unit *u = &ps->u[i];
+    return ps->grad_full ? ps->gfull + u->gfull + ps->rank * u->s : ps->gshard + u->sh;
+}
+
+double pstore_reduce(struct pstore *ps) {
+    if (ps->grad_full && ps->world->size > 1) {
+        for (int i = 0; i < ps->n_units; i++) {
+            struct pstore_unit *u = &ps->u[i];
+            float *g = ps->gfull + u->gfull;
+            if (ps->shards > 1) comm_reduce_scatter(ps->world, g, g + ps->rank * u->s, u->s, COMM_F32);
+            else comm_all_reduce(ps->world, g, g, u->s, COMM_F32, COMM_SUM);
+        }
+    }
+    if (ps->host_opt && !ps->be->host_memory) host_wait(ps);
+    double ss = 0;
+    for (int i = 0; i < ps->n_units; i++) {
+        struct pstore_unit *u = &ps->u[i];
+        if (!ps->grad_full && u->g_first && u->own_n) /* no sequence added into it this step */
+            ps->obe->zero(ps->obe, ps->gshard + u->sh, (size_t)u->own_n * sizeof(float));
+        ss += ps->obe->sumsq(ps->obe, owned(ps, i), u->own_n);
+    }
+    return ss;
+}
+
+float *pstore_owned_grad(struct pstore *ps, int64_t off) {
+    int i = pstore_unit_of(ps, off);
+    const struct pstore_unit *u = &ps->u[i];
+    if (off < u->own_lo || off >= u->own_lo + u->own_n) return NULL;
+    return owned(ps, i) + (off - u->own_lo);
+}
+
+void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_norm, double lr) {
+    ps->t++;
+    for (int i = 0; i < ps->n_units; i++) {
+        const struct pstore_unit *u = &ps->u[i];
+        if (!u->own_n) continue;
+        int64_t sh = u->sh;
+        opt_adamw(ps->obe, tc, &ps->pt, u->own_lo, u->own_lo + u->own_n, ps->master + sh, owned(ps, i), ps->m + sh,
+                  ps->v + sh, grad_norm, lr, ps->t);
+    }
+    pstore_refresh(ps);
+}
