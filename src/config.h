@@ -76,6 +76,7 @@ struct cfg_memory {
     int checkpointing;             /* enum cfg_ckpting */
     int offload;                   /* enum cfg_offload */
     double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
+    int tile_tokens;               /* tokens per tile of the token-wise layer work; 0 = auto */
 };
 
 struct cfg_device {
