@@ -151,7 +151,9 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim, t = m->tile;
     m->xs = rt_calloc((size_t)Ly + 1, sizeof *m->xs, "layer inputs");
-    m->xs[Ly] = act_alloc(m, T * d, "layer inputs");
+    /* the last layer's output, and once the head has read a tile of it, that tile's gradient */
+    m->xs[Ly] = act_alloc(m, T * d, "last layer output, then the residual stream's gradient");
+    m->g = m->xs[Ly];
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
     /* "all" keeps every layer's own; the others share one scratch layer, whose attention
      * output and lse only full checkpointing uses (selective saves them per layer). */
@@ -169,7 +171,6 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->xnf = act_alloc(m, t * d, "tile activations: final norm");
     m->rstdf = f32_alloc(m, t, "tile activations: rstd");
     m->tmp = act_alloc(m, t * d, "tile activations: projection output");
-    m->g = act_alloc(m, T * d, "gradient: residual stream");
     m->dxn = act_alloc(m, t * d, "tile gradients: dxn");
     m->dattn = act_alloc(m, T * hd, "gradient: dattn");
     m->dq_a = act_alloc(m, T * hd, "gradient: dq");
@@ -242,7 +243,8 @@ static void layer_weights_of(const struct model *m, int l, struct layer_weights 
 }
 
 /* The head over tiles of the last layer's output xs[Ly]: final norm, lm_head and
- * cross-entropy (the backend chunks it further); when train, m->g (T, d) = dL/d xs[Ly]. */
+ * cross-entropy (the backend chunks it further); when train, dL/d xs[Ly] replaces xs[Ly]
+ * tile by tile (m->g is the same buffer), through the tile buffer tmp. */
 static void head(struct model *m, float grad_scale, int train) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
@@ -257,9 +259,9 @@ static void head(struct model *m, float grad_scale, int train) {
         be->xent(be, m->loss, train ? m->dxn : NULL, gw(m, head), m->xnf, wt(m, head), m->lab + t0, n, d, V,
                  grad_scale);
         if (!train) continue;
-        void *g = at(m, m->g, (int64_t)t0 * d);
-        be->zero(be, g, nd);
-        be->rmsnorm_backward(be, g, gw(m, fnorm), m->dxn, x, wt(m, fnorm), m->rstdf, n, d);
+        be->zero(be, m->tmp, nd);
+        be->rmsnorm_backward(be, m->tmp, gw(m, fnorm), m->dxn, x, wt(m, fnorm), m->rstdf, n, d);
+        be->copy(be, at(m, m->g, (int64_t)t0 * d), m->tmp, nd);
     }
 }
 

@@ -61,7 +61,7 @@ struct model {
     void  *xnf;            /* (t, d) act: final norm of one tile */
     float *rstdf;          /* (t) */
     void  *tmp;            /* (t, d) act */
-    void  *g;              /* (T, d) act: dL/d(the residual stream) */
+    void  *g;              /* (T, d) act: dL/d(the residual stream); the buffer of xs[Ly] */
     void  *dxn;            /* (t, d) act: dL/d(a norm's output), one tile */
     void  *dattn;          /* (T, H*D) act */
     void  *dq_a, *dk_a, *dv_a; /* (T, H*D), (T, Hkv*D) x2 act: from the ring */

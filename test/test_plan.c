@@ -5,7 +5,8 @@
  * what the H200 measured (cudaMemGetInfo's used, context included: 137.65 and 137.64 GiB);
  * at 32K the total is within 5% of 127.95 GiB and nothing is offloaded. With the default
  * tiles (auto: 4096 tokens) the plan says so, the 32K job needs at least 4.5 GiB less (the
- * layer scratch is sized by the tile), and the 64K job offloads at most 10 layers; at 256K it does not
+ * layer scratch is sized by the tile), the 64K job offloads at most 10 layers, and 256K fits
+ * (every layer offloaded; untiled it did not); at 320K it does not
  * fit (exit 3 with the table and what to change); without device.memory_gib the fit is not
  * checked (exit 0); 4 ranks plan a cp=4 7B job; and a plan makes no CUDA call (under
  * build/nocuda.so, which does stop a real run). In every build: the cpu demo plans (exit 0),
@@ -86,11 +87,13 @@ static void cuda_plans(void) {
     }
 
     struct summary s;
-    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5", 3,
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5", 0, "fits: ", &s);
+    CHECK(s.offload == s.layers);
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=327680 --set device.memory_gib=139.5", 3,
            "does not fit: |device memory|saved layer inputs|AdamW second moment|pinned host memory|what to change:|"
            "fewer tokens per rank", &s);
     CHECK(!strcmp(s.fits, "no") && s.offload == s.layers);
-    printf("test_plan: 7B 256K: does not fit, planned %.2f GiB on the device\n", s.device);
+    printf("test_plan: 7B 320K: does not fit, planned %.2f GiB on the device\n", s.device);
 
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=65536", 0, "fit: not checked: device.memory_gib", &s);
     CHECK(!strcmp(s.fits, "unchecked") && s.offload == 0);
