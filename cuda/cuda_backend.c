@@ -487,6 +487,7 @@ void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p) {
     struct block_shape b[3];
     int n = ring_shapes(o, b), direct = o->ring_size == 1;
     p->cudnn = use_cudnn(o, cudnn_attn_takes_shape);
+    p->be.attn_own_delta = p->cudnn; /* as choose_attention sets it: the ring plans no delta */
     if (!p->cudnn) {
         native_text(p->attention, sizeof p->attention, o);
         if (direct) mem_plan_add(p, LOCAL32_WHAT, MEM_DEVICE, 0, local32_bytes(o), 1);

@@ -88,7 +88,8 @@ struct backend {
                        const float *lse_b, int ld_b, int Tq, int H, int D);
     /* A ring of one rank: causal attention of the T local tokens on their own K/V, with every
      * output in act and OVERWRITTEN (no fp32 merge or accumulation is needed, so a kernel
-     * writing act directly runs alone); lse (H, T). delta (H, T) is scratch. */
+     * writing act directly runs alone); lse (H, T). delta (H, T) is scratch (NULL when
+     * attn_own_delta: such kernels need none). */
     void (*attn_local_forward)(const struct backend *be, void *out, float *lse, const void *q,
                                const void *k, const void *v, int T, int H, int Hkv, int D);
     void (*attn_local_backward)(const struct backend *be, void *dq, void *dk, void *dv,

@@ -78,6 +78,7 @@ struct cfg_memory {
     int optimizer;                 /* enum cfg_optimizer: where master weights and moments live */
     int offload;                   /* enum cfg_offload */
     double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
+    int tile_tokens;               /* tokens per tile of the token-wise layer work; 0 = auto */
 };
 
 struct cfg_device {

@@ -101,6 +101,14 @@ const struct cfg_key cfg_schema[] = {
         "when it fits; never on the cpu backend), `all` every layer, `none` none. Needs "
         "memory.checkpointing full or selective; on the cpu backend `all` copies host to host "
         "(for tests)."),
+    KEY("memory.tile_tokens", CFGT_INT, memory.tile_tokens, GE(0), NULL, "0",
+        "Tokens per tile of the token-wise layer work (norms, q/k/v/o projections, RoPE, the MLP, "
+        "the head's final norm) in the forward, the recomputation and the backward: their "
+        "scratch and gradients are sized by the tile, not by the tokens per rank (attention's "
+        "q, k, v, output and gradients stay whole). `0` = auto: 4096, split evenly into tiles "
+        "of at most 4096 tokens (no tiling up to 4096 tokens per rank). Results are the same "
+        "up to float summation order. Ignored under memory.checkpointing none (nothing is "
+        "recomputed, so every activation is kept whole)."),
     KEY("memory.reserve_gib", CFGT_FLOAT, memory.reserve_gib, GE(0), NULL, "1.5",
         "GiB of GPU memory that `memory.offload: auto` leaves free for the libraries' "
         "workspaces when it decides how many layers to keep on the GPU."),

@@ -8,12 +8,15 @@
  * converts or gathers them then), its gradients acquired before its backward and released
  * at its end (a ZeRO-2/3 store reduce-scatters them then).
  * Offload: the saved layer inputs and attention outputs of the first n_host layers live in
- * host memory between the forward and the backward (offload.h); model_place_saved decides. */
+ * host memory between the forward and the backward (offload.h); model_place_saved decides.
+ * Tiles: the layers (layer.h) and the head (final norm, lm_head and cross-entropy) work on
+ * tiles of m->tile tokens; their scratch is (tile, .). */
 #include "model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer.h"
 #include "runtime.h"
 
 /* Every buffer this model allocates, for model_free. */
@@ -42,33 +45,54 @@ static float *f32_alloc(struct model *m, int64_t n, const char *what) {
     return own(m, owned_of(m), (size_t)n * sizeof(float), what);
 }
 
+/* Element offset into an act buffer. */
+static void *at(const struct model *m, const void *base, int64_t elems) {
+    return (char *)base + elems * (int64_t)m->be->act_size;
+}
+
 /* The working weight and the gradient at flat offset off (params.h layout). */
 static const void *wt(const struct model *m, int64_t off) { return pstore_weight(&m->ps, off); }
 static float *gw(const struct model *m, int64_t off) { return pstore_grad(&m->ps, off); }
 
-/* Allocate the fields of a that are NULL (so per-layer storage can be mixed with scratch). */
-static void acts_alloc(struct model *m, struct layer_acts *a) {
+int model_tile(int T, int ckpt, int tile_tokens) {
+    if (ckpt == MODEL_SAVE_ALL || T <= 0) return T;
+    if (tile_tokens > 0) return tile_tokens < T ? tile_tokens : T;
+    int n = (T + MODEL_TILE_AUTO - 1) / MODEL_TILE_AUTO;
+    return (T + n - 1) / n;
+}
+
+/* Allocate a layer's activations: q, k, v whole (T rows), the token-wise ones for one tile
+ * (t rows), and the attention output and lse (whole) when attn. */
+static void acts_alloc(struct model *m, struct layer_acts *a, int attn) {
     const struct model_config *mc = &m->mc;
-    int64_t T = m->T, d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
+    int64_t T = m->T, t = m->tile, d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
-    struct { void **p; int64_t n; } act[] = {
-        {&a->xn1, T * d}, {&a->q, T * hd}, {&a->k, T * kvd}, {&a->v, T * kvd}, {&a->attn, T * hd},
-        {&a->h, T * d}, {&a->xn2, T * d}, {&a->gate, T * F}, {&a->up, T * F}, {&a->act, T * F},
-    };
-    for (size_t i = 0; i < sizeof act / sizeof act[0]; i++)
-        if (!*act[i].p) *act[i].p = act_alloc(m, act[i].n, "activations");
-    if (!a->rstd1) a->rstd1 = f32_alloc(m, T, "activations");
-    if (!a->rstd2) a->rstd2 = f32_alloc(m, T, "activations");
-    if (!a->lse) a->lse = f32_alloc(m, mc->n_heads * T, "activations");
+    a->q = act_alloc(m, T * hd, "activations: q");
+    a->k = act_alloc(m, T * kvd, "activations: k, v");
+    a->v = act_alloc(m, T * kvd, "activations: k, v");
+    if (attn) {
+        a->attn = act_alloc(m, T * hd, "activations: attention output");
+        a->lse = f32_alloc(m, mc->n_heads * T, "activations: lse");
+    }
+    a->xn1 = act_alloc(m, t * d, "tile activations: xn1, h, xn2");
+    a->h = act_alloc(m, t * d, "tile activations: xn1, h, xn2");
+    a->xn2 = act_alloc(m, t * d, "tile activations: xn1, h, xn2");
+    a->gate = act_alloc(m, t * F, "tile activations: gate, up, act");
+    a->up = act_alloc(m, t * F, "tile activations: gate, up, act");
+    a->act = act_alloc(m, t * F, "tile activations: gate, up, act");
+    a->rstd1 = f32_alloc(m, t, "tile activations: rstd");
+    a->rstd2 = f32_alloc(m, t, "tile activations: rstd");
 }
 
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, struct comm *world, int stage, int host_opt) {
+                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, struct comm *world, int stage,
+                int host_opt) {
     memset(m, 0, sizeof *m);
     m->be = be;
     m->mc = *mc;
     m->T = T;
     m->ckpt = ckpt;
+    m->tile = model_tile(T, ckpt, tile_tokens);
     m->owned = rt_calloc(1, sizeof(struct owned), "model buffers");
     char err[256];
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
@@ -82,35 +106,36 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
 
     int Ly = mc->n_layers;
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
-            kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
+            kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim, t = m->tile;
     m->xs = rt_calloc((size_t)Ly + 1, sizeof *m->xs, "layer inputs");
-    m->xs[Ly] = act_alloc(m, T * d, "layer inputs");
+    /* the last layer's output, and once the head has read a tile of it, that tile's gradient */
+    m->xs[Ly] = act_alloc(m, T * d, "last layer output, then the residual stream's gradient");
+    m->g = m->xs[Ly];
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
-    acts_alloc(m, &m->scratch);
+    /* "all" keeps every layer's own; the others share one scratch layer, whose attention
+     * output and lse only full checkpointing uses (selective saves them per layer). */
+    if (ckpt != MODEL_SAVE_ALL) acts_alloc(m, &m->scratch, ckpt == MODEL_SAVE_FULL);
     for (int l = 0; l < Ly; l++) {
         struct layer_acts *a = &m->la[l];
         if (ckpt == MODEL_SAVE_ALL) {
-            acts_alloc(m, a);
+            acts_alloc(m, a, 1);
             continue;
         }
         *a = m->scratch;
-        if (ckpt == MODEL_SAVE_SELECTIVE) {
-            a->attn = NULL; /* placed by model_place_saved */
-            a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
-        }
+        if (ckpt == MODEL_SAVE_SELECTIVE) a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
+        /* the selective policy's attn is placed by model_place_saved */
     }
-    m->xnf = act_alloc(m, T * d, "final norm");
-    m->rstdf = f32_alloc(m, T, "final norm");
-    m->tmp = act_alloc(m, T * d, "scratch");
-    m->g = act_alloc(m, T * d, "gradient");
-    m->dxn = act_alloc(m, T * d, "gradient");
-    m->dattn = act_alloc(m, T * hd, "gradient");
-    m->dq_a = act_alloc(m, T * hd, "gradient");
-    m->dk_a = act_alloc(m, T * kvd, "gradient");
-    m->dv_a = act_alloc(m, T * kvd, "gradient");
-    m->dgate = act_alloc(m, T * F, "gradient");
-    m->dup = act_alloc(m, T * F, "gradient");
-    m->dact = act_alloc(m, T * F, "gradient");
+    m->xnf = act_alloc(m, t * d, "tile activations: final norm");
+    m->rstdf = f32_alloc(m, t, "tile activations: rstd");
+    m->tmp = act_alloc(m, t * d, "tile activations: projection output");
+    m->dxn = act_alloc(m, t * d, "tile gradients: dxn");
+    m->dattn = act_alloc(m, T * hd, "gradient: dattn");
+    m->dq_a = act_alloc(m, T * hd, "gradient: dq");
+    m->dk_a = act_alloc(m, T * kvd, "gradient: dk, dv");
+    m->dv_a = act_alloc(m, T * kvd, "gradient: dk, dv");
+    m->dgate = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
+    m->dup = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
+    m->dact = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
     m->tok = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "shard tokens");
     m->lab = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "shard labels");
     m->pos = own(m, owned_of(m), (size_t)T * sizeof(int64_t), "shard positions");
@@ -157,76 +182,60 @@ void model_free(struct model *m) {
 
 void model_set_params(struct model *m, const float *host) { pstore_set(&m->ps, host); }
 
-/* Layer l forward from xs[l]. attention: also run the ring (else attn/lse are saved).
- * out: where the layer output goes (NULL when only recomputing for the backward). */
-static void layer_forward(struct model *m, int l, int attention, void *out) {
-    const struct backend *be = m->be;
-    const struct model_config *mc = &m->mc;
-    struct layer_acts *a = &m->la[l];
+/* Layer l's working weights and, with grads, its weight gradients (unit l + 1 of the
+ * parameter store acquired for them). */
+static void layer_weights_of(const struct model *m, int l, int grads, struct layer_weights *w) {
     struct layer_params lp;
     params_layer(&m->pt, l, &lp);
-    int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
-    const void *x = m->xs[l];
-    size_t td = (size_t)T * d * be->act_size;
-    be->rmsnorm_forward(be, a->xn1, a->rstd1, x, wt(m, lp.attn_norm), T, d, (float)mc->norm_eps);
-    be->matmul_forward(be, a->q, a->xn1, wt(m, lp.wq), T, d, H * D);
-    be->matmul_forward(be, a->k, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
-    be->matmul_forward(be, a->v, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
-    be->rope_forward(be, a->q, m->pos, m->inv_freq, T, H, D);
-    be->rope_forward(be, a->k, m->pos, m->inv_freq, T, Hkv, D);
-    if (attention) ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
-    be->matmul_forward(be, m->tmp, a->attn, wt(m, lp.wo), T, H * D, d);
-    be->copy(be, a->h, x, td);
-    be->add(be, a->h, m->tmp, (int64_t)T * d);
-    be->rmsnorm_forward(be, a->xn2, a->rstd2, a->h, wt(m, lp.mlp_norm), T, d, (float)mc->norm_eps);
-    be->matmul_forward(be, a->gate, a->xn2, wt(m, lp.w_gate), T, d, F);
-    be->matmul_forward(be, a->up, a->xn2, wt(m, lp.w_up), T, d, F);
-    be->swiglu_forward(be, a->act, a->gate, a->up, (int64_t)T * F);
-    if (out) {
-        be->matmul_forward(be, m->tmp, a->act, wt(m, lp.w_down), T, F, d);
-        be->copy(be, out, a->h, td);
-        be->add(be, out, m->tmp, (int64_t)T * d);
-    }
+    *w = (struct layer_weights){
+        .attn_norm = wt(m, lp.attn_norm), .wq = wt(m, lp.wq), .wk = wt(m, lp.wk), .wv = wt(m, lp.wv),
+        .wo = wt(m, lp.wo), .mlp_norm = wt(m, lp.mlp_norm), .w_gate = wt(m, lp.w_gate), .w_up = wt(m, lp.w_up),
+        .w_down = wt(m, lp.w_down)};
+    if (!grads) return;
+    *w = (struct layer_weights){
+        .attn_norm = w->attn_norm, .wq = w->wq, .wk = w->wk, .wv = w->wv, .wo = w->wo, .mlp_norm = w->mlp_norm,
+        .w_gate = w->w_gate, .w_up = w->w_up, .w_down = w->w_down,
+        .g_attn_norm = gw(m, lp.attn_norm), .g_wq = gw(m, lp.wq), .g_wk = gw(m, lp.wk), .g_wv = gw(m, lp.wv),
+        .g_wo = gw(m, lp.wo), .g_mlp_norm = gw(m, lp.mlp_norm), .g_w_gate = gw(m, lp.w_gate),
+        .g_w_up = gw(m, lp.w_up), .g_w_down = gw(m, lp.w_down)};
 }
 
-/* Layer l backward: m->g holds dL/d(layer output) and becomes dL/d(layer input). */
-static void layer_backward(struct model *m, int l) {
+/* The head over tiles of the last layer's output xs[Ly]: final norm, lm_head and
+ * cross-entropy (the backend chunks it further); when train, dL/d xs[Ly] replaces xs[Ly]
+ * tile by tile (m->g is the same buffer), through the tile buffer tmp. */
+static void head(struct model *m, float grad_scale, int train) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
-    struct layer_acts *a = &m->la[l];
-    struct layer_params lp;
-    params_layer(&m->pt, l, &lp);
-    int T = m->T, d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim, F = mc->ffn_dim;
-    size_t as = be->act_size, td = (size_t)T * d * as;
-
-    /* MLP: out = h + down(silu(gate) * up); g is dL/dout and, through the residual, dL/dh. */
-    be->zero(be, m->dact, (size_t)T * F * as);
-    be->matmul_backward(be, m->dact, gw(m, lp.w_down), m->g, a->act, wt(m, lp.w_down), T, F, d);
-    be->swiglu_backward(be, m->dgate, m->dup, m->dact, a->gate, a->up, (int64_t)T * F);
-    be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, gw(m, lp.w_gate), m->dgate, a->xn2, wt(m, lp.w_gate), T, d, F);
-    be->matmul_backward(be, m->dxn, gw(m, lp.w_up), m->dup, a->xn2, wt(m, lp.w_up), T, d, F);
-    be->rmsnorm_backward(be, m->g, gw(m, lp.mlp_norm), m->dxn, a->h, wt(m, lp.mlp_norm), a->rstd2, T, d);
-
-    /* Attention: h = x + o(attn(rope(q), rope(k), v)). */
-    be->zero(be, m->dattn, (size_t)T * H * D * as);
-    be->matmul_backward(be, m->dattn, gw(m, lp.wo), m->g, a->attn, wt(m, lp.wo), T, H * D, d);
-    ring_backward(&m->ring, m->dq_a, m->dk_a, m->dv_a, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
-    be->rope_backward(be, m->dq_a, m->pos, m->inv_freq, T, H, D);
-    be->rope_backward(be, m->dk_a, m->pos, m->inv_freq, T, Hkv, D);
-    be->zero(be, m->dxn, td);
-    be->matmul_backward(be, m->dxn, gw(m, lp.wq), m->dq_a, a->xn1, wt(m, lp.wq), T, d, H * D);
-    be->matmul_backward(be, m->dxn, gw(m, lp.wk), m->dk_a, a->xn1, wt(m, lp.wk), T, d, Hkv * D);
-    be->matmul_backward(be, m->dxn, gw(m, lp.wv), m->dv_a, a->xn1, wt(m, lp.wv), T, d, Hkv * D);
-    be->rmsnorm_backward(be, m->g, gw(m, lp.attn_norm), m->dxn, m->xs[l], wt(m, lp.attn_norm), a->rstd1, T, d);
+    int T = m->T, d = mc->dim, V = mc->vocab_size;
+    int64_t head = params_lm_head(&m->pt), fnorm = params_final_norm(&m->pt);
+    struct pstore *ps = &m->ps;
+    if (train) {
+        pstore_acquire_grads(ps, pstore_head(ps));
+        if (mc->tie_embeddings) pstore_acquire_grads(ps, 0); /* lm_head is the embedding */
+    }
+    for (int t0 = 0; t0 < T; t0 += m->tile) {
+        int n = T - t0 < m->tile ? T - t0 : m->tile;
+        size_t nd = (size_t)n * d * be->act_size;
+        const void *x = at(m, m->xs[mc->n_layers], (int64_t)t0 * d);
+        be->rmsnorm_forward(be, m->xnf, m->rstdf, x, wt(m, fnorm), n, d, (float)mc->norm_eps);
+        if (train) be->zero(be, m->dxn, nd);
+        be->xent(be, m->loss, train ? m->dxn : NULL, train ? gw(m, head) : NULL, m->xnf, wt(m, head), m->lab + t0,
+                 n, d, V, grad_scale);
+        if (!train) continue;
+        be->zero(be, m->tmp, nd);
+        be->rmsnorm_backward(be, m->tmp, gw(m, fnorm), m->dxn, x, wt(m, fnorm), m->rstdf, n, d);
+        be->copy(be, at(m, m->g, (int64_t)t0 * d), m->tmp, nd);
+    }
+    if (train) pstore_release_grads(ps, pstore_head(ps));
 }
 
 void model_forward_backward(struct model *m, const int32_t *tokens, const int32_t *labels,
                             const int64_t *pos, float grad_scale, int train) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
-    int T = m->T, d = mc->dim, V = mc->vocab_size, Ly = mc->n_layers;
-    int64_t embed = params_embed(&m->pt), head = params_lm_head(&m->pt), fnorm = params_final_norm(&m->pt);
+    int T = m->T, d = mc->dim, Ly = mc->n_layers;
+    int64_t embed = params_embed(&m->pt);
+    struct layer_weights w;
     be->upload(be, m->tok, tokens, (size_t)T * sizeof(int32_t));
     be->upload(be, m->lab, labels, (size_t)T * sizeof(int32_t));
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
@@ -234,31 +243,20 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
     if (!m->placed) RT_FATAL("model: model_place_saved was not called");
     int keep_attn = saves_attn(m);
     struct pstore *ps = &m->ps;
-    int unit_head = pstore_head(ps);
     m->xs[0] = offload_write(&m->saved_x, 0);
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
-    for (int l = 0; l < Ly; l++) { /* layer l is unit l + 1 */
+    for (int l = 0; l < Ly; l++) { /* layer l is unit l + 1 of the parameter store */
         pstore_acquire_weights(ps, l + 1, l + 1 < Ly ? l + 2 : -1);
         if (l + 1 < Ly) m->xs[l + 1] = offload_write(&m->saved_x, l + 1);
         if (keep_attn) m->la[l].attn = offload_write(&m->saved_attn, l);
-        layer_forward(m, l, 1, m->xs[l + 1]);
+        layer_weights_of(m, l, 0, &w);
+        layer_forward(m, l, &w, m->xs[l + 1]);
         offload_written(&m->saved_x, l);
         if (keep_attn) offload_written(&m->saved_attn, l);
         pstore_release_weights(ps, l + 1);
     }
-    be->rmsnorm_forward(be, m->xnf, m->rstdf, m->xs[Ly], wt(m, fnorm), T, d, (float)mc->norm_eps);
-    size_t td = (size_t)T * d * be->act_size;
-    if (train) {
-        be->zero(be, m->dxn, td);
-        pstore_acquire_grads(ps, unit_head);
-        if (mc->tie_embeddings) pstore_acquire_grads(ps, 0); /* lm_head is the embedding */
-    }
-    be->xent(be, m->loss, train ? m->dxn : NULL, train ? gw(m, head) : NULL, m->xnf, wt(m, head), m->lab, T, d, V,
-             grad_scale);
+    head(m, grad_scale, train);
     if (!train) return;
-    be->zero(be, m->g, td);
-    be->rmsnorm_backward(be, m->g, gw(m, fnorm), m->dxn, m->xs[Ly], wt(m, fnorm), m->rstdf, T, d);
-    pstore_release_grads(ps, unit_head);
     for (int l = Ly - 1; l >= 0; l--) {
         m->xs[l] = offload_read(&m->saved_x, l);
         if (keep_attn) m->la[l].attn = offload_read(&m->saved_attn, l);
@@ -266,8 +264,8 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
         if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
         pstore_acquire_weights(ps, l + 1, l > 0 ? l : -1);
         pstore_acquire_grads(ps, l + 1);
-        if (m->ckpt != MODEL_SAVE_ALL) layer_forward(m, l, m->ckpt == MODEL_SAVE_FULL, NULL);
-        layer_backward(m, l);
+        layer_weights_of(m, l, 1, &w);
+        layer_backward(m, l, &w);
         pstore_release_weights(ps, l + 1);
         pstore_release_grads(ps, l + 1);
     }

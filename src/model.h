@@ -1,8 +1,10 @@
 /* model: the Llama forward/backward driver, written once for every backend. It owns the
  * parameter store (weights, gradients, optimizer state: pstore.h), the activations
- * saved for the backward according to the checkpointing policy, and the ring attention
- * state. One call processes one rank's shard of one sequence.
- * Shapes: T local tokens, d dim, H/Hkv heads, D head dim, F ffn dim, V vocab, Ly layers.
+ * saved for the backward according to the checkpointing policy, the per-tile scratch of
+ * the token-wise layer work (layer.h), and the ring attention state. One call processes
+ * one rank's shard of one sequence.
+ * Shapes: T local tokens, t tokens per tile (t <= T), d dim, H/Hkv heads, D head dim,
+ * F ffn dim, V vocab, Ly layers.
  * Buffers marked act hold the backend's activation type (backend.h); the rest are fp32. */
 #ifndef RT_MODEL_H
 #define RT_MODEL_H
@@ -16,21 +18,22 @@
 
 enum model_ckpt { MODEL_SAVE_ALL, MODEL_SAVE_FULL, MODEL_SAVE_SELECTIVE };
 
-/* One layer's activations; pointers into per-layer storage or shared scratch. */
+/* One layer's activations; pointers into per-layer storage or shared scratch. The (t, .)
+ * ones hold one tile's rows (layer.h); t = T under MODEL_SAVE_ALL, which keeps them all. */
 struct layer_acts {
-    void  *xn1;   /* (T, d) act */
-    float *rstd1; /* (T) */
+    void  *xn1;   /* (t, d) act */
+    float *rstd1; /* (t) */
     void  *q;     /* (T, H, D) act, after RoPE */
     void  *k;     /* (T, Hkv, D) act, after RoPE */
     void  *v;     /* (T, Hkv, D) act */
     void  *attn;  /* (T, H, D) act, attention output, pre o_proj */
     float *lse;   /* (H, T) */
-    void  *h;     /* (T, d) act, residual after attention */
-    void  *xn2;   /* (T, d) act */
-    float *rstd2; /* (T) */
-    void  *gate;  /* (T, F) act */
-    void  *up;    /* (T, F) act */
-    void  *act;   /* (T, F) act, silu(gate) * up */
+    void  *h;     /* (t, d) act, residual after attention */
+    void  *xn2;   /* (t, d) act */
+    float *rstd2; /* (t) */
+    void  *gate;  /* (t, F) act */
+    void  *up;    /* (t, F) act */
+    void  *act;   /* (t, F) act, silu(gate) * up */
 };
 
 struct model {
@@ -40,6 +43,7 @@ struct model {
     struct param_table pt; /* the layout (params.h) */
     double *inv_freq;      /* (D/2) backend memory */
     int     T;             /* local tokens per sequence shard */
+    int     tile;          /* t: tokens per tile of the token-wise work (model_init) */
     int     ckpt;          /* enum model_ckpt */
     struct ring ring;
     void  **xs;            /* Ly+1 of (T, d) act: each layer's input (where it is now); xs[Ly] the last output */
@@ -49,13 +53,14 @@ struct model {
     int     placed;        /* model_place_saved was called */
     struct layer_acts *la; /* Ly */
     struct layer_acts scratch;
-    void  *xnf;            /* (T, d) act: final norm */
-    float *rstdf;          /* (T) */
-    void  *tmp;            /* (T, d) act */
-    void  *g, *dxn;        /* (T, d) act gradients */
+    void  *xnf;            /* (t, d) act: final norm of one tile */
+    float *rstdf;          /* (t) */
+    void  *tmp;            /* (t, d) act */
+    void  *g;              /* (T, d) act: dL/d(the residual stream); the buffer of xs[Ly] */
+    void  *dxn;            /* (t, d) act: dL/d(a norm's output), one tile */
     void  *dattn;          /* (T, H*D) act */
     void  *dq_a, *dk_a, *dv_a; /* (T, H*D), (T, Hkv*D) x2 act: from the ring */
-    void  *dgate, *dup, *dact; /* (T, F) act */
+    void  *dgate, *dup, *dact; /* (t, F) act */
     int32_t *tok, *lab;    /* (T) backend copies of the shard */
     int64_t *pos;          /* (T) */
     double  *loss;         /* (1) backend memory: summed token losses */
@@ -64,9 +69,15 @@ struct model {
 
 /* Allocates the parameter store (zero: load or init the weights with model_set_params;
  * world: the ZeRO group, stage: parallel.zero, host_opt: memory.optimizer host) and the
- * activations. */
+ * activations. tile_tokens: memory.tile_tokens (0: auto, model_tile). */
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, struct comm *world, int stage, int host_opt);
+                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, struct comm *world, int stage,
+                int host_opt);
+/* Tokens per tile for T local tokens: T under MODEL_SAVE_ALL (nothing is recomputed, every
+ * activation is kept whole); else min(tile_tokens, T), or for tile_tokens 0 (auto) T split
+ * evenly into the fewest tiles of at most MODEL_TILE_AUTO tokens. */
+int model_tile(int T, int ckpt, int tile_tokens);
+#define MODEL_TILE_AUTO 4096
 void model_free(struct model *m);
 /* The per-layer tensors the checkpointing policy saves for the backward and offload can
  * move: their sizes in bytes (the layer input, then the attention output), returns how many

@@ -39,7 +39,8 @@ void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int z
     rg->Hkv = Hkv;
     rg->D = D;
     rg->act_dtype = be->act_size == 2 ? COMM_BF16 : COMM_F32;
-    rg->delta = be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
+    /* delta only for kernels that do not form it themselves (cuDNN does: attn_own_delta) */
+    rg->delta = be->attn_own_delta ? NULL : be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
     if (cp->size == 1) return; /* one block, on the rank's own K/V: nothing travels or merges */
     rg->out32 = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring merged output (dq in the backward)");
     for (int i = 0; i < 2; i++) {
@@ -52,7 +53,7 @@ void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int z
 
 void ring_free(struct ring *rg) {
     const struct backend *be = rg->be;
-    be->free(be, rg->delta);
+    if (rg->delta) be->free(be, rg->delta);
     if (rg->cp->size == 1) return;
     be->free(be, rg->out32);
     for (int i = 0; i < 2; i++) {

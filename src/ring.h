@@ -25,7 +25,7 @@ struct ring {
     float *out32;         /* (T, H, D) fp32 merged output; the dq accumulator in the backward (N > 1) */
     float *blk_out;       /* (T, H, D) one block's output (N > 1) */
     float *blk_lse;       /* (H, T) one block's lse (N > 1) */
-    float *delta;         /* (H, T) rowsum(dout * out), when the backend does not form it itself */
+    float *delta;         /* (H, T) rowsum(dout * out); NULL when the backend forms it itself (attn_own_delta) */
     double t_wait;        /* seconds spent in exchange waits (exposed communication), summed */
 };
 

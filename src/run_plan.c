@@ -43,6 +43,22 @@ static void plan_job(struct trainer *t, struct mem_plan *p, struct verdict *v, c
     *v = (struct verdict){out.v, out.r, fits};
 }
 
+/* The tile the model chose (model_tile). */
+static void print_tiles(const struct trainer *t) {
+    const struct cfg *c = &t->job.cfg;
+    int tile = t->model.tile, T = (int)t->T, n = (T + tile - 1) / tile;
+    char set[64];
+    snprintf(set, sizeof set, c->memory.tile_tokens ? "memory.tile_tokens %d" : "memory.tile_tokens auto",
+             c->memory.tile_tokens);
+    if (c->memory.checkpointing == CKPT_NONE)
+        printf("tiles: none (memory.checkpointing none keeps every activation of every layer whole)\n");
+    else if (n == 1)
+        printf("tiles: one of all %d tokens per rank (%s)\n", T, set);
+    else
+        printf("tiles: the norms, projections, RoPE, MLP and final norm run on %d tiles of %d tokens (%s); "
+               "their scratch is sized by the tile\n", n, tile, set);
+}
+
 static void print_header(const struct trainer *t, const struct mem_plan *p, const struct runtime *rt) {
     const struct job *j = &t->job;
     const struct cfg *c = &j->cfg;
@@ -50,6 +66,7 @@ static void print_header(const struct trainer *t, const struct mem_plan *p, cons
            "per step, backend %s, checkpointing %s\n", c->path, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp,
            (long long)t->L, (long long)t->T, c->train.seqs_per_step, c->train.seqs_per_step > 1 ? "s" : "",
            p->be.name, (const char *[]){"none", "full", "selective"}[c->memory.checkpointing]);
+    print_tiles(t);
     if (c->device.backend == BACKEND_CUDA) {
         printf("attention: %s\n", p->attention);
         if (c->parallel.transport == TRANSPORT_MPI || p->ranks_per_gpu > 1)
@@ -219,8 +236,9 @@ int run_check_fit(const struct job *j, const struct runtime *rt) {
     mem_bytes_text((double)free_b, have, sizeof have);
     mem_bytes_text((double)p.total[MEM_DEVICE], all, sizeof all);
     if (rt->rank == 0 && v.fits) {
-        printf("memory plan: %s of device memory per rank, %s with the allowances (offload %d of %d layers); %s "
-               "free on the GPU at start-up\n", need, all, t->model.n_host, t->job.mc.n_layers, have);
+        printf("memory plan: %s of device memory per rank, %s with the allowances (offload %d of %d layers, tiles "
+               "of %d tokens); %s free on the GPU at start-up\n", need, all, t->model.n_host, t->job.mc.n_layers,
+               t->model.tile, have);
     } else if (rt->rank == 0) {
         print_plan(t, &p, &v, rt);
         print_summary(t, &p, &v);

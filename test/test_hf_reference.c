@@ -110,14 +110,21 @@ static void run_case(const char *name) {
     float *losses = ref_tensor(&ref, "losses", &S), *norms = ref_tensor(&ref, "grad_norms", NULL),
           *lrs = ref_tensor(&ref, "lrs", NULL);
     CHECK(S == j.cfg.train.steps);
-    trainer_init(t, &j, &rt, NULL);
-    for (int64_t s = 0; s < S; s++) {
-        trainer_step(t, &st);
-        if (!CHECK_REL(st.loss, losses[s], 1e-5) | !CHECK_REL(st.grad_norm, norms[s], 1e-4) |
-            !CHECK_REL(st.lr, lrs[s], 1e-6))
-            fprintf(stderr, "  %s step %lld\n", name, (long long)s);
+    /* Every ZeRO stage and optimizer placement (pstore.h) follows the reference. */
+    static const struct { int zero, host; } placings[] = {{1, 0}, {0, 1}, {2, 0}, {3, 1}};
+    for (size_t k = 0; k < sizeof placings / sizeof placings[0]; k++) {
+        j.cfg.parallel.zero = placings[k].zero;
+        j.cfg.memory.optimizer = placings[k].host ? OPTIMIZER_HOST : OPTIMIZER_DEVICE;
+        trainer_init(t, &j, &rt, NULL);
+        for (int64_t s = 0; s < S; s++) {
+            trainer_step(t, &st);
+            if (!CHECK_REL(st.loss, losses[s], 1e-5) | !CHECK_REL(st.grad_norm, norms[s], 1e-4) |
+                !CHECK_REL(st.lr, lrs[s], 1e-6))
+                fprintf(stderr, "  %s step %lld, zero %d, optimizer on the %s\n", name, (long long)s, placings[k].zero,
+                        placings[k].host ? "host" : "device");
+        }
+        trainer_free(t);
     }
-    trainer_free(t);
     free(t);
     free(losses), free(norms), free(lrs);
     st_close(&ref);

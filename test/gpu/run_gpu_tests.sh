@@ -3,7 +3,9 @@
 # test_ops, test_cudnn_attn), the transports on device buffers (test_comm: staged MPI with several ranks on
 # one GPU, NCCL with one rank per GPU), and the whole model on CUDA against the CPU and on
 # several ranks against one (test_model), checkpoints and resume on the GPU
-# (test_resume_gpu.sh). Prints a summary; exits non-zero on any failure.
+# (test_resume_gpu.sh). Prints a summary; exits non-zero on any failure. By hand (7B, an
+# H200): test_plan_gpu.sh (the plan against measured memory) and bench_tiles.sh (what
+# token tiles cost in step time).
 set -u
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0
