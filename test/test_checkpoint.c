@@ -5,7 +5,8 @@
  * is loaded; when complete checkpoints exist and none verifies, the load says so (-2)
  * instead of reporting an empty directory; a write that fails (ENOSPC) leaves the previous
  * checkpoint intact and no temporary directory; a checkpoint of another model size is an
- * error, not a silent fresh start. */
+ * error, not a silent fresh start. The directory lock: a second holder is refused, naming
+ * the first (host and pid), until the first releases it. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "ckpt_lock.h"
 #include "testutil.h"
 
 enum { N = 1000 };
@@ -157,6 +159,22 @@ int main(void) {
     snprintf(p, sizeof p, "%s/step-00000010/DONE", dir3);
     CHECK(unlink(p) == 0);
     CHECK(ckpt_load_latest(dir3, NULL, N, q3, q3, q3, name3, &meta3, err, sizeof err) == 0);
+
+    /* The lock: a missing directory is created; a second lock (another open file, as another
+     * process would hold) is refused naming the holder; after the release it is free. */
+    struct ckpt_lock a, b;
+    char why[512], holder[200], host[128] = "";
+    snprintf(p, sizeof p, "%s/locked", dir3);
+    CHECK(ckpt_lock_acquire(&a, p, why, sizeof why) == 0);
+    CHECK(ckpt_lock_acquire(&b, p, why, sizeof why) == -1 && b.fd == -1);
+    gethostname(host, sizeof host - 1);
+    snprintf(holder, sizeof holder, "in use by another run (host %s, pid %d)", host, (int)getpid());
+    if (!CHECK(strstr(why, holder) != NULL)) fprintf(stderr, "  lock: %s\n", why);
+    ckpt_lock_release(&a);
+    CHECK(ckpt_lock_acquire(&b, p, why, sizeof why) == 0);
+    ckpt_lock_release(&b);
+    snprintf(p, sizeof p, "%s/nothere/ck", dir3);
+    CHECK(ckpt_lock_acquire(&a, p, why, sizeof why) == -1 && strstr(why, "cannot create: No such file or directory"));
 
     /* Another model size: an error naming the checkpoint. */
     float q[N / 2];
