@@ -86,13 +86,14 @@ void trainer_pull_state(struct trainer *t, int moments) {
     pull_moment(t, t->opt.v, v);
 }
 
-void trainer_push_state(struct trainer *t) {
+void trainer_push_state(struct trainer *t, int moments) {
     const struct backend *be = t->model.be;
     float *p, *m, *v;
     trainer_host_state(t, &p, &m, &v);
     if (p && !be->host_memory) be->upload(be, t->model.params, p, floats(t->zero.total));
     comm_broadcast(&t->world, t->model.params, t->zero.total, COMM_F32, 0);
     model_refresh_weights(&t->model);
+    if (!moments) return;
     push_moment(t, m, t->opt.m);
     push_moment(t, v, t->opt.v);
 }

@@ -286,7 +286,7 @@ static void test_state(int cp, int dp) {
         trainer_host_state(t, &host[0], &host[1], &host[2]);
         if (rt.rank == 0)
             for (int k = 0; k < 3; k++) memcpy(host[k], saved[k], bytes);
-        trainer_push_state(t);
+        trainer_push_state(t, 1);
         trainer_restore(t, &meta);
         int same = 1;
         for (int s = 0; s < HALF; s++) {
