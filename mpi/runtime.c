@@ -57,6 +57,12 @@ void rt_fatal(const char *file, int line, const char *fmt, ...) {
     die(1, file, line, fmt, ap);
 }
 
+void rt_bad_input(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    die(2, file, line, fmt, ap);
+}
+
 void rt_no_fit(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

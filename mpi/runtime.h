@@ -21,6 +21,11 @@ void rt_finalize(struct runtime *rt);
 _Noreturn void rt_fatal(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define RT_FATAL(...) rt_fatal(__FILE__, __LINE__, __VA_ARGS__)
+/* The same for bad input found after the start-up checks (e.g. a non-finite value in the
+ * weights being loaded): every rank ends with exit code 2. */
+_Noreturn void rt_bad_input(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define RT_BAD_INPUT(...) rt_bad_input(__FILE__, __LINE__, __VA_ARGS__)
 /* The same for a job that does not fit in memory: every rank ends with exit code 3. */
 _Noreturn void rt_no_fit(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

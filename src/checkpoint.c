@@ -105,6 +105,11 @@ static char *meta_json(const struct ckpt_meta *m, const struct file_sum sums[2])
         cJSON_AddNumberToObject(f, "bytes", (double)sums[i].bytes);
         cJSON_AddStringToObject(f, "xxh3", hex[2]);
     }
+    /* meta_xxh3: of the compact text of every other member, so an edit of any value shows. */
+    char *body = cJSON_PrintUnformatted(o);
+    snprintf(hex[2], sizeof hex[2], "%016" PRIx64, XXH3_64bits(body, strlen(body)));
+    free(body);
+    cJSON_AddStringToObject(o, "meta_xxh3", hex[2]);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
@@ -162,15 +167,22 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-/* Delete checkpoints beyond the newest `keep` complete ones, incomplete ones, and stale
- * temporary directories (a crashed save). */
-static void prune(const char *dir, int keep) {
+static int verified(const char *dir, const char *name);
+
+/* Delete checkpoints older than the newest `keep` complete, verified ones (the one just
+ * written counts without being read back), incomplete ones, and stale temporary
+ * directories (a crashed save). A complete one that does not verify is not counted and, when
+ * newer than the keep-th good one, not deleted either. Whether one counts decides only about
+ * older ones, so one with no complete checkpoint behind it is not read. */
+static void prune(const char *dir, int keep, const char *written) {
     char **names, err[256], p[4096];
-    int n = list_steps(dir, &names, err, sizeof err), kept = 0;
+    int n = list_steps(dir, &names, err, sizeof err), kept = 0, last_done = -1;
+    for (int i = 0; i < n; i++)
+        if (has_done(dir, names[i])) last_done = i;
     for (int i = 0; i < n; i++) {
         int done = has_done(dir, names[i]);
         if (done && kept < keep) {
-            kept++;
+            if (i == last_done || !strcmp(names[i], written) || verified(dir, names[i])) kept++;
             continue;
         }
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
@@ -224,7 +236,7 @@ int ckpt_save(const char *dir, const struct ckpt_meta *meta, const float *params
     snprintf(path, sizeof path, "%s/DONE", fin);
     struct piece none[1] = {{"", 0}};
     if (write_file(path, none, 1, NULL, &written, &msum, err, errlen) || fsync_path(fin, err, errlen)) return -1;
-    prune(dir, keep);
+    prune(dir, keep, fin + strlen(dir) + 1);
     return 0;
 fail:
     rm_tree(tmp);
@@ -252,12 +264,15 @@ static int json_i64(const cJSON *o, const char *key, int64_t *v) {
     return 0;
 }
 
-static int json_hex(const cJSON *o, const char *key, uint64_t *v) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+static int json_hex_item(const cJSON *x, uint64_t *v) {
     char *end;
-    if (!cJSON_IsString(x)) return -1;
+    if (!cJSON_IsString(x) || !*x->valuestring) return -1;
     *v = strtoull(x->valuestring, &end, 16);
     return *end ? -1 : 0;
+}
+
+static int json_hex(const cJSON *o, const char *key, uint64_t *v) {
+    return json_hex_item(cJSON_GetObjectItemCaseSensitive(o, key), v);
 }
 
 /* Parse meta.json, with the recorded size and checksum of model.bin and optim.bin. */
@@ -266,14 +281,26 @@ static int parse_meta(const char *path, struct ckpt_meta *m, struct file_sum sum
     if (read_text(path, &text)) return snprintf(why, wl, "meta.json missing or unreadable"), -1;
     cJSON *o = cJSON_Parse(text);
     free(text);
+    if (!o) return snprintf(why, wl, "meta.json is malformed"), -1;
+    cJSON *check = cJSON_DetachItemFromObjectCaseSensitive(o, "meta_xxh3");
+    char *body = cJSON_PrintUnformatted(o);
+    uint64_t want = 0;
+    int sum_ok = check && json_hex_item(check, &want) == 0 && XXH3_64bits(body, strlen(body)) == want;
+    free(body);
+    cJSON_Delete(check);
+    if (!sum_ok) {
+        cJSON_Delete(o);
+        return snprintf(why, wl, check ? "meta.json checksum mismatch (edited or corrupt)"
+                                       : "meta.json has no checksum (meta_xxh3)"), -1;
+    }
     int64_t fmt = 0, w = 0, cp = 0, dp = 0;
-    int bad = !o || json_i64(o, "format", &fmt) || fmt != META_FORMAT || json_i64(o, "step", &m->step) ||
+    int bad = json_i64(o, "format", &fmt) || fmt != META_FORMAT || json_i64(o, "step", &m->step) ||
               json_i64(o, "data_cursor", &m->data_cursor) || json_i64(o, "opt_t", &m->opt_t) ||
               json_i64(o, "bad_in_row", &m->bad_in_row) || json_i64(o, "n_params", &m->n_params) ||
               json_hex(o, "model_hash", &m->model_hash) || json_hex(o, "job_hash", &m->job_hash) ||
               json_i64(o, "world", &w) || json_i64(o, "cp", &cp) || json_i64(o, "dp", &dp);
     static const char *names[2] = {"model.bin", "optim.bin"};
-    const cJSON *files = o ? cJSON_GetObjectItemCaseSensitive(o, "files") : NULL;
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "files");
     for (int i = 0; i < 2 && !bad; i++) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(files, names[i]);
         int64_t b = 0;
@@ -286,7 +313,8 @@ static int parse_meta(const char *path, struct ckpt_meta *m, struct file_sum sum
     return 0;
 }
 
-/* Read a file of exactly sum->bytes into pieces, verifying size and checksum. */
+/* Read a file of exactly sum->bytes into pieces, verifying size and checksum. With dst NULL
+ * the file is only checksummed (read through a scratch buffer). */
 static int read_verified(const char *path, const char *label, const struct file_sum *sum, void **dst,
                          const size_t *len, int n, char *why, size_t wl) {
     struct stat sb;
@@ -296,12 +324,18 @@ static int read_verified(const char *path, const char *label, const struct file_
                         (long long)sb.st_size, (unsigned long long)sum->bytes), -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return snprintf(why, wl, "%s: %s", label, strerror(errno)), -1;
+    size_t whole = (size_t)sum->bytes;
+    char *scratch = dst ? NULL : malloc(whole < IO_CHUNK ? whole + 1 : IO_CHUNK);
+    if (!dst && !scratch) {
+        close(fd);
+        return snprintf(why, wl, "%s: out of memory", label), -1;
+    }
     XXH3_state_t *st = XXH3_createState();
     XXH3_64bits_reset(st);
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        char *p = dst[i];
-        size_t left = len[i];
+    for (int i = 0; i < (dst ? n : 1) && !rc; i++) {
+        char *p = dst ? dst[i] : scratch;
+        size_t left = dst ? len[i] : whole;
         while (left) {
             ssize_t r = read(fd, p, left < IO_CHUNK ? left : IO_CHUNK);
             if (r <= 0) {
@@ -311,14 +345,49 @@ static int read_verified(const char *path, const char *label, const struct file_
                 break;
             }
             XXH3_64bits_update(st, p, (size_t)r);
-            p += r, left -= (size_t)r;
+            if (dst) p += r;
+            left -= (size_t)r;
         }
     }
     if (!rc && XXH3_64bits_digest(st) != sum->hash)
         rc = -1, snprintf(why, wl, "%s checksum mismatch (corrupt)", label);
     XXH3_freeState(st);
+    free(scratch);
     close(fd);
     return rc;
+}
+
+/* Verify the complete checkpoint dir/name: meta.json (its own checksum), the sizes and
+ * checksums of model.bin and optim.bin. With params given, model.bin is read into it and,
+ * with m given, optim.bin into m and v (expect_params floats each; a checkpoint of another
+ * size is then an error: -2 with the message in err). Returns 0, or -1 with the reason in why. */
+static int verify(const char *dir, const char *name, int64_t expect_params, float *params, float *m, float *v,
+                  struct ckpt_meta *meta, char *why, size_t wl, char *err, size_t errlen) {
+    char base[4096], path[4200];
+    struct file_sum sums[2];
+    snprintf(base, sizeof base, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/meta.json", base);
+    if (parse_meta(path, meta, sums, why, wl)) return -1;
+    if (params && meta->n_params != expect_params) {
+        snprintf(err, errlen, "checkpoint %s holds %lld parameters but the model has %lld: "
+                 "it was written for another model (use another checkpoint.dir, or --no-resume)",
+                 base, (long long)meta->n_params, (long long)expect_params);
+        return -2;
+    }
+    size_t pb = (size_t)expect_params * sizeof(float);
+    void *mdst[1] = {params}, *odst[2] = {m, v};
+    size_t mlen[1] = {pb}, olen[2] = {pb, pb};
+    snprintf(path, sizeof path, "%s/model.bin", base);
+    if (read_verified(path, "model.bin", &sums[0], params ? mdst : NULL, mlen, 1, why, wl)) return -1;
+    if (params && !m) return 0;
+    snprintf(path, sizeof path, "%s/optim.bin", base);
+    return read_verified(path, "optim.bin", &sums[1], params ? odst : NULL, olen, 2, why, wl);
+}
+
+static int verified(const char *dir, const char *name) {
+    struct ckpt_meta meta;
+    char why[512], err[16];
+    return verify(dir, name, 0, NULL, NULL, NULL, &meta, why, sizeof why, err, sizeof err) == 0;
 }
 
 int ckpt_load_latest(const char *dir, FILE *log, int64_t expect_params, float *params, float *m,
@@ -326,36 +395,34 @@ int ckpt_load_latest(const char *dir, FILE *log, int64_t expect_params, float *p
     char **names;
     int n = list_steps(dir, &names, err, errlen);
     if (n < 0) return -1;
-    int found = 0;
+    int found = 0, damaged = 0;
+    size_t said = 0; /* of err: the damaged ones, in case none loads */
     for (int i = 0; i < n && !found; i++) {
-        char base[4096], path[4200], why[512] = "";
-        struct file_sum sums[2];
-        snprintf(base, sizeof base, "%s/%s", dir, names[i]);
-        size_t pb = (size_t)expect_params * sizeof(float);
-        void *mdst[1] = {params}, *odst[2] = {m, v};
-        size_t mlen[1] = {pb}, olen[2] = {pb, pb};
+        char why[512] = "";
         if (!has_done(dir, names[i])) {
             snprintf(why, sizeof why, "incomplete (no DONE marker)");
         } else {
-            snprintf(path, sizeof path, "%s/meta.json", base);
-            if (parse_meta(path, meta, sums, why, sizeof why) == 0) {
-                if (meta->n_params != expect_params) {
-                    snprintf(err, errlen, "checkpoint %s holds %lld parameters but the model has %lld: "
-                             "it was written for another model (use another checkpoint.dir, or --no-resume)",
-                             base, (long long)meta->n_params, (long long)expect_params);
-                    found = -1;
-                    break;
-                }
-                if (snprintf(path, sizeof path, "%s/model.bin", base),
-                         read_verified(path, "model.bin", &sums[0], mdst, mlen, 1, why, sizeof why) == 0) {
-                    snprintf(path, sizeof path, "%s/optim.bin", base);
-                    found = !m || read_verified(path, "optim.bin", &sums[1], odst, olen, 2, why, sizeof why) == 0;
-                }
+            int rc = verify(dir, names[i], expect_params, params, m, v, meta, why, sizeof why, err, errlen);
+            if (rc == -2) {
+                found = -1;
+                break;
+            }
+            found = rc == 0;
+            if (!found && said < errlen) {
+                said += (size_t)snprintf(err + said, errlen - said, "%s%s: %s", damaged ? "; " : "", names[i], why);
+                damaged++;
             }
         }
         if (found == 1) snprintf(name, CKPT_NAME_MAX, "%s", names[i]);
-        else if (log) fprintf(log, "ringtrain: checkpoint %s: %s; trying an older one\n", base, why);
+        else if (log) fprintf(log, "ringtrain: checkpoint %s/%s: %s; trying an older one\n", dir, names[i], why);
     }
     free_names(names, n);
+    if (found == 0 && damaged) {
+        char what[1024];
+        snprintf(what, sizeof what, "%s", err);
+        snprintf(err, errlen, "%s: %d complete checkpoint%s and none verifies (%s)", dir, damaged,
+                 damaged > 1 ? "s" : "", what);
+        return -2;
+    }
     return found;
 }

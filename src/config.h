@@ -92,6 +92,7 @@ struct cfg_checkpoint {
     char    dir[CFG_PATH_MAX];     /* "" = no checkpoints */
     int64_t every;
     int     keep;
+    int     fresh_start;           /* start from step 0 when checkpoints exist and none verifies */
 };
 
 struct cfg_log {

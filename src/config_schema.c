@@ -126,11 +126,13 @@ const struct cfg_key cfg_schema[] = {
         "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 
     KEY("checkpoint.dir", CFGT_PATH, checkpoint.dir, NOBOUND, NULL, "\"\"",
-        "Directory for checkpoints; empty means no checkpoints are written."),
+        "Directory for checkpoints; empty means no checkpoints are written. A training run creates it at start-up when missing (its parent must exist) and locks it (`LOCK` names the holder): one run per directory."),
     KEY("checkpoint.every", CFGT_INT64, checkpoint.every, GE(0), NULL, "0",
         "Write a checkpoint every this many steps (0 = only at the end)."),
     KEY("checkpoint.keep", CFGT_INT, checkpoint.keep, GE(1), NULL, "2",
-        "Number of most recent checkpoints kept; older ones are deleted."),
+        "Number of most recent complete, verified checkpoints kept; older ones are deleted."),
+    KEY("checkpoint.fresh_start", CFGT_BOOL, checkpoint.fresh_start, NOBOUND, NULL, "false",
+        "When checkpoint.dir holds complete checkpoints and none of them verifies (checksum, size, edited meta.json): `false` stops the run with exit 2 naming each and why; `true` starts from step 0, and its saves and metrics replace the old ones. A usable checkpoint is always resumed from (`--no-resume` starts afresh)."),
 
     KEY("log.every", CFGT_INT64, log.every, GE(1), NULL, "1",
         "Print a progress line every this many steps."),

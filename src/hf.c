@@ -472,7 +472,20 @@ int hf_load_weights(const char *dir, const struct param_table *t, float *buf, ch
     struct hf_weights w;
     if (weights_open(&w, dir, t, err, errlen)) return -1;
     int rc = 0;
-    for (int i = 0; i < t->n && !rc; i++) rc = st_to_f32(w.src[i], buf + t->p[i].offset, err, errlen);
+    for (int i = 0; i < t->n && !rc; i++) {
+        float *x = buf + t->p[i].offset;
+        rc = st_to_f32(w.src[i], x, err, errlen);
+        const int64_t n = rc ? 0 : w.src[i]->numel;
+        int64_t bad = n;
+#pragma omp parallel for reduction(min : bad) schedule(static) if (n > (1 << 20))
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(x[k]) && k < bad) bad = k;
+        if (bad < n) {
+            snprintf(err, errlen, "%s: %s: element %lld is not finite (%g)", w.src[i]->file, t->p[i].name,
+                     (long long)bad, (double)x[bad]);
+            rc = -1;
+        }
+    }
     weights_close(&w);
     return rc;
 }

@@ -20,7 +20,8 @@ int hf_read_config(const char *dir, struct model_config *mc, char *err, size_t e
 int hf_check_weights(const char *dir, const struct param_table *t, char *err, size_t errlen);
 
 /* The same checks, then every tensor converted to fp32 into buf + p->offset (buf holds
- * t->total floats). */
+ * t->total floats); a NaN or infinite value (after the conversion) is an error naming the
+ * file, the tensor and the element. */
 int hf_load_weights(const char *dir, const struct param_table *t, float *buf, char *err,
                     size_t errlen);
 

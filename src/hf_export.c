@@ -384,14 +384,12 @@ static int install(const char *tmp, const char *dir, int kind, const char *paren
     return 0;
 }
 
-int hf_export(const char *dir_in, const struct model_config *mc, const struct param_table *t,
-              const float *params, int dtype, double shard_bytes, int64_t max_positions,
-              char *err, size_t errlen) {
-    char dir[HFX_PATH_MAX], tmp[HFX_PATH_MAX], parent[HFX_PATH_MAX], path[HFX_PATH_MAX];
-    /* dir without trailing slashes; parent for the directory fsync. */
+/* dir_in without trailing slashes into dir, and its parent directory (for the directory
+ * fsync and the temporary directory). */
+static int target_paths(const char *dir_in, char *dir, char *parent, char *err, size_t errlen) {
     size_t len = strlen(dir_in);
     while (len > 1 && dir_in[len - 1] == '/') len--;
-    if (len == 0 || len >= sizeof dir) {
+    if (len == 0 || len >= HFX_PATH_MAX) {
         snprintf(err, errlen, "export directory \"%s\": %s", dir_in, len ? "path too long" : "empty");
         return -1;
     }
@@ -402,9 +400,37 @@ int hf_export(const char *dir_in, const struct model_config *mc, const struct pa
         snprintf(err, errlen, "%s: name the export directory itself (not . or .. or /)", dir);
         return -1;
     }
-    if (!slash) snprintf(parent, sizeof parent, ".");
-    else if (slash == dir) snprintf(parent, sizeof parent, "/");
-    else snprintf(parent, sizeof parent, "%.*s", (int)(slash - dir), dir);
+    if (!slash) snprintf(parent, HFX_PATH_MAX, ".");
+    else if (slash == dir) snprintf(parent, HFX_PATH_MAX, "/");
+    else snprintf(parent, HFX_PATH_MAX, "%.*s", (int)(slash - dir), dir);
+    return 0;
+}
+
+int hf_export_check(const char *dir_in, char *err, size_t errlen) {
+    char dir[HFX_PATH_MAX], up[HFX_PATH_MAX], probe[HFX_PATH_MAX + 64];
+    int kind;
+    if (target_paths(dir_in, dir, up, err, errlen) || classify_target(dir, &kind, err, errlen)) return -1;
+    /* The nearest existing ancestor must take the temporary directory (and missing parents). */
+    struct stat sb;
+    while (lstat(up, &sb) != 0 && errno == ENOENT && strcmp(up, ".") && strcmp(up, "/")) {
+        char *slash = strrchr(up, '/');
+        if (!slash) snprintf(up, sizeof up, ".");
+        else slash[slash == up] = 0;
+    }
+    snprintf(probe, sizeof probe, "%s/.ringtrain-probe-%ld", up, (long)getpid());
+    if (mkdir(probe, 0755) != 0) {
+        snprintf(err, errlen, "%s: cannot create a directory in %s: %s", dir, up, strerror(errno));
+        return -1;
+    }
+    rmdir(probe);
+    return 0;
+}
+
+int hf_export(const char *dir_in, const struct model_config *mc, const struct param_table *t,
+              const float *params, int dtype, double shard_bytes, int64_t max_positions,
+              char *err, size_t errlen) {
+    char dir[HFX_PATH_MAX], tmp[HFX_PATH_MAX], parent[HFX_PATH_MAX], path[HFX_PATH_MAX];
+    if (target_paths(dir_in, dir, parent, err, errlen)) return -1;
     if (dtype != DTYPE_BF16 && dtype != DTYPE_FP32) {
         snprintf(err, errlen, "%s: unknown export dtype %d", dir, dtype);
         return -1;

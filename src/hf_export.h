@@ -30,4 +30,9 @@ int hf_export(const char *dir, const struct model_config *mc, const struct param
               const float *params, int dtype, double shard_bytes, int64_t max_positions,
               char *err, size_t errlen);
 
+/* Whether hf_export could write dir, without writing it: the same target rules (absent, an
+ * empty directory or a previous export), and a directory can be created in its nearest
+ * existing ancestor. Returns 0, or -1 with one line in err. */
+int hf_export_check(const char *dir, char *err, size_t errlen);
+
 #endif

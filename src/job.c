@@ -3,6 +3,7 @@
 #include "job.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -126,8 +127,48 @@ int job_resolve(struct job *j, const struct cfg *c, int world, char *err, size_t
 
 uint64_t job_model_hash(const struct job *j) { return XXH3_64bits(&j->mc, sizeof j->mc); }
 
+/* path made canonical into out (CFG_PATH_MAX): realpath of the path, else of its directory
+ * (a file yet to exist, a pattern) followed by its last component, else the path as it is. */
+static void canonical_path(const char *path, char *out) {
+    char *real = realpath(path, NULL), dir[CFG_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+    char *real_dir = real ? NULL : realpath(dir, NULL);
+    if (real) snprintf(out, CFG_PATH_MAX, "%s", real);
+    else if (real_dir) snprintf(out, CFG_PATH_MAX, "%s/%s", real_dir, slash ? slash + 1 : path);
+    else snprintf(out, CFG_PATH_MAX, "%s", path);
+    free(real);
+    free(real_dir);
+}
+
+/* Every path of a path list (one per line, CFG_PATHLIST_MAX bytes) made canonical, in place. */
+static void canonical_list(char *list) {
+    char out[CFG_PATHLIST_MAX] = "", one[CFG_PATH_MAX], canon[CFG_PATH_MAX];
+    size_t w = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, "\n");
+        snprintf(one, sizeof one, "%.*s", (int)n, p);
+        canonical_path(one, canon);
+        w += (size_t)snprintf(out + w, w < sizeof out ? sizeof out - w : 0, "%s%s", w ? "\n" : "", canon);
+        if (w >= sizeof out) break;
+        p += n + (p[n] == '\n');
+    }
+    memset(list, 0, CFG_PATHLIST_MAX);
+    memcpy(list, out, strnlen(out, sizeof out - 1));
+}
+
 uint64_t job_run_hash(const struct job *j) {
     struct cfg c = j->cfg; /* a byte copy: padding as cfg_defaults zeroed it */
+    /* Paths as the files they name, not as spelled: relative ones were resolved against the
+     * job file's directory, so job.yaml, ./job.yaml and /abs/job.yaml spell them differently. */
+    canonical_list(c.data.train);
+    canonical_list(c.data.eval);
+    char hf[CFG_PATH_MAX];
+    if (c.model.hf_dir[0]) {
+        canonical_path(c.model.hf_dir, hf);
+        memset(c.model.hf_dir, 0, sizeof c.model.hf_dir);
+        memcpy(c.model.hf_dir, hf, strlen(hf));
+    }
     memset(c.path, 0, sizeof c.path);
     memset(c.origin, 0, sizeof c.origin);
     memset(&c.parallel, 0, sizeof c.parallel);

@@ -1,5 +1,6 @@
-/* main: the ringtrain command line. Rank 0 parses and checks the job (exit 2 on bad
- * input, before anything is allocated) and broadcasts it; every rank binds to its cores
+/* main: the ringtrain command line. Rank 0 parses and checks the job and the places it
+ * writes, locking checkpoint.dir for a training run (exit 2 on bad input, before anything
+ * is allocated), and broadcasts it; every rank binds to its cores
  * (affinity.c), then trains, evaluates or exports (run.c), or, with --plan, plans its
  * memory without touching a GPU (run_plan.c). Exit codes: 0 ok, 1 runtime failure, 2 bad
  * input, 3 does not fit, 130 stopped by SIGINT. */
@@ -10,6 +11,7 @@
 #include "affinity.h"
 #include "config.h"
 #include "job.h"
+#include "outputs.h"
 #include "run.h"
 #include "runtime.h"
 
@@ -27,7 +29,8 @@ struct args {
 static const char *usage =
     "usage: ringtrain JOB.yaml [--set key=value]... [--no-resume]  train (resumes from the newest\n"
     "                                                      checkpoint in checkpoint.dir unless --no-resume)\n"
-    "       ringtrain --eval JOB.yaml [--set key=value]...  mean token loss over data.eval (or data.train)\n"
+    "       ringtrain --eval JOB.yaml [--set key=value]...  mean token loss over data.eval (or data.train) of the\n"
+    "                                                      newest checkpoint (the initial weights with --no-resume)\n"
     "       ringtrain --export DIR JOB.yaml                 write the newest checkpoint as an HF model dir\n"
     "       ringtrain --plan JOB.yaml [--set key=value]...  memory plan (every buffer of a rank), offload, expected\n"
     "                                                      step time; touches no GPU; exit 3 when it does not fit\n"
@@ -94,6 +97,14 @@ static int load_job(const struct args *a, int world, struct job *j, char *err, s
     return rc;
 }
 
+/* Rank 0: the places this mode writes can be written; a training run locks checkpoint.dir. */
+static int check_outputs(const struct args *a, const struct cfg *c, struct ckpt_lock *lock, char *err,
+                         size_t errlen) {
+    if (a->mode == MODE_TRAIN) return outputs_check_train(c, lock, err, errlen);
+    if (a->mode == MODE_EXPORT) return outputs_check_export(a->export_dir, err, errlen);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct runtime rt;
     rt_init(&rt, &argc, &argv);
@@ -101,7 +112,9 @@ int main(int argc, char **argv) {
     char err[2048] = "";
     int rc = parse_args(argc, argv, &a, rt.rank == 0, err, sizeof err);
     struct job *j = rt_calloc(1, sizeof *j, "job");
+    struct ckpt_lock lock = {.fd = -1};
     if (rc == 0 && rt.rank == 0 && load_job(&a, rt.world, j, err, sizeof err)) rc = 2;
+    if (rc == 0 && rt.rank == 0 && check_outputs(&a, &j->cfg, &lock, err, sizeof err)) rc = 2;
     MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, rt.world_comm));
     if (rc) {
         if (rc == 2 && rt.rank == 0) fprintf(stderr, "ringtrain: %s\n", err);
@@ -113,9 +126,10 @@ int main(int argc, char **argv) {
     /* A plan touches no GPU, so it neither looks for one nor binds near it. */
     if (a.mode != MODE_PLAN) affinity_setup(&rt, &j->cfg.device);
     if (a.mode == MODE_PLAN) rc = run_plan(j, &rt);
-    else if (a.mode == MODE_EVAL) rc = run_eval(j, &rt);
+    else if (a.mode == MODE_EVAL) rc = run_eval(j, &rt, !a.no_resume);
     else if (a.mode == MODE_EXPORT) rc = run_export(j, &rt, a.export_dir);
     else rc = run_train(j, &rt, !a.no_resume);
+    ckpt_lock_release(&lock);
     free(j);
     fflush(stdout);
     rt_finalize(&rt);

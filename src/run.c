@@ -14,6 +14,7 @@
 #include "corpus.h"
 #include "hf_export.h"
 #include "mem_plan.h"
+#include "metrics_file.h"
 #include "signals.h"
 #include "train.h"
 
@@ -45,6 +46,15 @@ static void test_faults(int64_t step, struct ckpt_faults *f) {
     }
 }
 
+/* Test hook: RINGTRAIN_TEST_POISON = "FROM:TO" gives steps [FROM, TO) a NaN gradient (the
+ * numerical guard through the command line). Unset in a real run. */
+static void test_poison(struct train_opts *o) {
+    const char *e = getenv("RINGTRAIN_TEST_POISON");
+    long long from, to;
+    memset(o, 0, sizeof *o);
+    if (e && sscanf(e, "%lld:%lld", &from, &to) == 2) o->poison_from = from, o->poison_to = to;
+}
+
 /* Collective. Returns 0 when saved. */
 static int save(struct run *r) {
     struct trainer *t = r->t;
@@ -68,10 +78,13 @@ static int save(struct run *r) {
     return rc;
 }
 
-/* Collective, before the first step. Returns 0 (resumed or nothing to resume) or an exit
- * code. Rank 0 reads into its host arrays (train_state.c), never into the live weights, so
- * a checkpoint found corrupt after part of it was read changes nothing. */
-static int resume(struct run *r) {
+/* Collective, before the first step: load the newest usable checkpoint of checkpoint.dir
+ * (the weights, and with `moments` the AdamW moments and the step, cursor and counters).
+ * Returns 0 (loaded: r->last_ckpt names it; or none: r->last_ckpt is "") or an exit code.
+ * Complete checkpoints none of which verifies stop the run (2) unless
+ * checkpoint.fresh_start. Rank 0 reads into its host arrays (train_state.c), never into the
+ * live weights, so a checkpoint found corrupt after part of it was read changes nothing. */
+static int load_checkpoint(struct run *r, int moments) {
     struct trainer *t = r->t;
     const char *dir = r->c->checkpoint.dir;
     int found = 0;
@@ -80,26 +93,35 @@ static int resume(struct run *r) {
     if (r->rt->rank == 0) {
         float *p, *m, *v;
         trainer_host_state(t, &p, &m, &v);
+        if (!moments) m = v = NULL;
         char err[2048];
         struct ckpt_meta mine;
         trainer_meta(t, &mine);
         found = ckpt_load_latest(dir, stderr, t->model.pt.total, p, m, v, r->last_ckpt, &meta, err, sizeof err);
-        if (found < 0) {
+        if (found == -2 && r->c->checkpoint.fresh_start) {
+            fprintf(stderr, "ringtrain: warning: %s; starting from step 0 as checkpoint.fresh_start asks\n", err);
+            found = 0;
+        } else if (found == -2) {
+            fprintf(stderr, "ringtrain: %s; stopping rather than starting afresh over them: repair or move "
+                    "them, or set checkpoint.fresh_start: true\n", err);
+        } else if (found < 0) {
             fprintf(stderr, "ringtrain: %s\n", err);
         } else if (found && meta.model_hash != mine.model_hash) {
             fprintf(stderr, "ringtrain: checkpoint %s/%s was written for a model of another shape "
                     "(use another checkpoint.dir, or --no-resume)\n", dir, r->last_ckpt);
             found = -1;
-        } else if (found && meta.job_hash != mine.job_hash) {
+        } else if (found && moments && meta.job_hash != mine.job_hash) {
             fprintf(stderr, "ringtrain: warning: %s/%s was written by a job with other data, token "
                     "files or optimizer settings; resuming with the current ones\n", dir, r->last_ckpt);
         }
+        if (found <= 0) r->last_ckpt[0] = 0;
     }
     comm_broadcast(&t->ctl, &found, 1, COMM_I32, 0);
     if (found < 0) return 2;
     if (!found) return 0;
     comm_broadcast(&t->ctl, &meta, (int64_t)sizeof meta, COMM_U8, 0);
-    trainer_push_state(t);
+    trainer_push_state(t, moments);
+    if (!moments) return 0;
     trainer_restore(t, &meta);
     if (r->rt->rank == 0)
         printf("resuming from %s/%s at step %lld (written by %d rank%s, cp %d x dp %d)\n", dir, r->last_ckpt,
@@ -200,6 +222,7 @@ static void print_end(struct run *r, const char *event, const char *reason, cons
     fflush(stdout);
 }
 
+/* Returns 0, or 1 (the runtime failure's exit code) when the export failed. Collective. */
 static int export_params(const struct run *r) {
     const struct cfg *c = r->c;
     int rc = 0;
@@ -211,12 +234,22 @@ static int export_params(const struct run *r) {
         const struct model_config *mc = &r->t->job.mc;
         int64_t positions = mc->max_positions > c->data.seq_len ? mc->max_positions : c->data.seq_len;
         rc = hf_export(c->export_.dir, mc, &r->t->model.pt, params, c->export_.dtype,
-                       c->export_.shard_gib * 1073741824.0, positions, err, sizeof err);
+                       c->export_.shard_gib * 1073741824.0, positions, err, sizeof err) ? 1 : 0;
         if (rc) fprintf(stderr, "ringtrain: export failed: %s\n", err);
         else printf("exported the model to %s (%s)\n", c->export_.dir, c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32");
     }
     comm_broadcast(&r->t->ctl, &rc, 1, COMM_I32, 0);
     return rc;
+}
+
+/* A save that would fall in a run of non-finite steps is not made: the checkpoint to go
+ * back to is the last good one, which the guard names. */
+static void say_not_saved(const struct run *r) {
+    if (r->rt->rank == 0)
+        fprintf(stderr, "ringtrain: no checkpoint at step %lld: the last %lld step%s had a non-finite loss or "
+                "gradient norm (the last good checkpoint is %s)\n", (long long)r->t->step,
+                (long long)r->t->bad_in_row, r->t->bad_in_row > 1 ? "s" : "",
+                r->last_ckpt[0] ? r->last_ckpt : "(none)");
 }
 
 static int train_loop(struct run *r) {
@@ -246,31 +279,40 @@ static int train_loop(struct run *r) {
             print_end(r, "error", "non-finite", &st, tokens, MPI_Wtime() - t_start);
             return 1;
         }
-        if (sig & SIGNAL_STOP) {
+        /* SIGTERM wins over a SIGINT of the same step: its checkpoint is what a requeued job needs. */
+        if ((sig & SIGNAL_STOP) && !(sig & SIGNAL_SAVE_EXIT)) {
             log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
             if (r->rt->rank == 0) fprintf(stderr, "ringtrain: SIGINT: stopping after step %lld without saving a checkpoint\n", (long long)t->step);
             print_end(r, "stopped", "SIGINT", &st, tokens, MPI_Wtime() - t_start);
             return EXIT_INTERRUPTED;
         }
-        int periodic = have_dir && c->checkpoint.every && t->step % c->checkpoint.every == 0;
-        if (sig & (SIGNAL_SAVE_EXIT | SIGNAL_SAVE_CONTINUE)) {
-            if (!have_dir && r->rt->rank == 0)
-                fprintf(stderr, "ringtrain: signal received but checkpoint.dir is not set: no checkpoint written\n");
-            if (have_dir && save(r) == 0) saved_last = 1;
-            else if (have_dir && (sig & SIGNAL_SAVE_EXIT)) return 1;
-        } else if (periodic) {
-            saved_last = save(r) == 0; /* a failed periodic save is reported; training goes on */
+        const int asked = sig & (SIGNAL_SAVE_EXIT | SIGNAL_SAVE_CONTINUE);
+        const int periodic = c->checkpoint.every && t->step % c->checkpoint.every == 0;
+        if (asked && !have_dir && r->rt->rank == 0)
+            fprintf(stderr, "ringtrain: signal received but checkpoint.dir is not set: no checkpoint written\n");
+        if (have_dir && (asked || periodic)) {
+            if (t->bad_in_row) {
+                say_not_saved(r);
+            } else {
+                saved_last = save(r) == 0; /* a failed periodic save is reported; training goes on */
+                if (!saved_last && (sig & SIGNAL_SAVE_EXIT)) return 1;
+            }
         }
         log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
         if (sig & SIGNAL_SAVE_EXIT) {
-            if (r->rt->rank == 0)
+            if (r->rt->rank == 0) {
+                if (sig & SIGNAL_STOP) fprintf(stderr, "ringtrain: SIGTERM and SIGINT at the same step: SIGTERM wins\n");
                 fprintf(stderr, "ringtrain: SIGTERM: %s at step %lld; exiting 0 so a requeued job resumes\n",
-                        have_dir ? "checkpoint written" : "stopping", (long long)t->step);
+                        saved_last ? "checkpoint written" : "stopping", (long long)t->step);
+            }
             print_end(r, "stopped", "SIGTERM", &st, tokens, MPI_Wtime() - t_start);
             return 0;
         }
     }
-    if (have_dir && !saved_last && t->step > first && save(r)) return 1;
+    if (have_dir && !saved_last && t->step > first) {
+        if (t->bad_in_row) say_not_saved(r);
+        else if (save(r)) return 1;
+    }
     if (c->export_.dir[0] && export_params(r)) return 1;
     print_end(r, "done", NULL, &st, tokens, MPI_Wtime() - t_start);
     return 0;
@@ -280,7 +322,9 @@ static void run_open(struct run *r, const struct job *j, const struct runtime *r
     memset(r, 0, sizeof *r);
     r->rt = rt;
     r->t = rt_calloc(1, sizeof *r->t, "trainer");
-    trainer_init(r->t, j, rt, NULL);
+    struct train_opts o;
+    test_poison(&o);
+    trainer_init(r->t, j, rt, &o);
     r->c = &r->t->job.cfg;
 }
 
@@ -295,18 +339,19 @@ int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
     struct run r;
     run_open(&r, j, rt);
     if (rt->rank == 0) print_start(r.t, rt);
-    if (r.c->checkpoint.dir[0] && do_resume) rc = resume(&r);
-    /* A resumed run appends to its metrics; a fresh one starts the file. */
+    if (r.c->checkpoint.dir[0] && do_resume) rc = load_checkpoint(&r, 1);
+    /* A resumed run keeps the records up to its step and appends; a fresh one starts the file. */
+    char err[4600];
     if (!rc && rt->rank == 0 && r.c->log.metrics[0] &&
-        !(r.metrics = fopen(r.c->log.metrics, r.t->step > 0 ? "a" : "w")))
-        RT_FATAL("log.metrics: cannot open %s for writing", r.c->log.metrics);
+        !(r.metrics = metrics_open(r.c->log.metrics, r.t->step, err, sizeof err)))
+        RT_FATAL("log.metrics: %s", err);
     if (!rc) rc = train_loop(&r);
     if (r.metrics && fclose(r.metrics) != 0) RT_FATAL("log.metrics: error writing %s", r.c->log.metrics);
     run_close(&r);
     return rc;
 }
 
-int run_eval(const struct job *j, const struct runtime *rt) {
+int run_eval(const struct job *j, const struct runtime *rt, int do_resume) {
     const struct cfg *c = &j->cfg;
     if (c->data.synthetic != SYNTHETIC_NONE && !c->data.eval[0]) {
         if (rt->rank == 0) fprintf(stderr, "ringtrain: --eval needs data.eval when data.synthetic is set\n");
@@ -314,21 +359,29 @@ int run_eval(const struct job *j, const struct runtime *rt) {
     }
     int rc = run_check_fit(j, rt);
     if (rc) return rc;
-    struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
-    trainer_init(t, j, rt, NULL);
-    const char *path = c->data.eval[0] ? c->data.eval : c->data.train;
-    int64_t windows = 0;
-    double loss = trainer_eval(t, path, &windows);
-    if (rt->rank == 0) {
-        char files[1024];
-        corpus_list_text(path, files, sizeof files);
-        printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f\n", files, (long long)windows,
-               (long long)t->L, loss);
-        printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+    struct run r;
+    run_open(&r, j, rt);
+    const char *dir = c->checkpoint.dir;
+    if (dir[0] && do_resume) rc = load_checkpoint(&r, 0);
+    if (!rc && rt->rank == 0) {
+        if (r.last_ckpt[0]) printf("evaluating checkpoint %s/%s\n", dir, r.last_ckpt);
+        else printf("evaluating the initial weights (%s%s)\n", !dir[0] ? "checkpoint.dir is not set" :
+                    !do_resume ? "--no-resume" : "no checkpoint in ", dir[0] && do_resume ? dir : "");
     }
-    trainer_free(t);
-    free(t);
-    return 0;
+    if (!rc) {
+        const char *path = c->data.eval[0] ? c->data.eval : c->data.train;
+        int64_t windows = 0;
+        double loss = trainer_eval(r.t, path, &windows);
+        if (rt->rank == 0) {
+            char files[1024];
+            corpus_list_text(path, files, sizeof files);
+            printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f\n", files, (long long)windows,
+                   (long long)r.t->L, loss);
+            printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+        }
+    }
+    run_close(&r);
+    return rc;
 }
 
 int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
@@ -340,7 +393,7 @@ int run_export(const struct job *j, const struct runtime *rt, const char *dir) {
         if (rt->rank == 0) fprintf(stderr, "ringtrain: --export needs checkpoint.dir in the job\n");
         rc = 2;
     } else {
-        rc = resume(&r);
+        rc = load_checkpoint(&r, 0);
         int none = !r.last_ckpt[0];
         comm_broadcast(&r.t->ctl, &none, 1, COMM_I32, 0);
         if (!rc && none) {

@@ -1,8 +1,10 @@
 /* run: what one invocation does once the job is resolved. Training: resume from the
  * newest checkpoint, the step loop with its progress line and metrics record, checkpoints
  * every checkpoint.every steps and at the end, signals (SIGTERM saves and exits 0, SIGUSR1
- * saves and continues, SIGINT stops without saving), the numerical guard, and the export
- * at the end. Evaluation. Export of the newest checkpoint. The memory plan (--plan, and the
+ * saves and continues, SIGINT stops without saving; SIGTERM wins when both come at one
+ * step), the numerical guard (nothing is saved during a run of non-finite steps), and the
+ * export at the end. Evaluation of the newest checkpoint (or the initial weights). Export
+ * of the newest checkpoint. The memory plan (--plan, and the
  * check of a cuda run before it allocates). Each returns the exit code. */
 #ifndef RT_RUN_H
 #define RT_RUN_H
@@ -13,7 +15,7 @@
 #define EXIT_INTERRUPTED 130 /* SIGINT, as shells report it */
 
 int run_train(const struct job *j, const struct runtime *rt, int resume);
-int run_eval(const struct job *j, const struct runtime *rt);
+int run_eval(const struct job *j, const struct runtime *rt, int resume);
 int run_export(const struct job *j, const struct runtime *rt, const char *dir);
 
 /* The memory plan (run_plan.c): --plan prints it (0: fits or unchecked, 3: does not fit);

@@ -46,7 +46,7 @@ static void init_weights(struct trainer *t) {
     char err[1024];
     float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
     if (c->model.init == INIT_HF) {
-        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_FATAL("%s", err);
+        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_BAD_INPUT("%s", err);
     } else {
         params_init_random(&t->model.pt, c->model.seed, w);
     }

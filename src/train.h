@@ -88,9 +88,9 @@ void trainer_host_state(struct trainer *t, float **p, float **m, float **v);
 /* Collective: fill rank 0's host arrays with the current weights and, when moments is set,
  * the moments (every rank's shards gathered to rank 0). */
 void trainer_pull_state(struct trainer *t, int moments);
-/* Collective: every rank takes on rank 0's host state (its shards scattered) and refreshes
- * its working weights. */
-void trainer_push_state(struct trainer *t);
+/* Collective: every rank takes on rank 0's host weights and, when moments is set, its
+ * moments (each rank's shards scattered), and refreshes its working weights. */
+void trainer_push_state(struct trainer *t, int moments);
 
 /* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer
  * step count; parameters and moments are restored by the caller into model/opt). */

@@ -24,9 +24,9 @@ void trainer_pull_state(struct trainer *t, int moments) {
     for (int k = 0; k < (moments ? 3 : 1); k++) pstore_gather(&t->model.ps, &t->ctl, k, a[k]);
 }
 
-void trainer_push_state(struct trainer *t) {
+void trainer_push_state(struct trainer *t, int moments) {
     float *a[3];
     trainer_host_state(t, &a[0], &a[1], &a[2]);
-    for (int k = 0; k < 3; k++) pstore_scatter(&t->model.ps, &t->ctl, k, a[k]);
+    for (int k = 0; k < (moments ? 3 : 1); k++) pstore_scatter(&t->model.ps, &t->ctl, k, a[k]);
     pstore_refresh(&t->model.ps);
 }

@@ -1,13 +1,18 @@
 /* test_cli: every bad input to ./ringtrain exits 2 with one message naming the file and
  * line or key, before anything runs: malformed YAML, wrong type, out of range, unknown
  * key, missing files, .npy of wrong dtype/rank/out-of-range tokens, safetensors with a
- * wrong shape or a missing tensor, an HF config that disagrees with the job, a sequence
- * length the ring cannot split; under mpirun the message is printed once. Also the
- * informational flags (exit 0) and --eval. Runs from the repository root. */
+ * wrong shape, a missing tensor or a non-finite value, an HF config that disagrees with
+ * the job, a sequence length the ring cannot split, a checkpoint.dir, log.metrics or export
+ * directory that cannot be written; under mpirun the message is printed once. Also the
+ * informational flags (exit 0), --eval (of the newest checkpoint, saying which weights),
+ * and the job hash, which does not depend on how the job file's path is spelled. Runs
+ * from the repository root. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "params.h"
 #include "testutil.h"
@@ -30,8 +35,9 @@ static void put_npy(const char *name, const char *descr, const char *shape, int 
     free(t);
 }
 
-/* An HF dir for a tiny Llama; `skip` names a tensor to leave out, `bad` one to misshape. */
-static void put_hf(const char *sub, const char *skip, const char *bad) {
+/* An HF dir for a tiny Llama (zero weights); `skip` names a tensor to leave out, `bad` one
+ * to misshape, `nan` one whose last value is a NaN. */
+static void put_hf(const char *sub, const char *skip, const char *bad, const char *nan) {
     struct model_config mc = {.vocab_size = 16, .dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
                               .head_dim = 4, .ffn_dim = 8, .norm_eps = 1e-5, .rope_theta = 10000};
     struct param_table pt;
@@ -42,7 +48,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
     snprintf(cmd, sizeof cmd, "mkdir -p %s", p);
     if (system(cmd)) abort();
     char json[8192] = "{";
-    size_t off = 0;
+    size_t off = 0, nan_at = 0;
     for (int i = 0; i < pt.n; i++) {
         const struct param *q = &pt.p[i];
         if (skip && !strcmp(q->name, skip)) continue;
@@ -57,6 +63,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
                      off ? "," : "", q->name, (long long)s0, (long long)s1, off, off + 4 * (size_t)(s0 * s1));
         strcat(json, e);
         off += 4 * (size_t)(s0 * (q->ndim == 1 ? 1 : s1));
+        if (nan && !strcmp(q->name, nan)) nan_at = off - 4;
     }
     strcat(json, "}");
     uint64_t hl = strlen(json);
@@ -64,6 +71,10 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
     unsigned char *b = calloc(1, len);
     memcpy(b, &hl, 8);
     memcpy(b + 8, json, hl);
+    if (nan) {
+        const float x = NAN;
+        memcpy(b + 8 + hl + nan_at, &x, 4);
+    }
     char f[1100];
     snprintf(f, sizeof f, "%s/model.safetensors", p);
     tu_write_file(f, b, len);
@@ -78,11 +89,32 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
 
 /* Run a command; return its exit status, with stdout+stderr in out. */
 
+/* A shell command run in the test directory; its exit status. */
+static int in_dir(const char *cmd) {
+    char full[2048], out[4096];
+    snprintf(full, sizeof full, "cd %s && %s", dir, cmd);
+    return tu_run(full, out, sizeof out);
+}
+
+/* ringtrain ARGS in the test directory: its exit status, stdout and stderr in out. */
+static int ringtrain(const char *args, char *out, size_t outlen) {
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
+    return tu_run(cmd, out, outlen);
+}
+
+/* The mean loss of an --eval's done line, or NAN. */
+static double eval_loss(const char *out) {
+    const char *p = strstr(out, "\"event\":\"done\",\"windows\":");
+    double loss = NAN;
+    if (!p || sscanf(p, "\"event\":\"done\",\"windows\":%*d,\"loss\":%lf", &loss) != 1) return NAN;
+    return loss;
+}
+
 /* ringtrain ARGS must exit `code` with output containing every fragment ('|' separated). */
 static void expect(const char *args, int code, const char *fragments) {
-    char cmd[1500], out[16384];
-    snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
-    int rc = tu_run(cmd, out, sizeof out);
+    char out[16384];
+    int rc = ringtrain(args, out, sizeof out);
     int ok = rc == code;
     char frag[512];
     snprintf(frag, sizeof frag, "%s", fragments);
@@ -101,9 +133,10 @@ int main(void) {
     put_npy("f4.npy", "<f4", "(400,)", 400, 3);
     put_npy("twod.npy", "<i4", "(20, 20)", 400, 3);
     put_npy("big.npy", "<i4", "(400,)", 400, 999);
-    put_hf("hf_ok", NULL, NULL);
-    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight");
-    put_hf("hf_missing", "model.norm.weight", NULL);
+    put_hf("hf_ok", NULL, NULL, NULL);
+    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight", NULL);
+    put_hf("hf_missing", "model.norm.weight", NULL, NULL);
+    put_hf("hf_nan", NULL, NULL, "model.layers.0.mlp.up_proj.weight");
     const char *base = "data: {train: tok.npy, seq_len: 32}\ntrain: {steps: 2}\nmodel: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\n";
     put("ok.yaml", base);
     put("malformed.yaml", "data: {train: tok.npy\ntrain:\n  lr: [\n");
@@ -118,6 +151,7 @@ int main(void) {
     put("hf_missing.yaml", "model: {init: \"hf:hf_missing\"}\ndata: {train: tok.npy, seq_len: 32}\n");
     put("hf_disagree.yaml", "model:\n  init: \"hf:hf_ok\"\n  dim: 32\ndata: {train: tok.npy, seq_len: 32}\n");
     put("hf_ok.yaml", "model: {init: \"hf:hf_ok\"}\ndata: {train: tok.npy, seq_len: 32}\ntrain: {steps: 1}\n");
+    put("hf_nan.yaml", "model: {init: \"hf:hf_nan\"}\ndata: {train: tok.npy, seq_len: 32}\ntrain: {steps: 1}\n");
     put("seqlen.yaml", "data: {train: tok.npy, seq_len: 34}\nmodel: {vocab_size: 16}\n");
     put("seqlen33.yaml", "data: {train: tok.npy, seq_len: 33}\nmodel: {vocab_size: 16}\n");
 
@@ -143,6 +177,9 @@ int main(void) {
     expect("ok.yaml --plan", 0, "memory plan of ok.yaml|plan: device");
     expect("ok.yaml", 0, "\"event\":\"done\",\"step\":2");
     expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
+    expect("hf_nan.yaml --set checkpoint.dir=ck_nan", 2,
+           "hf_nan/model.safetensors: model.layers.0.mlp.up_proj.weight: element 63 is not finite (nan)");
+    CHECK(in_dir("ls ck_nan 2>/dev/null | grep step-") != 0); /* nothing trained, nothing saved */
     expect("ok.yaml --eval", 0, "\"event\":\"done\",\"windows\"");
 
     /* Token files as a list or a directory: one stream; errors name the key and the file. */
@@ -203,11 +240,69 @@ int main(void) {
     if (mf) fclose(mf);
     CHECK(lines == 3 && keys_ok);
 
+    /* --eval evaluates the newest complete checkpoint of checkpoint.dir and says so; without
+     * one, the initial weights. */
+    char out[16384];
+    int rc = ringtrain("ok.yaml --eval --set checkpoint.dir=ck_eval", out, sizeof out);
+    double init_loss = eval_loss(out);
+    if (!CHECK(rc == 0 && strstr(out, "evaluating the initial weights (no checkpoint in ck_eval)")))
+        fprintf(stderr, "eval without a checkpoint: exit %d\n%s\n", rc, out);
+    rc = ringtrain("ok.yaml --eval", out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "evaluating the initial weights (checkpoint.dir is not set)") && eval_loss(out) == init_loss);
+    expect("ok.yaml --set checkpoint.dir=ck_eval --set train.lr=0.05 --set train.warmup_steps=0", 0, "\"step\":2");
+    rc = ringtrain("ok.yaml --eval --set checkpoint.dir=ck_eval", out, sizeof out);
+    if (!CHECK(rc == 0 && strstr(out, "evaluating checkpoint ck_eval/step-00000002") && eval_loss(out) < init_loss - 0.01))
+        fprintf(stderr, "eval of a checkpoint: exit %d (initial loss %g)\n%s\n", rc, init_loss, out);
+    rc = ringtrain("ok.yaml --eval --no-resume --set checkpoint.dir=ck_eval", out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "evaluating the initial weights (--no-resume)") && eval_loss(out) == init_loss);
+
+    /* The places a run writes are checked at start-up (exit 2 naming key, path and reason),
+     * not at the first save; --export's failures use the documented exit codes. */
+    put("file", "x\n");
+    expect("ok.yaml --set checkpoint.dir=nothere/ck", 2, "--set checkpoint.dir: nothere/ck: cannot create|No such file or directory");
+    expect("ok.yaml --set checkpoint.dir=file/ck", 2, "--set checkpoint.dir: file/ck: cannot create|Not a directory");
+    expect("ok.yaml --set log.metrics=nothere/m.jsonl", 2, "--set log.metrics: nothere/m.jsonl: cannot create|No such file or directory");
+    expect("ok.yaml --set log.metrics=shards", 2, "--set log.metrics: shards: cannot write|Is a directory");
+    expect("ok.yaml --set export.dir=file/hf", 2, "--set export.dir: file/hf:");
+    expect("ok.yaml --set export.dir=shards", 2, "--set export.dir: shards: exists, is not empty and has no config.json");
+    put("ck_yaml.yaml", "data: {train: tok.npy, seq_len: 32}\nmodel: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\n"
+                        "checkpoint:\n  dir: file/ck\n");
+    expect("ck_yaml.yaml", 2, "ck_yaml.yaml:4:8: checkpoint.dir: file/ck: cannot create");
+    expect("--export file/hf ok.yaml --set checkpoint.dir=ck_eval", 2, "--export: file/hf:");
+    expect("--export shards ok.yaml --set checkpoint.dir=ck_eval", 2, "--export: shards: exists, is not empty");
+    expect("--export hf_out ok.yaml --set checkpoint.dir=ck_eval", 0, "exported the model to hf_out");
+    /* Read-only directories: as root, write permission bits do not stop a write, so an
+     * unprivileged user (setpriv) runs those. */
+    CHECK(in_dir("mkdir -p ro/ck && chmod 755 . && chmod 555 ro ro/ck && chmod 644 *.npy *.yaml") == 0);
+    const char *as_user = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+    char args[1024];
+    snprintf(args, sizeof args, "cd %s && %s%s/ringtrain ok.yaml --set checkpoint.dir=ro/ck", dir, as_user, getenv("RT_ROOT"));
+    rc = tu_run(args, out, sizeof out);
+    if (!CHECK(rc == 2 && strstr(out, "--set checkpoint.dir: ro/ck: ") && strstr(out, "Permission denied")))
+        fprintf(stderr, "read-only checkpoint.dir: exit %d\n%s\n", rc, out);
+    snprintf(args, sizeof args, "cd %s && %s%s/ringtrain ok.yaml --set log.metrics=ro/m.jsonl", dir, as_user, getenv("RT_ROOT"));
+    rc = tu_run(args, out, sizeof out);
+    if (!CHECK(rc == 2 && strstr(out, "--set log.metrics: ro/m.jsonl: cannot create") && strstr(out, "Permission denied")))
+        fprintf(stderr, "read-only log.metrics: exit %d\n%s\n", rc, out);
+
+    /* The job hash does not depend on how the job file's path is spelled: the same job as
+     * ok.yaml, ./ok.yaml and /abs/ok.yaml resumes without the "other data" warning. */
+    expect("ok.yaml --set checkpoint.dir=ck_hash", 0, "\"step\":2");
+    rc = ringtrain("./ok.yaml --set checkpoint.dir=ck_hash --set train.steps=3", out, sizeof out);
+    if (!CHECK(rc == 0 && strstr(out, "at step 2 ") && !strstr(out, "other data")))
+        fprintf(stderr, "./ok.yaml: exit %d\n%s\n", rc, out);
+    snprintf(args, sizeof args, "%s/ok.yaml --set checkpoint.dir=ck_hash --set train.steps=4", dir);
+    rc = ringtrain(args, out, sizeof out);
+    if (!CHECK(rc == 0 && strstr(out, "at step 3 ") && !strstr(out, "other data")))
+        fprintf(stderr, "/abs/ok.yaml: exit %d\n%s\n", rc, out);
+    rc = ringtrain("ok.yaml --set checkpoint.dir=ck_hash --set train.steps=5 --set train.lr=1e-3", out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "at step 4 ") && strstr(out, "other data")); /* a real change still warns */
+
     /* A runtime failure on one rank takes the whole job down with its message. */
-    char cmd[1500], out[16384];
+    char cmd[1500];
     snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/build/test_abort", getenv("RT_ROOT"),
              getenv("RT_ROOT"));
-    int rc = tu_run(cmd, out, sizeof out);
+    rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc != 0 && rc != 124 && strstr(out, "[1 ") && strstr(out, "test_abort.c:") &&
                strstr(out, "deliberate failure on rank 1")))
         fprintf(stderr, "abort run: exit %d, output:\n%s\n", rc, out);

@@ -5,16 +5,22 @@
 #  1. 20 steps straight == 10 steps + resume + 10 steps, bit for bit.
 #  2. SIGTERM to one rank: checkpoint, exit 0; the rerun resumes and the whole matches a
 #     straight run bit for bit. SIGUSR1: checkpoint and continue. SIGINT: stop, no save.
+#     SIGTERM and SIGINT at the same step: SIGTERM wins (checkpoint, exit 0).
 #  3. A rank killed (SIGKILL) in the middle of writing a checkpoint: the previous one is
 #     used and the losses still match; a failed write (ENOSPC) keeps the previous one.
 #  4. A corrupt and a truncated checkpoint are named and the previous one is used; when
-#     every checkpoint is corrupt the run starts afresh, bit for bit like a fresh run.
+#     every checkpoint is corrupt the run stops (exit 2) naming the damage, and with
+#     checkpoint.fresh_start it starts afresh, bit for bit like a fresh run. Resuming from an
+#     older checkpoint drops the metrics records it replays (no duplicate steps).
 #  5. Resuming a 2-rank checkpoint on 4 ranks continues (losses within 1e-5).
 #  6. --export writes an HF model dir from the newest checkpoint.
 #  7. ZeRO (parallel.zero, 1 by default): a checkpoint written by 4 ZeRO-1 ranks resumes
 #     on 2 ranks with ZeRO-3 and the optimizer on the host, and on 1 rank; a run alternates zero 0 -> 1 -> 0 across
 #     resumes; the files are those of an unsharded run (losses within 1e-5 of a straight
 #     2-rank run, as in 5).
+#  8. Two runs on one checkpoint.dir: the second exits 2 naming the first (host, pid).
+#  9. The numerical guard: no checkpoint is written during a run of non-finite steps, and
+#     the one it names as the last good one is.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -50,14 +56,15 @@ grep -q "resuming from $d/ckb/step-00000010 at step 10" "$d/b2.out" && ok "resum
 echo "2. signals"
 long=(--set train.steps=1500 --set log.every=500)
 straight_long() { [ -f "$d/long.jsonl" ] || run 2 long.out "${long[@]}" --set train.steps="$1" --set log.metrics="$d/long.jsonl"; }
-signal_run() { # SIG NAME -> starts a 1500-step run, signals one rank after 5 steps, waits; sets $rc
+signal_run() { # SIG NAME -> starts a 1500-step run, signals one rank ($pid) after 5 steps, waits; sets $rc
+    # (SIG may chain kill commands: "STOP $pid; kill -TERM $pid; kill -CONT")
     local sig=$1 name=$2
     "$mpirun" -np 2 "$bin" "$d/job.yaml" "${long[@]}" --set checkpoint.dir="$d/ck_$name" \
         --set log.metrics="$d/$name.jsonl" > "$d/$name.out" 2>&1 &
     local mp=$! n=0
     while [ "$(cat "$d/$name.jsonl" 2>/dev/null | wc -l)" -lt 5 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
-    local pid=$(pgrep -P $mp -x ringtrain | tail -1)
-    [ -n "$pid" ] && kill -"$sig" "$pid"
+    pid=$(pgrep -P $mp -x ringtrain | tail -1)
+    [ -n "$pid" ] && eval "kill -$sig $pid"
     wait $mp
     rc=$?
 }
@@ -75,10 +82,15 @@ fi
 signal_run USR1 usr1
 at=$(sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$d/usr1.jsonl" | head -1)
 [ $rc = 0 ] && grep -q '"event":"done","step":1500' "$d/usr1.out" && [ "$(ls "$d/ck_usr1" | grep -c '^step-')" = 2 ] \
-    && ok "SIGUSR1: saved ($(ls "$d/ck_usr1" | tr '\n' ' ')) and finished" || bad "SIGUSR1: exit $rc, $(ls "$d/ck_usr1" 2>&1), $(tail -2 "$d/usr1.out")"
+    && ok "SIGUSR1: saved ($(ls "$d/ck_usr1" | grep '^step-' | tr '\n' ' ')) and finished" || bad "SIGUSR1: exit $rc, $(ls "$d/ck_usr1" 2>&1), $(tail -2 "$d/usr1.out")"
 signal_run INT int
-[ $rc = 130 ] && grep -q "SIGINT: stopping after step" "$d/int.out" && [ -z "$(ls "$d/ck_int" 2>/dev/null)" ] \
+[ $rc = 130 ] && grep -q "SIGINT: stopping after step" "$d/int.out" && [ -z "$(ls "$d/ck_int" 2>/dev/null | grep '^step-')" ] \
     && ok "SIGINT: exit 130, no checkpoint" || bad "SIGINT: exit $rc, $(ls "$d/ck_int" 2>&1) $(tail -3 "$d/int.out")"
+# Both signals reach the stopped rank and are handled together when it continues.
+signal_run 'STOP $pid; kill -TERM $pid; kill -INT $pid; kill -CONT' both
+[ $rc = 0 ] && grep -q "SIGTERM: checkpoint written at step" "$d/both.out" && [ -n "$(ls "$d/ck_both" 2>/dev/null | grep '^step-')" ] \
+    && ok "SIGTERM + SIGINT in one step: SIGTERM wins, exit 0, checkpoint $(ls "$d/ck_both" | grep '^step-')" \
+    || bad "SIGTERM + SIGINT: exit $rc, $(ls "$d/ck_both" 2>&1) $(tail -3 "$d/both.out")"
 
 echo "3. a crash and a full disk during a save"
 six=(--set train.steps=6 --set checkpoint.every=2)
@@ -87,9 +99,9 @@ RINGTRAIN_TEST_CKPT_KILL=4:3000 run 2 k1.out "${six[@]}" --set checkpoint.dir="$
 krc=$?
 [ $krc != 0 ] && [ -f "$d/ckk/step-00000002/DONE" ] && [ ! -e "$d/ckk/step-00000004" ] && ls -a "$d/ckk" | grep -q '^\.step-00000004\.tmp-' \
     && ok "killed during save of step 4 (exit $krc): step 2 intact, partial temp dir left" || bad "kill test: exit $krc, $(ls -a "$d/ckk")"
-head -n 2 "$d/k.jsonl" > "$d/k2.jsonl" # the metrics the dead run wrote after step 2 are replayed by the resume
-run 2 k2.out "${six[@]}" --set checkpoint.dir="$d/ckk" --set log.metrics="$d/k2.jsonl" || bad "resume after kill failed"
-grep -q "step-00000002 at step 2" "$d/k2.out" && [ "$(losses "$d/s.jsonl")" = "$(losses "$d/k2.jsonl")" ] \
+# the metrics the dead run wrote after step 2 are dropped by the resume, which replays them
+run 2 k2.out "${six[@]}" --set checkpoint.dir="$d/ckk" --set log.metrics="$d/k.jsonl" || bad "resume after kill failed"
+grep -q "step-00000002 at step 2" "$d/k2.out" && [ "$(losses "$d/s.jsonl")" = "$(losses "$d/k.jsonl")" ] \
     && ! ls -a "$d/ckk" | grep -q tmp && ok "resumed from step 2, losses bit-identical, temp dir cleaned" \
     || bad "after kill: $(head -3 "$d/k2.out") $(ls -a "$d/ckk")"
 RINGTRAIN_TEST_CKPT_FAIL=4:5000 run 2 f.out "${six[@]}" --set checkpoint.dir="$d/ckf"
@@ -111,9 +123,25 @@ grep -q "step-00000020: optim.bin has 1000 bytes" "$d/t.out" && grep -q "step-00
 
 mkdir -p "$d/ckall" && cp -r "$d/ckb/step-00000020" "$d/ckall/"
 printf '\x55' | dd of="$d/ckall/step-00000020/model.bin" bs=1 seek=$(( $(stat -c %s "$d/ckall/step-00000020/model.bin") - 8 )) conv=notrunc 2>/dev/null
+cp "$d/a.jsonl" "$d/all.jsonl"
 run 2 all.out --set checkpoint.dir="$d/ckall" --set train.steps=20 --set checkpoint.every=0 --set log.metrics="$d/all.jsonl"
-grep -q "model.bin checksum mismatch" "$d/all.out" && [ "$(losses "$d/all.jsonl")" = "$(losses "$d/a.jsonl")" ] \
-    && ok "every checkpoint corrupt: fresh start, bit for bit" || bad "all corrupt: $(head -4 "$d/all.out")"
+arc=$?
+[ $arc = 2 ] && grep -q "step-00000020: model.bin checksum mismatch" "$d/all.out" && grep -q "checkpoint.fresh_start" "$d/all.out" \
+    && [ -f "$d/ckall/step-00000020/DONE" ] && cmp -s "$d/a.jsonl" "$d/all.jsonl" \
+    && ok "every checkpoint corrupt: exit 2 naming the damage, checkpoint and metrics untouched" \
+    || bad "all corrupt: exit $arc, $(head -4 "$d/all.out")"
+run 2 all2.out --set checkpoint.dir="$d/ckall" --set train.steps=20 --set checkpoint.every=0 --set log.metrics="$d/all.jsonl" \
+    --set checkpoint.fresh_start=true
+grep -q "model.bin checksum mismatch" "$d/all2.out" && [ "$(losses "$d/all.jsonl")" = "$(losses "$d/a.jsonl")" ] \
+    && ok "every checkpoint corrupt, checkpoint.fresh_start: fresh start, bit for bit" || bad "fresh start: $(head -4 "$d/all2.out")"
+
+# A resume from step 10 of a run whose metrics reach step 20 replays 11..20 once.
+mkdir -p "$d/ck16" && cp -r "$d/ckb/step-00000010" "$d/ck16/" && cp "$d/b.jsonl" "$d/m16.jsonl"
+run 2 m16.out --set checkpoint.dir="$d/ck16" --set log.metrics="$d/m16.jsonl" || bad "resume from step 10 failed"
+[ "$(losses "$d/m16.jsonl")" = "$(losses "$d/a.jsonl")" ] \
+    && [ "$(grep -o '"step":[0-9]*' "$d/m16.jsonl" | tr '\n' ' ')" = "$(grep -o '"step":[0-9]*' "$d/a.jsonl" | tr '\n' ' ')" ] \
+    && ok "resumed from an older checkpoint: metrics hold steps 1..20 once, bit for bit" \
+    || bad "metrics after an older resume: $(grep -o '"step":[0-9]*' "$d/m16.jsonl" | tr '\n' ' ')"
 
 echo "5. resume on another number of ranks"
 run 2 w1.out --set checkpoint.dir="$d/ckw" --set train.steps=10 --set log.metrics="$d/w.jsonl"
@@ -157,6 +185,28 @@ size() { stat -c %s "$1"; }
     && [ "$(size "$d/ckz/step-00000020/optim.bin")" = "$(size "$d/cko/step-00000020/optim.bin")" ] \
     && [ "$(size "$d/cko/step-00000020/optim.bin")" = $((2 * $(size "$d/cko/step-00000020/model.bin"))) ] \
     && ok "sharded and unsharded checkpoints have the same files and sizes" || bad "checkpoint sizes: $(ls -l "$d/ckz/step-00000020" "$d/cko/step-00000020")"
+
+echo "8. one run per checkpoint.dir"
+"$bin" "$d/job.yaml" "${long[@]}" --set checkpoint.dir="$d/cklock" --set log.metrics="$d/lock.jsonl" > "$d/lock1.out" 2>&1 &
+first=$! n=0
+while [ "$(cat "$d/lock.jsonl" 2>/dev/null | wc -l)" -lt 2 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+run 2 lock2.out --set checkpoint.dir="$d/cklock"
+lrc=$?
+kill -INT $first; wait $first
+[ $lrc = 2 ] && grep -q "checkpoint.dir: $d/cklock: in use by another run (host $(hostname), pid $first)" "$d/lock2.out" \
+    && ok "a second run on the same checkpoint.dir: exit 2 naming the first" || bad "lock: exit $lrc, $(tail -3 "$d/lock2.out")"
+run 1 lock3.out --set checkpoint.dir="$d/cklock" --set train.steps=4 && ok "the lock is released when the run ends" \
+    || bad "after the first run: $(tail -3 "$d/lock3.out")"
+
+echo "9. no checkpoint during a run of non-finite steps"
+# Steps 4, 5 and 6 have a NaN gradient; train.max_bad_steps 3 stops the run after step 6.
+RINGTRAIN_TEST_POISON=3:100 run 1 nan.out --set checkpoint.dir="$d/cknan" --set checkpoint.every=1 \
+    --set checkpoint.keep=10 --set train.max_bad_steps=3
+nrc=$?
+[ $nrc = 1 ] && grep -q "The last good checkpoint is step-00000003" "$d/nan.out" \
+    && [ "$(ls "$d/cknan" | grep '^step-' | tr '\n' ' ')" = "step-00000001 step-00000002 step-00000003 " ] \
+    && ok "stopped at step 6 naming step 3; nothing saved during the bad steps" \
+    || bad "guard: exit $nrc, $(ls "$d/cknan" | tr '\n' ' ') $(grep -i "good checkpoint" "$d/nan.out")"
 
 rm -rf "$d"
 echo "test_resume: $fails failures"

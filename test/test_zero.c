@@ -302,7 +302,7 @@ static void test_state(int cp, int dp) {
         float *host[3];
         trainer_host_state(t, &host[0], &host[1], &host[2]);
         if (rt.rank == 0) memcpy(host[0], saved.p, bytes), memcpy(host[1], saved.m, bytes), memcpy(host[2], saved.v, bytes);
-        trainer_push_state(t);
+        trainer_push_state(t, 1);
         trainer_restore(t, &meta);
         int same = 1;
         for (int s = 0; s < HALF; s++) {
