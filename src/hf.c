@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "mapfile.h"
 #include "safetensors.h"
 
 #define HF_PATH_MAX 4096
@@ -34,9 +36,12 @@ static int file_exists(const char *path) {
 
 /* Parse a whole JSON file; NULL with a message naming the file. */
 static cJSON *read_json(const char *path, char *err, size_t errlen) {
-    FILE *fp = fopen(path, "rb");
+    int fd = mapfile_open_regular(path, err, errlen); /* a FIFO would block the read forever */
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     char *buf = NULL;

@@ -1,5 +1,6 @@
-/* mapfile: owns opening a regular file and mapping it read-only (open, fstat, S_ISREG,
- * mmap), with the error messages the file readers share. */
+/* mapfile: owns opening a regular file (refusing FIFOs, devices and directories before a
+ * read could block on them) and mapping it read-only (open, fstat, S_ISREG, mmap), with the
+ * error messages the file readers share. */
 #include "mapfile.h"
 
 #include <errno.h>
@@ -17,17 +18,42 @@ static void mapfile_reset(struct mapfile *m) {
     m->len = 0;
 }
 
+static const char *kind_of(mode_t mode) {
+    return S_ISFIFO(mode) ? "a FIFO" : S_ISDIR(mode) ? "a directory" : S_ISCHR(mode) ? "a character device"
+         : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a plain file";
+}
+
+/* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. */
+int mapfile_open_regular(const char *path, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb)) {
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file (%s)", path, kind_of(sb.st_mode));
+    } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
 int mapfile_open(struct mapfile *m, const char *path, char *err, size_t errlen) {
     mapfile_reset(m);
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    m->fd = mapfile_open_regular(path, err, errlen);
     if (m->fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         mapfile_reset(m);
         return -1;
     }
     struct stat sb;
-    if (fstat(m->fd, &sb) || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
+    if (fstat(m->fd, &sb)) {
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         goto fail;
     }
     uint64_t size = (uint64_t)sb.st_size;
