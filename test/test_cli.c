@@ -30,8 +30,9 @@ static void put_npy(const char *name, const char *descr, const char *shape, int 
     free(t);
 }
 
-/* An HF dir for a tiny Llama; `skip` names a tensor to leave out, `bad` one to misshape. */
-static void put_hf(const char *sub, const char *skip, const char *bad) {
+/* An HF dir for a tiny Llama with every weight `fill`; `skip` names a tensor to leave out,
+ * `bad` one to misshape. */
+static void put_hf(const char *sub, const char *skip, const char *bad, float fill) {
     struct model_config mc = {.vocab_size = 16, .dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
                               .head_dim = 4, .ffn_dim = 8, .norm_eps = 1e-5, .rope_theta = 10000};
     struct param_table pt;
@@ -62,6 +63,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
     uint64_t hl = strlen(json);
     size_t len = 8 + hl + off;
     unsigned char *b = calloc(1, len);
+    for (size_t i = 0; i < off / 4; i++) memcpy(b + 8 + hl + 4 * i, &fill, 4);
     memcpy(b, &hl, 8);
     memcpy(b + 8, json, hl);
     char f[1100];
@@ -81,7 +83,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad) {
 /* ringtrain ARGS must exit `code` with output containing every fragment ('|' separated). */
 static void expect(const char *args, int code, const char *fragments) {
     char cmd[1500], out[16384];
-    snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
+    snprintf(cmd, sizeof cmd, "cd %s && timeout 60 %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
     int rc = tu_run(cmd, out, sizeof out);
     int ok = rc == code;
     char frag[512];
@@ -101,9 +103,10 @@ int main(void) {
     put_npy("f4.npy", "<f4", "(400,)", 400, 3);
     put_npy("twod.npy", "<i4", "(20, 20)", 400, 3);
     put_npy("big.npy", "<i4", "(400,)", 400, 999);
-    put_hf("hf_ok", NULL, NULL);
-    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight");
-    put_hf("hf_missing", "model.norm.weight", NULL);
+    put_hf("hf_ok", NULL, NULL, 0);
+    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight", 0);
+    put_hf("hf_missing", "model.norm.weight", NULL, 0);
+    put_hf("hf_huge", NULL, NULL, 1e30f); /* finite weights whose forward pass overflows */
     const char *base = "data: {train: tok.npy, seq_len: 32}\ntrain: {steps: 2}\nmodel: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\n";
     put("ok.yaml", base);
     put("malformed.yaml", "data: {train: tok.npy\ntrain:\n  lr: [\n");
@@ -187,6 +190,16 @@ int main(void) {
     expect("evalempty.yaml", 2, "evalempty.yaml:1:30: data.eval: empty: directory holds no .npy files");
     expect("ok.yaml --set data.train=[p1.npy,nothere3.npy]", 2, "--set: data.train: nothere3.npy: cannot open");
 
+    /* A FIFO as job file, token file or config.json is refused at once (reading it would
+     * wait for a writer forever). */
+    snprintf(sub, sizeof sub, "cd %s && mkdir -p hf_fifo && mkfifo fifo.yaml fifo.npy hf_fifo/config.json", dir);
+    if (system(sub)) abort();
+    put("hf_fifo.yaml", "model: {init: \"hf:hf_fifo\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    expect("fifo.yaml", 2, "fifo.yaml: not a regular file (a FIFO)");
+    expect("ok.yaml --set data.train=fifo.npy", 2, "--set: data.train: fifo.npy: not a regular file (a FIFO)");
+    expect("ok.yaml --set data.eval=[p1.npy,fifo.npy]", 2, "data.eval: fifo.npy: not a regular file (a FIFO)");
+    expect("hf_fifo.yaml", 2, "hf_fifo/config.json: not a regular file (a FIFO)");
+
     /* The metrics file: one JSON object per step with the documented keys. */
     expect("ok.yaml --set log.metrics=m.jsonl --set train.steps=3", 0, "\"step\":3");
     char mpath[1100], line[1024];
@@ -202,6 +215,25 @@ int main(void) {
     }
     if (mf) fclose(mf);
     CHECK(lines == 3 && keys_ok);
+
+    /* A diverging run (lr 1e38: the weights overflow after step 1, steps 2 and 3 are skipped)
+     * still writes valid JSON: non-finite values as null, never nan or inf. */
+    expect("ok.yaml --set log.metrics=nan.jsonl --set train.steps=3 --set train.lr=1e38 --set train.grad_clip=0", 0,
+           "SKIPPED (non-finite)|\"event\":\"done\",\"step\":3,\"loss\":null");
+    snprintf(mpath, sizeof mpath, "%s/nan.jsonl", dir);
+    mf = fopen(mpath, "r");
+    int nulls = 0, finite_only = 1;
+    lines = 0;
+    while (mf && fgets(line, sizeof line, mf)) {
+        lines++;
+        nulls += strstr(line, "\"loss\":null,") != NULL;
+        finite_only &= !strstr(line, "nan") && !strstr(line, "inf");
+    }
+    if (mf) fclose(mf);
+    CHECK(lines == 3 && nulls == 2 && finite_only);
+    /* --eval whose mean loss is not finite fails. */
+    put("hf_huge.yaml", "model: {init: \"hf:hf_huge\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    expect("hf_huge.yaml --eval", 1, "--eval: the mean loss over tok.npy is not finite|\"loss\":null");
 
     /* A runtime failure on one rank takes the whole job down with its message. */
     char cmd[1500], out[16384];
