@@ -88,6 +88,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
         n_host = j->mc.n_layers;
     }
     model_place_saved(&t->model, n_host);
+    if (plan) return; /* a plan reads no data: no token buffers (seq_len x seqs_per_step on every rank) */
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))

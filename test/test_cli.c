@@ -195,6 +195,12 @@ int main(void) {
     snprintf(sub, sizeof sub, "cd %s && mkdir -p hf_fifo && mkfifo fifo.yaml fifo.npy hf_fifo/config.json", dir);
     if (system(sub)) abort();
     put("hf_fifo.yaml", "model: {init: \"hf:hf_fifo\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    /* A size far beyond any model in config.json is refused before anything is sized by it. */
+    snprintf(sub, sizeof sub, "mkdir -p %s/hf_layers && sed 's/\"num_hidden_layers\": 1/\"num_hidden_layers\": 100000000/' "
+             "%s/hf_ok/config.json > %s/hf_layers/config.json", dir, dir, dir);
+    if (system(sub)) abort();
+    put("hf_layers.yaml", "model: {init: \"hf:hf_layers\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    expect("hf_layers.yaml", 2, "hf_layers/config.json: num_hidden_layers: 100000000 is outside [1, 4096]");
     expect("fifo.yaml", 2, "fifo.yaml: not a regular file (a FIFO)");
     expect("ok.yaml --set data.train=fifo.npy", 2, "--set: data.train: fifo.npy: not a regular file (a FIFO)");
     expect("ok.yaml --set data.eval=[p1.npy,fifo.npy]", 2, "data.eval: fifo.npy: not a regular file (a FIFO)");
