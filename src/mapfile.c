@@ -1,10 +1,13 @@
 /* mapfile: owns opening a regular file (refusing FIFOs, devices and directories before a
- * read could block on them) and mapping it read-only (open, fstat, S_ISREG, mmap), with the
- * error messages the file readers share. */
+ * read could block on them), mapping it read-only (open, fstat, S_ISREG, mmap), with the
+ * error messages the file readers share, and reads of a mapping that survive the file
+ * shrinking under them (SIGBUS turned into an error return). */
 #include "mapfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,4 +84,36 @@ void mapfile_close(struct mapfile *m) {
     if (m->map) munmap(m->map, m->len);
     if (m->fd >= 0) close(m->fd);
     mapfile_reset(m);
+}
+
+/* The guarded read in progress on this thread: SIGBUS is synchronous, so it is delivered to
+ * the thread whose read faulted, which jumps back out of the read. */
+static _Thread_local sigjmp_buf *guard;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
+    (void)si, (void)ctx;
+    if (guard) siglongjmp(*guard, 1);
+    signal(sig, SIG_DFL); /* not a guarded read: the fault re-occurs and ends the process as before */
+}
+
+int mapfile_guarded(void (*read)(void *), void *arg) {
+    static int installed;
+    if (!installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, NULL)) return 0; /* unguarded: a fault then ends the process */
+        installed = 1;
+    }
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1)) { /* restores the signal mask: SIGBUS is blocked inside the handler */
+        guard = NULL;
+        return -1;
+    }
+    guard = &env;
+    read(arg);
+    guard = NULL;
+    return 0;
 }

@@ -22,6 +22,12 @@ int  mapfile_open(struct mapfile *m, const char *path, char *err, size_t errlen)
  * not a regular file (a FIFO)"). For every reader of input files (job file, config.json,
  * token and weight files). */
 int  mapfile_open_regular(const char *path, char *err, size_t errlen);
+/* Run read(arg), which reads mapped files, so that a page beyond the end of a file that was
+ * truncated after it was mapped (SIGBUS) ends the read instead of the process. Returns 0
+ * when read returned, -1 when it faulted (its writes up to there are kept, the rest are
+ * not done). Main thread or any one thread at a time per call; read must not hold locks or
+ * allocate (it is abandoned at the fault). */
+int  mapfile_guarded(void (*read)(void *), void *arg);
 /* Unmap and close; safe on a closed mapfile. Leaves fd -1, map NULL, len 0. */
 void mapfile_close(struct mapfile *m);
 
