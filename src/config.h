@@ -70,6 +70,7 @@ struct cfg_parallel {
     int attention;                 /* enum cfg_ring */
     int transport;                 /* enum cfg_transport */
     int zero;                      /* 0 or 1: shard the AdamW moments and the update (ZeRO-1) */
+    double timeout_s;              /* longest wait for other ranks, of any operation */
 };
 
 struct cfg_memory {

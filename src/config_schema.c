@@ -89,6 +89,8 @@ const struct cfg_key cfg_schema[] = {
         "How the CUDA backend moves K/V and gradients: `nccl`, `mpi` (staged through pinned host memory; lets several ranks share one GPU), or `auto` = nccl when every rank has a GPU of its own."),
     KEY("parallel.zero", CFGT_BOOL, parallel.zero, NOBOUND, NULL, "true",
         "ZeRO stage 1: each rank keeps the AdamW moments of, and updates, only its 1/world slice of the parameters (gradients reduce-scattered, updated weights all-gathered), so optimizer state per rank shrinks by the number of ranks; `false` keeps all of it on every rank. No effect on 1 rank; checkpoints are the same either way."),
+    KEY("parallel.timeout_s", CFGT_FLOAT, parallel.timeout_s, IN(1, 1e6), NULL, "600",
+        "Longest wait for other ranks, in seconds, of any operation: ring exchanges, gradient and control collectives, the waits of a checkpoint save (other ranks wait while rank 0 writes: keep it above the longest checkpoint write). A rank that stops answering (stopped, hung, dead) ends the job after this long with exit 1 and a message naming it (the ranks that do not answer a roll call); while waiting, a SIGINT ends the job within a few seconds (exit 130)."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",

@@ -66,7 +66,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
     t->gpu_sharing = 1;
-    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", TRAIN_COMM_TIMEOUT_S);
+    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
     char err[1024];
     struct param_table pt;
     if (params_init(&pt, &j->mc, err, sizeof err)) RT_FATAL("%s", err);
