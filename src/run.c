@@ -257,14 +257,28 @@ static int train_loop(struct run *r) {
     int64_t tokens = 0, first = t->step;
     double t_start = MPI_Wtime();
     int saved_last = 0;
-    signals_install();
+    /* Signals received while loading (the handlers are installed at start-up): SIGINT and
+     * SIGTERM stop before the first step (the state is the initial or resumed one, which a
+     * resume recreates: nothing to save); SIGUSR1 is kept for the first step's boundary. */
+    int sig = signals_agree(&t->ctl);
+    if (sig & (SIGNAL_STOP | SIGNAL_SAVE_EXIT)) {
+        const char *name = sig & SIGNAL_STOP ? "SIGINT" : "SIGTERM";
+        if (r->rt->rank == 0)
+            fprintf(stderr, "ringtrain: %s before the first step: stopping at step %lld (nothing new to save)\n", name,
+                    (long long)t->step);
+        st.loss = NAN; /* no step ran: null in the JSON */
+        print_end(r, "stopped", name, &st, tokens, 0);
+        return sig & SIGNAL_STOP ? EXIT_INTERRUPTED : 0;
+    }
+    int early = sig & SIGNAL_SAVE_CONTINUE;
     while (t->step < c->train.steps) {
         double t0 = MPI_Wtime();
         r->t_ckpt = 0;
         int stop = trainer_step(t, &st);
         double dt = MPI_Wtime() - t0;
         tokens += st.tokens;
-        int sig = signals_agree(&t->ctl);
+        sig = signals_agree(&t->ctl) | early;
+        early = 0;
         saved_last = 0;
         if (stop) {
             if (r->rt->rank == 0)

@@ -36,6 +36,7 @@ run $mpirun -np 2 build/test_affinity
 run $mpirun -np 2 build/test_guard
 for n in 2 3 4; do run $mpirun -np $n build/test_zero; done
 run test/test_resume.sh
+run test/test_signals.sh
 run $mpirun -np 4 build/test_longrange
 echo
 if [ ${#failed[@]} -gt 0 ]; then
