@@ -83,7 +83,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad, float fil
 /* ringtrain ARGS must exit `code` with output containing every fragment ('|' separated). */
 static void expect(const char *args, int code, const char *fragments) {
     char cmd[1500], out[16384];
-    snprintf(cmd, sizeof cmd, "cd %s && timeout 60 %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
+    snprintf(cmd, sizeof cmd, "cd %s && timeout 60 %s %s", dir, tu_bin(), args);
     int rc = tu_run(cmd, out, sizeof out);
     int ok = rc == code;
     char frag[512];
@@ -243,21 +243,20 @@ int main(void) {
 
     /* A runtime failure on one rank takes the whole job down with its message. */
     char cmd[1500], out[16384];
-    snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/build/test_abort", getenv("RT_ROOT"),
-             getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/test_abort", getenv("RT_ROOT"), tu_build());
     int rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc != 0 && rc != 124 && strstr(out, "[1 ") && strstr(out, "test_abort.c:") &&
                strstr(out, "deliberate failure on rank 1")))
         fprintf(stderr, "abort run: exit %d, output:\n%s\n", rc, out);
 
     /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
-    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s/ringtrain type.yaml", dir,
-             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s type.yaml", dir, getenv("RT_ROOT"),
+             tu_bin());
     rc = tu_run(cmd, out, sizeof out);
     CHECK(rc == 2);
     if (!CHECK(tu_count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
-    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s/ringtrain seqlen.yaml", dir,
-             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s seqlen.yaml", dir, getenv("RT_ROOT"),
+             tu_bin());
     rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc == 2 && strstr(out, "seq_len: 34 is not a multiple of 2 x cp = 8")))
         fprintf(stderr, "mpirun output:\n%s\n", out);

@@ -36,7 +36,7 @@ static int summary_of(const char *text, struct summary *s) {
  * ('|' separated) in its output; fills sm when it has a summary line. Returns 1 if so. */
 static int expect(const char *pre, const char *args, int code, const char *fragments, struct summary *sm) {
     char cmd[1500];
-    snprintf(cmd, sizeof cmd, "%s ./ringtrain %s", pre, args);
+    snprintf(cmd, sizeof cmd, "%s %s %s", pre, tu_bin(), args);
     int rc = tu_run(cmd, out, sizeof out), ok = rc == code;
     char frag[512];
     snprintf(frag, sizeof frag, "%s", fragments);
