@@ -26,7 +26,8 @@ struct comm_ops {
     /* Post a non-blocking ring exchange; send and recv must not overlap. */
     void (*ring_start)(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
                        struct comm_ring_req *req);
-    /* Wait for it; after comm timeout seconds abort naming the peers and `what`. */
+    /* Wait for it; after timeout_s seconds abort naming the peers, `what` and the ranks that
+     * stopped answering (waits.h). Every other operation waits the same way. */
     void (*ring_wait)(struct comm *c, struct comm_ring_req *req, const char *what);
     /* In place when send == recv. */
     void (*all_reduce)(struct comm *c, const void *send, void *recv, int64_t count, int dtype, int op);
@@ -45,8 +46,9 @@ struct comm_ops {
 struct comm {
     const struct comm_ops *ops;
     int    rank, size;
-    double timeout_s;   /* for ring_wait */
+    double timeout_s;   /* longest wait of any operation (parallel.timeout_s) */
     char   name[16];    /* "world", "cp", "dp": for messages */
+    int   *members;     /* (size) world rank of each rank: for messages and roll calls */
     void  *impl;
 };
 

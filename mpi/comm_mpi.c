@@ -1,14 +1,16 @@
 /* comm_mpi: struct comm over MPI on host buffers. Counts above INT_MAX are sent in
- * pieces; ring waits poll with a timeout and abort the job naming the peers. */
+ * pieces; every operation is a non-blocking MPI call whose requests are polled with the
+ * communicator's timeout (waits.c), which aborts the job naming the ranks that stopped
+ * answering. */
 #include "comm_mpi.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "runtime.h"
+#include "waits.h"
 
 #define PIECE ((int64_t)1 << 30) /* elements per MPI call */
 
@@ -37,6 +39,30 @@ static void no_bf16_reduce(struct comm *c, int dtype, const char *op) {
 
 static MPI_Comm mcomm(struct comm *c) { return *(MPI_Comm *)c->impl; }
 
+struct reqs {
+    MPI_Request *r;
+    int          n;
+};
+
+static int reqs_done(void *arg) {
+    struct reqs *q = arg;
+    int done = 0;
+    MPI_CHECK(MPI_Testall(q->n, q->r, &done, MPI_STATUSES_IGNORE));
+    return done;
+}
+
+/* Wait for n requests of an operation of c (`kind`, `what` for the message; peers: the
+ * ring's neighbours, or NULL). */
+static void wait_reqs(struct comm *c, MPI_Request *r, int n, const char *kind, const char *what, const char *peers) {
+    struct reqs q = {r, n};
+    char why[1024];
+    int rc = waits_poll(reqs_done, &q, c->timeout_s, c->members, c->size, why, sizeof why);
+    if (rc != WAITS_DONE)
+        RT_ABORT(rc == WAITS_INTERRUPTED ? 130 : 1, "comm %s: %s%s%s%s %s", c->name, kind, *what ? " " : "", what,
+                 peers ? peers : "", why);
+}
+
+static void wait1(struct comm *c, MPI_Request *r, const char *kind) { wait_reqs(c, r, 1, kind, "", NULL); }
 
 static void mpi_ring_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
                            struct comm_ring_req *req) {
@@ -52,17 +78,10 @@ static void mpi_ring_start(struct comm *c, const void *send, void *recv, int64_t
 static void mpi_ring_wait(struct comm *c, struct comm_ring_req *req, const char *what) {
     if (!req->active) RT_FATAL("comm %s: ring wait without a ring exchange (%s)", c->name, what);
     MPI_Request *r = req->impl[0];
-    double t0 = rt_now();
-    struct timespec nap = {0, 20000};
-    for (;;) {
-        int done = 0;
-        MPI_CHECK(MPI_Testall(2, r, &done, MPI_STATUSES_IGNORE));
-        if (done) break;
-        if (rt_now() - t0 > c->timeout_s)
-            RT_FATAL("comm %s: ring exchange %s timed out after %.0f s (receiving from rank %d, sending to rank %d)",
-                     c->name, what, c->timeout_s, (c->rank - 1 + c->size) % c->size, (c->rank + 1) % c->size);
-        nanosleep(&nap, NULL);
-    }
+    char peers[96];
+    snprintf(peers, sizeof peers, " (receiving from rank %d, sending to rank %d)",
+             c->members[(c->rank - 1 + c->size) % c->size], c->members[(c->rank + 1) % c->size]);
+    wait_reqs(c, r, 2, "ring exchange", what, peers);
     free(r);
     req->impl[0] = NULL;
     req->active = 0;
@@ -76,7 +95,9 @@ static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t
         int n = (int)(count - off < PIECE ? count - off : PIECE);
         void *rb = (char *)recv + off * es;
         const void *sb = send == recv ? MPI_IN_PLACE : (const char *)send + off * es;
-        MPI_CHECK(MPI_Allreduce(sb, rb, n, dtype_map(dtype), mop, mcomm(c)));
+        MPI_Request r;
+        MPI_CHECK(MPI_Iallreduce(sb, rb, n, dtype_map(dtype), mop, mcomm(c), &r));
+        wait1(c, &r, "all-reduce");
     }
 }
 
@@ -87,36 +108,51 @@ static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int
     if (count > INT_MAX) RT_FATAL("comm %s: reduce-scatter block of %lld elements exceeds one MPI call", c->name, (long long)count);
     size_t block = (size_t)count * comm_dtype_size(dtype);
     if ((const char *)recv == (const char *)send + (size_t)c->rank * block) {
-        MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
+        MPI_Request r;
+        MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)count, dtype_map(dtype), MPI_SUM,
+                                            mcomm(c), &r));
+        wait1(c, &r, "reduce-scatter");
         if (c->rank) memmove(recv, send, block);
         return;
     }
-    MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c)));
+    MPI_Request r;
+    MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c), &r));
+    wait1(c, &r, "reduce-scatter");
 }
 
 /* In place when send == recv + rank * count. */
 static void mpi_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
     if (count > INT_MAX) RT_FATAL("comm %s: all-gather block of %lld elements exceeds one MPI call", c->name, (long long)count);
     int in_place = (const char *)send == (char *)recv + (size_t)c->rank * (size_t)count * comm_dtype_size(dtype);
-    MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : send, (int)count, dtype_map(dtype), recv, (int)count,
-                            dtype_map(dtype), mcomm(c)));
+    MPI_Request r;
+    MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, (int)count, dtype_map(dtype), recv, (int)count,
+                             dtype_map(dtype), mcomm(c), &r));
+    wait1(c, &r, "all-gather");
 }
 
 static void mpi_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
     size_t es = comm_dtype_size(dtype);
     for (int64_t off = 0; off < count; off += PIECE) {
         int n = (int)(count - off < PIECE ? count - off : PIECE);
-        MPI_CHECK(MPI_Bcast((char *)buf + off * es, n, dtype_map(dtype), root, mcomm(c)));
+        MPI_Request r;
+        MPI_CHECK(MPI_Ibcast((char *)buf + off * es, n, dtype_map(dtype), root, mcomm(c), &r));
+        wait1(c, &r, "broadcast");
     }
 }
 
-static void mpi_barrier(struct comm *c) { MPI_CHECK(MPI_Barrier(mcomm(c))); }
+static void mpi_barrier(struct comm *c) {
+    MPI_Request r;
+    MPI_CHECK(MPI_Ibarrier(mcomm(c), &r));
+    wait1(c, &r, "barrier");
+}
 
 static void mpi_free(struct comm *c) {
     MPI_Comm *m = c->impl;
     MPI_CHECK(MPI_Comm_free(m));
     free(m);
+    free(c->members);
     c->impl = NULL;
+    c->members = NULL;
 }
 
 static const struct comm_ops mpi_ops = {
@@ -132,6 +168,7 @@ static void wrap(struct comm *c, MPI_Comm *m, const char *name, double timeout_s
     c->ops = &mpi_ops;
     c->impl = m;
     c->timeout_s = timeout_s;
+    c->members = waits_members(*m, c->size);
     snprintf(c->name, sizeof c->name, "%s", name);
 }
 
@@ -169,7 +206,9 @@ void comm_mpi_gather(struct comm *c, const void *send, void *recv, int64_t count
         MPI_Datatype blk = strided_block(n, count, dtype);
         const void *sb = in_place ? MPI_IN_PLACE : (const char *)send + (size_t)off * es;
         void *rb = is_root ? (char *)recv + (size_t)off * es : NULL;
-        MPI_CHECK(MPI_Gather(sb, n, dtype_map(dtype), rb, 1, blk, root, mcomm(c)));
+        MPI_Request r;
+        MPI_CHECK(MPI_Igather(sb, n, dtype_map(dtype), rb, 1, blk, root, mcomm(c), &r));
+        wait1(c, &r, "gather");
         MPI_CHECK(MPI_Type_free(&blk));
     }
 }
@@ -184,7 +223,9 @@ void comm_mpi_scatter(struct comm *c, const void *send, void *recv, int64_t coun
         MPI_Datatype blk = strided_block(n, count, dtype);
         const void *sb = is_root ? (const char *)send + (size_t)off * es : NULL;
         void *rb = in_place ? MPI_IN_PLACE : (char *)recv + (size_t)off * es;
-        MPI_CHECK(MPI_Scatter(sb, 1, blk, rb, n, dtype_map(dtype), root, mcomm(c)));
+        MPI_Request r;
+        MPI_CHECK(MPI_Iscatter(sb, 1, blk, rb, n, dtype_map(dtype), root, mcomm(c), &r));
+        wait1(c, &r, "scatter");
         MPI_CHECK(MPI_Type_free(&blk));
     }
 }

@@ -6,7 +6,8 @@
 
 #include "comm.h"
 
-/* Wrap a duplicate of `parent` (MPI_ERRORS_RETURN set). timeout_s bounds ring waits. */
+/* Wrap a duplicate of `parent` (MPI_ERRORS_RETURN set). timeout_s bounds every wait: each
+ * operation is a non-blocking MPI call polled through waits_poll (waits.h). */
 void comm_mpi_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s);
 
 /* Collectives of the MPI transport alone (host buffers; c must come from comm_mpi_init), for

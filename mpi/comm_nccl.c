@@ -4,7 +4,9 @@
  *                waits on it, so an operation sees everything the caller queued before it
  *   ring_done[]  one per ring exchange in flight (the request holds it); ring_wait polls it
  *                with a timeout and then makes the compute stream wait on it
- *   coll_done    recorded after a collective; the compute stream waits on it (no host wait)
+ *   coll_done    recorded after a collective; the compute stream waits on it, and the host
+ *                polls it (waits.c), so a collective that never completes is a timeout,
+ *                not a hang in a later synchronization
  *   flag         one device int that barrier all-reduces
  * Streams are ordered only by events; nothing here synchronizes the whole device. */
 #include "comm_nccl.h"
@@ -14,9 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cuda_check.h"
+#include "waits.h"
 
 #define RING_SLOTS 4 /* ring exchanges in flight at once (the ring backward uses 2) */
 
@@ -62,33 +64,46 @@ static void compute_waits(struct nccl_impl *m) {
     CUDA_CHECK(cudaStreamWaitEvent(m->compute, m->coll_done, 0));
 }
 
-/* Poll an event on the host until it completes; NCCL's asynchronous errors and the timeout
- * abort the communicator (so no rank stays stuck in a kernel) and then the job. `kind` and
- * `what` name the operation in the message. */
-static void wait_event(struct comm *c, cudaEvent_t ev, const char *kind, const char *what) {
-    struct nccl_impl *m = impl(c);
-    int prev = (c->rank - 1 + c->size) % c->size, next = (c->rank + 1) % c->size;
-    double t0 = rt_now();
-    struct timespec nap = {0, 20000};
-    for (;;) {
-        cudaError_t rc = cudaEventQuery(ev);
-        if (rc == cudaSuccess) return;
-        if (rc != cudaErrorNotReady) CUDA_CHECK(rc);
-        ncclResult_t async = ncclSuccess;
-        NCCL_CHECK(ncclCommGetAsyncError(m->nc, &async));
-        if (async != ncclSuccess && async != ncclInProgress) {
-            const char *detail = ncclGetLastError(m->nc);
-            (void)ncclCommAbort(m->nc); /* on the way out: its own result changes nothing */
-            RT_FATAL("comm %s: %s%s%s failed: %s (%s) (receiving from rank %d, sending to rank %d)",
-                     c->name, kind, *what ? " " : "", what, ncclGetErrorString(async), detail, prev, next);
-        }
-        if (rt_now() - t0 > c->timeout_s) {
-            (void)ncclCommAbort(m->nc);
-            RT_FATAL("comm %s: %s%s%s timed out after %.0f s (receiving from rank %d, sending to rank %d)",
-                     c->name, kind, *what ? " " : "", what, c->timeout_s, prev, next);
-        }
-        nanosleep(&nap, NULL);
+/* An event being waited for, and what to name in a message. */
+struct event_wait {
+    struct comm *c;
+    cudaEvent_t  ev;
+    const char  *kind, *what, *peers;
+};
+
+/* 1 when the event completed; NCCL's asynchronous errors abort the communicator (so no rank
+ * stays stuck in a kernel) and then the job. */
+static int event_done(void *arg) {
+    struct event_wait *e = arg;
+    cudaError_t rc = cudaEventQuery(e->ev);
+    if (rc == cudaSuccess) return 1;
+    if (rc != cudaErrorNotReady) CUDA_CHECK(rc);
+    struct nccl_impl *m = impl(e->c);
+    ncclResult_t async = ncclSuccess;
+    NCCL_CHECK(ncclCommGetAsyncError(m->nc, &async));
+    if (async != ncclSuccess && async != ncclInProgress) {
+        const char *detail = ncclGetLastError(m->nc);
+        (void)ncclCommAbort(m->nc); /* on the way out: its own result changes nothing */
+        RT_FATAL("comm %s: %s%s%s failed: %s (%s)%s", e->c->name, e->kind, *e->what ? " " : "", e->what,
+                 ncclGetErrorString(async), detail, e->peers);
     }
+    return 0;
+}
+
+/* Poll an event on the host until it completes (waits.c: the timeout, the stop signal, the
+ * roll call); on giving up abort the communicator, then the job. `kind` and `what` name the
+ * operation in the message, ring exchanges also the peers. */
+static void wait_event(struct comm *c, cudaEvent_t ev, const char *kind, const char *what, int ring) {
+    char peers[96] = "", why[1024];
+    if (ring)
+        snprintf(peers, sizeof peers, " (receiving from rank %d, sending to rank %d)",
+                 c->members[(c->rank - 1 + c->size) % c->size], c->members[(c->rank + 1) % c->size]);
+    struct event_wait e = {c, ev, kind, what, peers};
+    int rc = waits_poll(event_done, &e, c->timeout_s, c->members, c->size, why, sizeof why);
+    if (rc == WAITS_DONE) return;
+    (void)ncclCommAbort(impl(c)->nc);
+    RT_ABORT(rc == WAITS_INTERRUPTED ? 130 : 1, "comm %s: %s%s%s%s %s", c->name, kind, *what ? " " : "", what, peers,
+             why);
 }
 
 static void nccl_ring_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
@@ -117,7 +132,7 @@ static void nccl_ring_wait(struct comm *c, struct comm_ring_req *req, const char
     if (!req->active) RT_FATAL("comm %s: ring wait without a ring exchange (%s)", c->name, what);
     int slot = (int)(intptr_t)req->impl[1];
     cudaEvent_t done = req->impl[0];
-    wait_event(c, done, "ring exchange", what);
+    wait_event(c, done, "ring exchange", what, 1);
     CUDA_CHECK(cudaStreamWaitEvent(m->compute, done, 0));
     m->ring_busy[slot] = 0;
     req->impl[0] = req->impl[1] = NULL;
@@ -131,6 +146,7 @@ static void nccl_all_reduce(struct comm *c, const void *send, void *recv, int64_
     after_compute(m);
     NCCL_CHECK(ncclAllReduce(send, recv, n, dtype_map(dtype), op == COMM_MAX ? ncclMax : ncclSum, m->nc, m->stream));
     compute_waits(m);
+    wait_event(c, m->coll_done, "all-reduce", "", 0);
 }
 
 static void nccl_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
@@ -139,6 +155,7 @@ static void nccl_reduce_scatter(struct comm *c, const void *send, void *recv, in
     after_compute(m);
     NCCL_CHECK(ncclReduceScatter(send, recv, n, dtype_map(dtype), ncclSum, m->nc, m->stream));
     compute_waits(m);
+    wait_event(c, m->coll_done, "reduce-scatter", "", 0);
 }
 
 static void nccl_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
@@ -147,6 +164,7 @@ static void nccl_all_gather(struct comm *c, const void *send, void *recv, int64_
     after_compute(m);
     NCCL_CHECK(ncclAllGather(send, recv, n, dtype_map(dtype), m->nc, m->stream));
     compute_waits(m);
+    wait_event(c, m->coll_done, "all-gather", "", 0);
 }
 
 static void nccl_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
@@ -156,6 +174,7 @@ static void nccl_broadcast(struct comm *c, void *buf, int64_t count, int dtype, 
     after_compute(m);
     NCCL_CHECK(ncclBroadcast(buf, buf, n, dtype_map(dtype), root, m->nc, m->stream));
     compute_waits(m);
+    wait_event(c, m->coll_done, "broadcast", "", 0);
 }
 
 /* Every rank has queued all its work up to here and joined the all-reduce; waited on the
@@ -165,7 +184,7 @@ static void nccl_barrier(struct comm *c) {
     after_compute(m);
     NCCL_CHECK(ncclAllReduce(m->flag, m->flag, 1, ncclInt32, ncclSum, m->nc, m->stream));
     compute_waits(m);
-    wait_event(c, m->coll_done, "barrier", "");
+    wait_event(c, m->coll_done, "barrier", "", 0);
 }
 
 static void nccl_free(struct comm *c) {
@@ -178,7 +197,9 @@ static void nccl_free(struct comm *c) {
     CUDA_CHECK(cudaStreamDestroy(m->stream));
     CUDA_CHECK(cudaFree(m->flag));
     free(m);
+    free(c->members);
     c->impl = NULL;
+    c->members = NULL;
 }
 
 static const struct comm_ops nccl_ops = {
@@ -204,6 +225,7 @@ void comm_nccl_init(struct comm *c, MPI_Comm parent, const char *name, double ti
     MPI_CHECK(MPI_Comm_size(parent, &c->size));
     c->ops = &nccl_ops;
     c->timeout_s = timeout_s;
+    c->members = waits_members(parent, c->size);
     snprintf(c->name, sizeof c->name, "%s", name);
 
     struct nccl_impl *m = rt_calloc(1, sizeof *m, "NCCL communicator");

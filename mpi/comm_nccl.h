@@ -2,8 +2,10 @@
  * It owns one NCCL communicator, its own communication stream (non-blocking) and the events
  * that order it against the caller's compute stream: every operation starts after the work
  * already queued on the compute stream, and the compute stream waits for its result (events
- * only, no device-wide synchronization). Ring waits and barriers also poll on the host with
- * a timeout, checking NCCL's asynchronous errors, and abort the job naming the peers. */
+ * only, no device-wide synchronization). Every operation is also waited for on the host
+ * (polling its event with the timeout, NCCL's asynchronous errors and the stop signal:
+ * waits.h), which aborts the communicator and then the job naming the ranks that stopped
+ * answering. */
 #ifndef RT_COMM_NCCL_H
 #define RT_COMM_NCCL_H
 
@@ -30,7 +32,7 @@
  * unique id and broadcasts it with MPI). The calling rank's GPU must be current already
  * (cudaSetDevice), one GPU per rank: NCCL refuses two ranks on one GPU (use comm_staged for
  * that). `compute` is the stream the caller's kernels run on (0 for the legacy default
- * stream); timeout_s bounds ring waits and barriers. Up to 4 ring exchanges may be in flight. */
+ * stream); timeout_s bounds every wait. Up to 4 ring exchanges may be in flight. */
 void comm_nccl_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s,
                     cudaStream_t compute);
 

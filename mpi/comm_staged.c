@@ -141,6 +141,7 @@ static void staged_free(struct comm *c) {
     comm_free(&m->mpi);
     free(m);
     c->impl = NULL;
+    c->members = NULL;
 }
 
 static const struct comm_ops staged_ops = {
@@ -157,6 +158,7 @@ void comm_staged_init(struct comm *c, MPI_Comm parent, const char *name, double 
     c->rank = m->mpi.rank;
     c->size = m->mpi.size;
     c->timeout_s = timeout_s;
+    c->members = m->mpi.members; /* the MPI communicator's (it waits and names the ranks) */
     snprintf(c->name, sizeof c->name, "%s", name);
     c->impl = m;
     m->compute = compute;

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "waits.h"
+
 /* Identity used by rt_fatal, which may be called from anywhere. */
 static struct { int rank, pid; char host[64]; } ident = {-1, 0, "?"};
 
@@ -27,6 +29,7 @@ void rt_init(struct runtime *rt, int *argc, char ***argv) {
     MPI_CHECK(MPI_Comm_rank(local, &rt->local_rank));
     MPI_CHECK(MPI_Comm_size(local, &rt->local_size));
     MPI_CHECK(MPI_Comm_free(&local));
+    waits_init();
     rt->pid = (int)getpid();
     if (gethostname(rt->host, sizeof rt->host) != 0) snprintf(rt->host, sizeof rt->host, "?");
     rt->host[sizeof rt->host - 1] = 0;
@@ -36,6 +39,7 @@ void rt_init(struct runtime *rt, int *argc, char ***argv) {
 }
 
 void rt_finalize(struct runtime *rt) {
+    waits_finalize();
     MPI_CHECK(MPI_Comm_free(&rt->world_comm));
     MPI_Finalize();
 }
@@ -61,6 +65,12 @@ void rt_bad_input(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     die(2, file, line, fmt, ap);
+}
+
+void rt_abort(int code, const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    die(code, file, line, fmt, ap);
 }
 
 void rt_no_fit(const char *file, int line, const char *fmt, ...) {

@@ -26,6 +26,10 @@ _Noreturn void rt_fatal(const char *file, int line, const char *fmt, ...)
 _Noreturn void rt_bad_input(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define RT_BAD_INPUT(...) rt_bad_input(__FILE__, __LINE__, __VA_ARGS__)
+/* The same with another exit code for every rank (130: a wait given up after SIGINT). */
+_Noreturn void rt_abort(int code, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define RT_ABORT(code, ...) rt_abort((code), __FILE__, __LINE__, __VA_ARGS__)
 /* The same for a job that does not fit in memory: every rank ends with exit code 3. */
 _Noreturn void rt_no_fit(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -176,7 +176,8 @@ void affinity_bind(struct affinity *a, const struct runtime *rt, int mode, const
     if (!why[0]) plan_and_bind(a, topo, n, me, all, gpu_busid, gpu_note, why);
     if (why[0]) {
         a->warn = 1;
-        snprintf(a->line, sizeof a->line, "not bound: %s", why);
+        /* the reason fills the rest of the line, cut if it must be (why is as long as line) */
+        snprintf(a->line, sizeof a->line, "not bound: %.*s", (int)sizeof a->line - 12, why);
     }
     free(all);
     if (topo) hwloc_topology_destroy(topo);

@@ -16,6 +16,7 @@
 
 #include "config_schema.h"
 #include "config_yaml.h"
+#include "mapfile.h"
 
 #define FILE_MAX   (1 << 20) /* job files are small; refuse anything larger */
 #define NAME_MAX_  128       /* longest key name we look at */
@@ -466,9 +467,12 @@ static int apply_doc(struct cfg *c, const struct ynode *root, const char *base, 
 }
 
 static int read_all(const char *path, char **out, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
+    int fd = mapfile_open_regular(path, err, errlen); /* a FIFO would block the read forever */
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     size_t cap = 4096, n = 0;

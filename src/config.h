@@ -71,6 +71,7 @@ struct cfg_parallel {
     int attention;                 /* enum cfg_ring */
     int transport;                 /* enum cfg_transport */
     int zero;                      /* ZeRO stage 0..3 (pstore.h) */
+    double timeout_s;              /* longest wait for other ranks, of any operation */
 };
 
 struct cfg_memory {

@@ -6,12 +6,14 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "params.h"
 
 #define F(m)      offsetof(struct cfg, m)
 #define NOBOUND   -INFINITY, INFINITY, 0, 0
 #define GE(x)     (x), INFINITY, 0, 0
 #define GT(x)     (x), INFINITY, 1, 0
-#define RANGE(a, b) (a), (b), 0, 0
+#define IN(lo, hi) (lo), (hi), 0, 0
+#define COUNT_MAX 1e12 /* steps and cadences: any real run is far below, and products stay in int64 */
 #define KEY(name, type, field, bounds, choices, def, doc) \
     { name, type, F(field), 0, bounds, choices, def, doc }
 
@@ -21,17 +23,17 @@ const struct cfg_key cfg_schema[] = {
       "or `hf:<dir>`, a Hugging Face checkpoint directory whose config.json sets the shape." },
     KEY("model.seed", CFGT_UINT64, model.seed, NOBOUND, NULL, "1234",
         "Seed of the random weight initialization (unused with `hf:`)."),
-    KEY("model.vocab_size", CFGT_INT, model.vocab_size, GE(2), NULL, "256",
+    KEY("model.vocab_size", CFGT_INT, model.vocab_size, IN(2, MODEL_MAX_VOCAB), NULL, "256",
         "Number of token ids; every id in the token files must be below it."),
-    KEY("model.dim", CFGT_INT, model.dim, GE(2), NULL, "64",
+    KEY("model.dim", CFGT_INT, model.dim, IN(2, MODEL_MAX_DIM), NULL, "64",
         "Width of the residual stream; a multiple of model.n_heads giving an even head size."),
-    KEY("model.n_layers", CFGT_INT, model.n_layers, GE(1), NULL, "2",
+    KEY("model.n_layers", CFGT_INT, model.n_layers, IN(1, MODEL_MAX_LAYERS), NULL, "2",
         "Number of transformer blocks."),
-    KEY("model.n_heads", CFGT_INT, model.n_heads, GE(1), NULL, "4",
+    KEY("model.n_heads", CFGT_INT, model.n_heads, IN(1, MODEL_MAX_HEADS), NULL, "4",
         "Number of query heads; a multiple of model.n_kv_heads."),
-    KEY("model.n_kv_heads", CFGT_INT, model.n_kv_heads, GE(1), NULL, "4",
+    KEY("model.n_kv_heads", CFGT_INT, model.n_kv_heads, IN(1, MODEL_MAX_HEADS), NULL, "4",
         "Number of key/value heads (grouped-query attention when fewer than model.n_heads)."),
-    KEY("model.ffn_dim", CFGT_INT, model.ffn_dim, GE(1), NULL, "176",
+    KEY("model.ffn_dim", CFGT_INT, model.ffn_dim, IN(1, MODEL_MAX_FFN), NULL, "176",
         "Hidden width of the SwiGLU feed-forward layer."),
     KEY("model.norm_eps", CFGT_FLOAT, model.norm_eps, GT(0), NULL, "1e-5",
         "Epsilon added to the mean square inside RMSNorm."),
@@ -45,7 +47,7 @@ const struct cfg_key cfg_schema[] = {
         "stream; required unless data.synthetic is set."),
     KEY("data.eval", CFGT_PATHLIST, data.eval, NOBOUND, NULL, "\"\"",
         "Token file, list or directory for evaluation; empty means no evaluation."),
-    KEY("data.seq_len", CFGT_INT64, data.seq_len, GE(2), NULL, "256",
+    KEY("data.seq_len", CFGT_INT64, data.seq_len, IN(2, 1e15), NULL, "256",
         "Tokens per training sequence (the context length); split across the parallel.cp ranks."),
     KEY("data.sampling", CFGT_ENUM, data.sampling, NOBOUND, "sequential|random", "sequential",
         "Order of the training sequences: `sequential` front to back, `random` drawn with data.seed."),
@@ -54,9 +56,9 @@ const struct cfg_key cfg_schema[] = {
     KEY("data.synthetic", CFGT_ENUM, data.synthetic, NOBOUND, "none|copy", "none",
         "Generated task instead of data.train: `copy` = random tokens whose second half repeats the first, loss on the copied half only (a long-range recall test)."),
 
-    KEY("train.steps", CFGT_INT64, train.steps, GE(1), NULL, "100",
+    KEY("train.steps", CFGT_INT64, train.steps, IN(1, COUNT_MAX), NULL, "100",
         "Number of optimizer steps to run."),
-    KEY("train.seqs_per_step", CFGT_INT, train.seqs_per_step, GE(1), NULL, "1",
+    KEY("train.seqs_per_step", CFGT_INT, train.seqs_per_step, IN(1, 1 << 20), NULL, "1",
         "Sequences whose gradients are summed into one optimizer step (the global batch)."),
     KEY("train.lr", CFGT_FLOAT, train.lr, GT(0), NULL, "3e-4",
         "Peak learning rate, reached at the end of the warmup."),
@@ -65,7 +67,7 @@ const struct cfg_key cfg_schema[] = {
     KEY("train.schedule", CFGT_ENUM, train.schedule, NOBOUND, "constant|cosine", "cosine",
         "Learning rate after the warmup: `constant` stays at train.lr, "
         "`cosine` decays to train.min_lr at train.steps."),
-    KEY("train.warmup_steps", CFGT_INT64, train.warmup_steps, GE(0), NULL, "0",
+    KEY("train.warmup_steps", CFGT_INT64, train.warmup_steps, IN(0, COUNT_MAX), NULL, "0",
         "Steps of linear learning-rate warmup at the start (0 = none); at most train.steps."),
     { "train.betas", CFGT_PAIR, F(train.beta1), F(train.beta2), 0, 1, 0, 1, NULL, "[0.9, 0.95]",
       "AdamW decay rates [beta1, beta2] of the first and second moment estimates." },
@@ -75,18 +77,20 @@ const struct cfg_key cfg_schema[] = {
         "AdamW decoupled weight decay per unit of learning rate (0 = none)."),
     KEY("train.grad_clip", CFGT_FLOAT, train.grad_clip, GE(0), NULL, "1.0",
         "Largest global L2 norm of the gradient; larger ones are scaled down to it (0 = no clipping)."),
-    KEY("train.max_bad_steps", CFGT_INT, train.max_bad_steps, GE(1), NULL, "5",
+    KEY("train.max_bad_steps", CFGT_INT, train.max_bad_steps, IN(1, 1 << 20), NULL, "5",
         "Steps in a row with a non-finite loss or gradient norm (each skipped, not applied) after which the run stops with an error."),
 
-    KEY("parallel.cp", CFGT_INT, parallel.cp, GE(0), NULL, "0",
+    KEY("parallel.cp", CFGT_INT, parallel.cp, IN(0, 1 << 20), NULL, "0",
         "Context-parallel degree, the ranks that share one sequence (0 = all ranks)."),
     KEY("parallel.attention", CFGT_ENUM, parallel.attention, NOBOUND, "zigzag|ring", "zigzag",
         "Ring attention layout: `zigzag` balances the causal work across ranks, "
         "`ring` gives each rank one contiguous chunk."),
     KEY("parallel.transport", CFGT_ENUM, parallel.transport, NOBOUND, "auto|nccl|mpi", "auto",
         "How the CUDA backend moves K/V and gradients: `nccl`, `mpi` (staged through pinned host memory; lets several ranks share one GPU), or `auto` = nccl when every rank has a GPU of its own."),
-    KEY("parallel.zero", CFGT_INT, parallel.zero, RANGE(0, 3), NULL, "1",
+    KEY("parallel.zero", CFGT_INT, parallel.zero, IN(0, 3), NULL, "1",
         "ZeRO stage, over all ranks: `0` every rank keeps all fp32 weights, gradients and AdamW moments; `1` each rank keeps the fp32 master weights and moments of its 1/world part of every unit (embedding, layer, head) and updates only those (bf16 working weights of the whole model stay resident); `2` also the gradients: each layer's gradients are reduce-scattered as soon as its backward ends and only two layer buffers are full size; `3` also the working weights: each layer's are all-gathered just before use (forward and backward) and dropped after. No effect on 1 rank; checkpoints are the same files whatever the stage."),
+    KEY("parallel.timeout_s", CFGT_FLOAT, parallel.timeout_s, IN(1, 1e6), NULL, "600",
+        "Longest wait for other ranks, in seconds, of any operation: ring exchanges, gradient and control collectives, the waits of a checkpoint save (other ranks wait while rank 0 writes: keep it above the longest checkpoint write). A rank that stops answering (stopped, hung, dead) ends the job after this long with exit 1 and a message naming it (the ranks that do not answer a roll call); while waiting, a SIGINT ends the job within a few seconds (exit 130)."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",
@@ -127,14 +131,14 @@ const struct cfg_key cfg_schema[] = {
 
     KEY("checkpoint.dir", CFGT_PATH, checkpoint.dir, NOBOUND, NULL, "\"\"",
         "Directory for checkpoints; empty means no checkpoints are written. A training run creates it at start-up when missing (its parent must exist) and locks it (`LOCK` names the holder): one run per directory."),
-    KEY("checkpoint.every", CFGT_INT64, checkpoint.every, GE(0), NULL, "0",
+    KEY("checkpoint.every", CFGT_INT64, checkpoint.every, IN(0, COUNT_MAX), NULL, "0",
         "Write a checkpoint every this many steps (0 = only at the end)."),
-    KEY("checkpoint.keep", CFGT_INT, checkpoint.keep, GE(1), NULL, "2",
+    KEY("checkpoint.keep", CFGT_INT, checkpoint.keep, IN(1, 1 << 20), NULL, "2",
         "Number of most recent complete, verified checkpoints kept; older ones are deleted."),
     KEY("checkpoint.fresh_start", CFGT_BOOL, checkpoint.fresh_start, NOBOUND, NULL, "false",
         "When checkpoint.dir holds complete checkpoints and none of them verifies (checksum, size, edited meta.json): `false` stops the run with exit 2 naming each and why; `true` starts from step 0, and its saves and metrics replace the old ones. A usable checkpoint is always resumed from (`--no-resume` starts afresh)."),
 
-    KEY("log.every", CFGT_INT64, log.every, GE(1), NULL, "1",
+    KEY("log.every", CFGT_INT64, log.every, IN(1, COUNT_MAX), NULL, "1",
         "Print a progress line every this many steps."),
     KEY("log.metrics", CFGT_PATH, log.metrics, NOBOUND, NULL, "\"\"",
         "JSON Lines file receiving one record per step; empty means none."),

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mapfile.h"
+#include "runtime.h"
 /* A growing array of owned strings. */
 struct names {
     char **v;
@@ -191,14 +193,34 @@ static int file_of(const struct corpus *c, int64_t g) {
     return lo;
 }
 
-void corpus_read(const struct corpus *c, int64_t start, int64_t count, int32_t *out) {
-    if (count <= 0) return;
-    for (int i = file_of(c, start); count > 0; i++) {
-        int64_t off = start - c->start[i], k = c->files[i].n - off;
+/* One corpus_read, and the file it is reading (for the message when that file shrinks). */
+struct read_job {
+    const struct corpus *c;
+    int64_t start, count;
+    int32_t *out;
+    volatile int file;
+};
+
+static void read_files(void *arg) {
+    struct read_job *r = arg;
+    int64_t start = r->start, count = r->count;
+    int32_t *out = r->out;
+    for (int i = file_of(r->c, start); count > 0; i++) {
+        int64_t off = start - r->c->start[i], k = r->c->files[i].n - off;
         if (k > count) k = count;
-        npy_read_tokens(&c->files[i], off, k, out);
+        r->file = i;
+        npy_read_tokens(&r->c->files[i], off, k, out);
         out += k, start += k, count -= k;
     }
+}
+
+void corpus_read(const struct corpus *c, int64_t start, int64_t count, int32_t *out) {
+    if (count <= 0) return;
+    struct read_job r = {c, start, count, out, -1};
+    if (mapfile_guarded(read_files, &r))
+        RT_FATAL("%s: the token file shrank while the run had it mapped (truncated or rewritten in place?): "
+                 "reading its tokens failed (SIGBUS); it held %lld tokens when the run started",
+                 c->files[r.file].path, (long long)c->files[r.file].n);
 }
 
 int corpus_check_tokens(const struct corpus *c, int64_t vocab_size, char *err, size_t errlen) {

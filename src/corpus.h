@@ -28,7 +28,8 @@ int  corpus_open(struct corpus *c, const char *list, char *err, size_t errlen);
  * file, the value, and the file's place in the list. */
 int  corpus_check_tokens(const struct corpus *c, int64_t vocab_size, char *err, size_t errlen);
 /* out[i] = token[start + i] of the stream, for i < count; crosses file boundaries. The
- * caller keeps 0 <= start and start + count <= total. */
+ * caller keeps 0 <= start and start + count <= total. A file that shrank since it was
+ * opened (its mapping then faults with SIGBUS) aborts the job with a message naming it. */
 void corpus_read(const struct corpus *c, int64_t start, int64_t count, int32_t *out);
 /* "path" for one file, "N files (first ... last)" for more; for messages. */
 void corpus_describe(const struct corpus *c, char *buf, size_t buflen);

@@ -5,13 +5,14 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "mapfile.h"
 #include "safetensors.h"
 
 #define HF_PATH_MAX 4096
@@ -34,9 +35,12 @@ static int file_exists(const char *path) {
 
 /* Parse a whole JSON file; NULL with a message naming the file. */
 static cJSON *read_json(const char *path, char *err, size_t errlen) {
-    FILE *fp = fopen(path, "rb");
+    int fd = mapfile_open_regular(path, err, errlen); /* a FIFO would block the read forever */
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
         return NULL;
     }
     char *buf = NULL;
@@ -142,11 +146,11 @@ static int missing(const char *path, const char *pre, const char *key, char *err
     return -1;
 }
 
-/* Required positive int field. */
-static int req_int(const char *path, const cJSON *obj, const char *key, int *out, char *err,
+/* Required positive int field, at most max. */
+static int req_int(const char *path, const cJSON *obj, const char *key, int64_t max, int *out, char *err,
                    size_t errlen) {
     int64_t v;
-    int r = get_int(path, obj, "", key, INT_MAX, &v, err, errlen);
+    int r = get_int(path, obj, "", key, max, &v, err, errlen);
     if (r < 0) return -1;
     if (r == 0) return missing(path, "", key, err, errlen);
     *out = (int)v;
@@ -242,14 +246,14 @@ static int parse_config(const char *path, const cJSON *root, struct model_config
                         size_t errlen) {
     memset(mc, 0, sizeof *mc);
     if (check_unsupported(path, root, err, errlen)) return -1;
-    if (req_int(path, root, "vocab_size", &mc->vocab_size, err, errlen) ||
-        req_int(path, root, "hidden_size", &mc->dim, err, errlen) ||
-        req_int(path, root, "num_hidden_layers", &mc->n_layers, err, errlen) ||
-        req_int(path, root, "num_attention_heads", &mc->n_heads, err, errlen) ||
-        req_int(path, root, "intermediate_size", &mc->ffn_dim, err, errlen))
+    if (req_int(path, root, "vocab_size", MODEL_MAX_VOCAB, &mc->vocab_size, err, errlen) ||
+        req_int(path, root, "hidden_size", MODEL_MAX_DIM, &mc->dim, err, errlen) ||
+        req_int(path, root, "num_hidden_layers", MODEL_MAX_LAYERS, &mc->n_layers, err, errlen) ||
+        req_int(path, root, "num_attention_heads", MODEL_MAX_HEADS, &mc->n_heads, err, errlen) ||
+        req_int(path, root, "intermediate_size", MODEL_MAX_FFN, &mc->ffn_dim, err, errlen))
         return -1;
     int64_t v;
-    int r = get_int(path, root, "", "num_key_value_heads", INT_MAX, &v, err, errlen);
+    int r = get_int(path, root, "", "num_key_value_heads", MODEL_MAX_HEADS, &v, err, errlen);
     if (r < 0) return -1;
     mc->n_kv_heads = r ? (int)v : mc->n_heads;
     if (mc->n_heads % mc->n_kv_heads) {
@@ -257,7 +261,7 @@ static int parse_config(const char *path, const cJSON *root, struct model_config
                  path, mc->n_kv_heads, mc->n_heads);
         return -1;
     }
-    r = get_int(path, root, "", "head_dim", INT_MAX, &v, err, errlen);
+    r = get_int(path, root, "", "head_dim", MODEL_MAX_DIM, &v, err, errlen);
     if (r < 0) return -1;
     if (r) {
         mc->head_dim = (int)v;

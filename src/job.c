@@ -2,6 +2,7 @@
  * directory and the token files. Runs on rank 0 only, before any memory is allocated. */
 #include "job.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,12 @@ static int resolve_parallel(struct job *j, const struct cfg *c, int world, char 
     if (c->data.seq_len % chunks) {
         snprintf(msg, sizeof msg, "%lld is not a multiple of %s%d (cp = %d)", (long long)c->data.seq_len,
                  c->parallel.attention == RING_ZIGZAG ? "2 x cp = " : "cp = ", (int)chunks, j->cp);
+        return fail(err, errlen, c, "data.seq_len", msg);
+    }
+    /* The model's buffers are indexed by int tokens per rank (the backend table's T). */
+    if (c->data.seq_len / j->cp > INT_MAX) {
+        snprintf(msg, sizeof msg, "%lld tokens per rank (data.seq_len / cp %d) exceed the %d one rank can hold; "
+                 "use more ranks in the ring (parallel.cp)", (long long)(c->data.seq_len / j->cp), j->cp, INT_MAX);
         return fail(err, errlen, c, "data.seq_len", msg);
     }
     if (c->train.seqs_per_step % j->dp) {

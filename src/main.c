@@ -14,6 +14,7 @@
 #include "outputs.h"
 #include "run.h"
 #include "runtime.h"
+#include "signals.h"
 
 enum mode { MODE_TRAIN, MODE_EVAL, MODE_PLAN, MODE_EXPORT };
 
@@ -111,6 +112,9 @@ int main(int argc, char **argv) {
     struct args a;
     char err[2048] = "";
     int rc = parse_args(argc, argv, &a, rt.rank == 0, err, sizeof err);
+    /* Training acts on SIGTERM / SIGUSR1 / SIGINT from here on, loading included (a signal
+     * before the first step is handled at it); the other modes keep the default actions. */
+    if (rc == 0 && a.mode == MODE_TRAIN) signals_install();
     struct job *j = rt_calloc(1, sizeof *j, "job");
     struct ckpt_lock lock = {.fd = -1};
     if (rc == 0 && rt.rank == 0 && load_job(&a, rt.world, j, err, sizeof err)) rc = 2;

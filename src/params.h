@@ -8,6 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest model shape ringtrain accepts, from the job's model.* keys (config_schema.c) or
+ * an HF config.json (hf.c), checked before anything is sized by it: a typo like n_layers
+ * 1e8 is a bad-input error, not a table grown until the kernel kills rank 0. Each is far
+ * above today's largest open models (Llama 3 405B: vocab 128256, dim 16384, 126 layers,
+ * 128 heads, ffn 53248) and keeps every per-tensor size within int64. */
+#define MODEL_MAX_VOCAB  (1 << 24)
+#define MODEL_MAX_DIM    (1 << 17)
+#define MODEL_MAX_LAYERS 4096
+#define MODEL_MAX_HEADS  4096
+#define MODEL_MAX_FFN    (1 << 20)
+
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
 
 struct rope_scaling {

@@ -169,6 +169,13 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
     fflush(stdout);
 }
 
+/* ,"key":x with `digits` significant digits; a non-finite x (a diverged loss, a NaN norm) as
+ * null, which JSON can hold (nan and inf are not JSON). */
+static void json_num(FILE *f, const char *key, double x, int digits) {
+    if (isfinite(x)) fprintf(f, ",\"%s\":%.*g", key, digits, x);
+    else fprintf(f, ",\"%s\":null", key);
+}
+
 static void log_step(struct run *r, const struct step_stats *st, double dt, double elapsed, int64_t done_here) {
     const struct cfg *c = r->c;
     struct trainer *t = r->t;
@@ -192,32 +199,42 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
         fflush(stdout);
     }
     if (r->metrics) {
-        fprintf(r->metrics,
-                "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
-                "\"loss_tokens\":%lld,\"tokens_per_s\":%.6g,\"mfu\":%.6g,\"mem_gib\":%.6g,\"step_s\":%.6g,"
-                "\"skipped\":%s,\"skipped_steps\":%lld,\"time_data_s\":%.6g,\"time_compute_s\":%.6g,"
-                "\"time_reduce_s\":%.6g,\"time_optim_s\":%.6g,\"time_checkpoint_s\":%.6g,\"time_ring_wait_s\":%.6g",
-                (long long)step, st->loss, st->lr, st->grad_norm, (long long)st->tokens,
-                (long long)st->loss_tokens, tps, mfu, mem, dt, st->skipped ? "true" : "false",
-                (long long)t->skipped, st->t_data, st->t_compute, st->t_reduce, st->t_optim, r->t_ckpt,
-                st->t_ring_wait);
-        if (st->profiled)
-            fprintf(r->metrics, ",\"kernel_gemm_s\":%.6g,\"kernel_attention_s\":%.6g,\"kernel_xent_s\":%.6g,"
-                    "\"kernel_optimizer_s\":%.6g,\"kernel_other_s\":%.6g", st->kernel_ms[PROF_GEMM] / 1e3,
-                    st->kernel_ms[PROF_ATTN] / 1e3, st->kernel_ms[PROF_XENT] / 1e3, st->kernel_ms[PROF_OPTIM] / 1e3,
-                    st->kernel_ms[PROF_OTHER] / 1e3);
-        fputs("}\n", r->metrics);
-        fflush(r->metrics);
+        FILE *f = r->metrics;
+        fprintf(f, "{\"step\":%lld", (long long)step);
+        json_num(f, "loss", st->loss, 17);
+        json_num(f, "lr", st->lr, 17);
+        json_num(f, "grad_norm", st->grad_norm, 17);
+        fprintf(f, ",\"tokens\":%lld,\"loss_tokens\":%lld", (long long)st->tokens, (long long)st->loss_tokens);
+        json_num(f, "tokens_per_s", tps, 6);
+        json_num(f, "mfu", mfu, 6);
+        json_num(f, "mem_gib", mem, 6);
+        json_num(f, "step_s", dt, 6);
+        fprintf(f, ",\"skipped\":%s,\"skipped_steps\":%lld", st->skipped ? "true" : "false", (long long)t->skipped);
+        json_num(f, "time_data_s", st->t_data, 6);
+        json_num(f, "time_compute_s", st->t_compute, 6);
+        json_num(f, "time_reduce_s", st->t_reduce, 6);
+        json_num(f, "time_optim_s", st->t_optim, 6);
+        json_num(f, "time_checkpoint_s", r->t_ckpt, 6);
+        json_num(f, "time_ring_wait_s", st->t_ring_wait, 6);
+        if (st->profiled) {
+            static const char *const names[] = {[PROF_GEMM] = "kernel_gemm_s", [PROF_ATTN] = "kernel_attention_s",
+                                                [PROF_XENT] = "kernel_xent_s", [PROF_OPTIM] = "kernel_optimizer_s",
+                                                [PROF_OTHER] = "kernel_other_s"};
+            for (int k = 0; k < PROF_NCAT; k++) json_num(f, names[k], st->kernel_ms[k] / 1e3, 6);
+        }
+        fputs("}\n", f);
+        fflush(f);
     }
 }
 
 static void print_end(struct run *r, const char *event, const char *reason, const struct step_stats *st,
                       int64_t tokens, double elapsed) {
     if (r->rt->rank != 0) return;
-    printf("{\"event\":\"%s\",%s%s%s\"step\":%lld,\"loss\":%.9g,\"tokens\":%lld,\"elapsed_s\":%.3f,"
-           "\"tokens_per_s\":%.6g,\"skipped_steps\":%lld,\"checkpoint\":\"%s\",\"ranks\":%d}\n",
-           event, reason ? "\"reason\":\"" : "", reason ? reason : "", reason ? "\"," : "",
-           (long long)r->t->step, st->loss, (long long)tokens, elapsed, elapsed > 0 ? tokens / elapsed : 0.0,
+    printf("{\"event\":\"%s\",%s%s%s\"step\":%lld", event, reason ? "\"reason\":\"" : "", reason ? reason : "",
+           reason ? "\"," : "", (long long)r->t->step);
+    json_num(stdout, "loss", st->loss, 9);
+    printf(",\"tokens\":%lld,\"elapsed_s\":%.3f,\"tokens_per_s\":%.6g,\"skipped_steps\":%lld,\"checkpoint\":\"%s\","
+           "\"ranks\":%d}\n", (long long)tokens, elapsed, elapsed > 0 ? tokens / elapsed : 0.0,
            (long long)r->t->skipped, r->last_ckpt, r->rt->world);
     fflush(stdout);
 }
@@ -261,14 +278,28 @@ static int train_loop(struct run *r) {
     int64_t tokens = 0, first = t->step;
     double t_start = MPI_Wtime();
     int saved_last = 0;
-    signals_install();
+    /* Signals received while loading (the handlers are installed at start-up): SIGINT and
+     * SIGTERM stop before the first step (the state is the initial or resumed one, which a
+     * resume recreates: nothing to save); SIGUSR1 is kept for the first step's boundary. */
+    int sig = signals_agree(&t->ctl);
+    if (sig & (SIGNAL_STOP | SIGNAL_SAVE_EXIT)) {
+        const char *name = sig & SIGNAL_STOP ? "SIGINT" : "SIGTERM";
+        if (r->rt->rank == 0)
+            fprintf(stderr, "ringtrain: %s before the first step: stopping at step %lld (nothing new to save)\n", name,
+                    (long long)t->step);
+        st.loss = NAN; /* no step ran: null in the JSON */
+        print_end(r, "stopped", name, &st, tokens, 0);
+        return sig & SIGNAL_STOP ? EXIT_INTERRUPTED : 0;
+    }
+    int early = sig & SIGNAL_SAVE_CONTINUE;
     while (t->step < c->train.steps) {
         double t0 = MPI_Wtime();
         r->t_ckpt = 0;
         int stop = trainer_step(t, &st);
         double dt = MPI_Wtime() - t0;
         tokens += st.tokens;
-        int sig = signals_agree(&t->ctl);
+        sig = signals_agree(&t->ctl) | early;
+        early = 0;
         saved_last = 0;
         if (stop) {
             if (r->rt->rank == 0)
@@ -377,8 +408,16 @@ int run_eval(const struct job *j, const struct runtime *rt, int do_resume) {
             corpus_list_text(path, files, sizeof files);
             printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f\n", files, (long long)windows,
                    (long long)r.t->L, loss);
-            printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+            if (isfinite(loss)) {
+                printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+            } else {
+                fprintf(stderr, "ringtrain: --eval: the mean loss over %s is not finite (%g): the weights or the "
+                        "forward pass overflowed\n", files, loss);
+                printf("{\"event\":\"error\",\"reason\":\"non-finite\",\"windows\":%lld,\"loss\":null}\n",
+                       (long long)windows);
+            }
         }
+        if (!isfinite(loss)) rc = 1;
     }
     run_close(&r);
     return rc;

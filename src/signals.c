@@ -4,13 +4,19 @@
 #include <signal.h>
 #include <string.h>
 
+#include "waits.h"
+
 static volatile sig_atomic_t pending[3]; /* SIGTERM, SIGUSR1, SIGINT */
 
 static void on_signal(int sig) {
     pending[sig == SIGTERM ? 0 : sig == SIGUSR1 ? 1 : 2] = 1;
 }
 
+/* For waits.c: a pending SIGINT ends a wait for other ranks within seconds. */
+static const char *stop_pending(void) { return pending[2] ? "SIGINT" : NULL; }
+
 void signals_install(void) {
+    waits_set_interrupt(stop_pending);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

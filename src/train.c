@@ -67,7 +67,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
     t->gpu_sharing = 1;
-    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", TRAIN_COMM_TIMEOUT_S);
+    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
@@ -85,6 +85,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
         n_host = j->mc.n_layers;
     }
     model_place_saved(&t->model, n_host);
+    if (plan) return; /* a plan reads no data: no token buffers (seq_len x seqs_per_step on every rank) */
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))

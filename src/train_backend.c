@@ -53,8 +53,8 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
     MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
     const struct backend *be = &cpu_backend;
     if (c->device.backend == BACKEND_CPU) {
-        comm_mpi_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S);
-        comm_mpi_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S);
+        comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
+        comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
     } else {
 #ifdef RT_HAVE_CUDA
         struct cuda_backend_opts go = cuda_opts(t, rt);
@@ -62,13 +62,13 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
         cudaStream_t s = cuda_backend_stream(g);
         int gpus = cuda_device_count();
         if (use_nccl(t, rt, gpus)) {
-            comm_nccl_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S, s);
-            comm_nccl_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s);
+            comm_nccl_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s, s);
+            comm_nccl_init(&t->cp, ring, "cp", c->parallel.timeout_s, s);
         } else {
             size_t world_bytes, ring_bytes;
             staged_bytes(t, rt, &world_bytes, &ring_bytes);
-            comm_staged_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S, s, world_bytes);
-            comm_staged_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S, s, ring_bytes);
+            comm_staged_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s, s, world_bytes);
+            comm_staged_init(&t->cp, ring, "cp", c->parallel.timeout_s, s, ring_bytes);
         }
         t->cuda = g;
         t->gpu_sharing = (rt->local_size + gpus - 1) / gpus;
@@ -104,8 +104,8 @@ const struct backend *train_backend_plan(struct trainer *t, const struct runtime
         RT_FATAL("device.backend cuda: this build has no CUDA backend");
 #endif
     }
-    comm_mpi_init(&t->world, rt->world_comm, "world", TRAIN_COMM_TIMEOUT_S);
-    comm_mpi_init(&t->cp, ring, "cp", TRAIN_COMM_TIMEOUT_S);
+    comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
+    comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
     MPI_CHECK(MPI_Comm_free(&ring));
     return mem_plan_backend(p);
 }

@@ -7,8 +7,6 @@
 #include "mem_plan.h"
 #include "train.h"
 
-#define TRAIN_COMM_TIMEOUT_S 600.0 /* ring waits of every communicator */
-
 /* The backend and the transport that suits it, in t->world and t->cp: MPI on host buffers
  * for the CPU; for CUDA, NCCL when every rank of the host has a GPU of its own (or when
  * parallel.transport says so), else MPI staged through pinned host memory. Sets t->cuda and

@@ -35,9 +35,9 @@ static void put_npy(const char *name, const char *descr, const char *shape, int 
     free(t);
 }
 
-/* An HF dir for a tiny Llama (zero weights); `skip` names a tensor to leave out, `bad` one
- * to misshape, `nan` one whose last value is a NaN. */
-static void put_hf(const char *sub, const char *skip, const char *bad, const char *nan) {
+/* An HF dir for a tiny Llama with every weight `fill`; `skip` names a tensor to leave out,
+ * `bad` one to misshape, `nan` one whose last value is a NaN. */
+static void put_hf(const char *sub, const char *skip, const char *bad, const char *nan, float fill) {
     struct model_config mc = {.vocab_size = 16, .dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
                               .head_dim = 4, .ffn_dim = 8, .norm_eps = 1e-5, .rope_theta = 10000};
     struct param_table pt;
@@ -69,6 +69,7 @@ static void put_hf(const char *sub, const char *skip, const char *bad, const cha
     uint64_t hl = strlen(json);
     size_t len = 8 + hl + off;
     unsigned char *b = calloc(1, len);
+    for (size_t i = 0; i < off / 4; i++) memcpy(b + 8 + hl + 4 * i, &fill, 4);
     memcpy(b, &hl, 8);
     memcpy(b + 8, json, hl);
     if (nan) {
@@ -99,7 +100,7 @@ static int in_dir(const char *cmd) {
 /* ringtrain ARGS in the test directory: its exit status, stdout and stderr in out. */
 static int ringtrain(const char *args, char *out, size_t outlen) {
     char cmd[1500];
-    snprintf(cmd, sizeof cmd, "cd %s && %s/ringtrain %s", dir, getenv("RT_ROOT"), args);
+    snprintf(cmd, sizeof cmd, "cd %s && timeout 60 %s %s", dir, tu_bin(), args);
     return tu_run(cmd, out, outlen);
 }
 
@@ -133,10 +134,11 @@ int main(void) {
     put_npy("f4.npy", "<f4", "(400,)", 400, 3);
     put_npy("twod.npy", "<i4", "(20, 20)", 400, 3);
     put_npy("big.npy", "<i4", "(400,)", 400, 999);
-    put_hf("hf_ok", NULL, NULL, NULL);
-    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight", NULL);
-    put_hf("hf_missing", "model.norm.weight", NULL, NULL);
-    put_hf("hf_nan", NULL, NULL, "model.layers.0.mlp.up_proj.weight");
+    put_hf("hf_ok", NULL, NULL, NULL, 0);
+    put_hf("hf_shape", NULL, "model.layers.0.self_attn.k_proj.weight", NULL, 0);
+    put_hf("hf_missing", "model.norm.weight", NULL, NULL, 0);
+    put_hf("hf_nan", NULL, NULL, "model.layers.0.mlp.up_proj.weight", 0);
+    put_hf("hf_huge", NULL, NULL, NULL, 1e30f); /* finite weights whose forward pass overflows */
     const char *base = "data: {train: tok.npy, seq_len: 32}\ntrain: {steps: 2}\nmodel: {vocab_size: 16, dim: 16, n_heads: 2, n_kv_heads: 2, ffn_dim: 16}\n";
     put("ok.yaml", base);
     put("malformed.yaml", "data: {train: tok.npy\ntrain:\n  lr: [\n");
@@ -224,6 +226,22 @@ int main(void) {
     expect("evalempty.yaml", 2, "evalempty.yaml:1:30: data.eval: empty: directory holds no .npy files");
     expect("ok.yaml --set data.train=[p1.npy,nothere3.npy]", 2, "--set: data.train: nothere3.npy: cannot open");
 
+    /* A FIFO as job file, token file or config.json is refused at once (reading it would
+     * wait for a writer forever). */
+    snprintf(sub, sizeof sub, "cd %s && mkdir -p hf_fifo && mkfifo fifo.yaml fifo.npy hf_fifo/config.json", dir);
+    if (system(sub)) abort();
+    put("hf_fifo.yaml", "model: {init: \"hf:hf_fifo\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    /* A size far beyond any model in config.json is refused before anything is sized by it. */
+    snprintf(sub, sizeof sub, "mkdir -p %s/hf_layers && sed 's/\"num_hidden_layers\": 1/\"num_hidden_layers\": 100000000/' "
+             "%s/hf_ok/config.json > %s/hf_layers/config.json", dir, dir, dir);
+    if (system(sub)) abort();
+    put("hf_layers.yaml", "model: {init: \"hf:hf_layers\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    expect("hf_layers.yaml", 2, "hf_layers/config.json: num_hidden_layers: 100000000 is outside [1, 4096]");
+    expect("fifo.yaml", 2, "fifo.yaml: not a regular file (a FIFO)");
+    expect("ok.yaml --set data.train=fifo.npy", 2, "--set: data.train: fifo.npy: not a regular file (a FIFO)");
+    expect("ok.yaml --set data.eval=[p1.npy,fifo.npy]", 2, "data.eval: fifo.npy: not a regular file (a FIFO)");
+    expect("hf_fifo.yaml", 2, "hf_fifo/config.json: not a regular file (a FIFO)");
+
     /* The metrics file: one JSON object per step with the documented keys. */
     expect("ok.yaml --set log.metrics=m.jsonl --set train.steps=3", 0, "\"step\":3");
     char mpath[1100], line[1024];
@@ -276,11 +294,11 @@ int main(void) {
     CHECK(in_dir("mkdir -p ro/ck && chmod 755 . && chmod 555 ro ro/ck && chmod 644 *.npy *.yaml") == 0);
     const char *as_user = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
     char args[1024];
-    snprintf(args, sizeof args, "cd %s && %s%s/ringtrain ok.yaml --set checkpoint.dir=ro/ck", dir, as_user, getenv("RT_ROOT"));
+    snprintf(args, sizeof args, "cd %s && %s%s ok.yaml --set checkpoint.dir=ro/ck", dir, as_user, tu_bin());
     rc = tu_run(args, out, sizeof out);
     if (!CHECK(rc == 2 && strstr(out, "--set checkpoint.dir: ro/ck: ") && strstr(out, "Permission denied")))
         fprintf(stderr, "read-only checkpoint.dir: exit %d\n%s\n", rc, out);
-    snprintf(args, sizeof args, "cd %s && %s%s/ringtrain ok.yaml --set log.metrics=ro/m.jsonl", dir, as_user, getenv("RT_ROOT"));
+    snprintf(args, sizeof args, "cd %s && %s%s ok.yaml --set log.metrics=ro/m.jsonl", dir, as_user, tu_bin());
     rc = tu_run(args, out, sizeof out);
     if (!CHECK(rc == 2 && strstr(out, "--set log.metrics: ro/m.jsonl: cannot create") && strstr(out, "Permission denied")))
         fprintf(stderr, "read-only log.metrics: exit %d\n%s\n", rc, out);
@@ -298,23 +316,41 @@ int main(void) {
     rc = ringtrain("ok.yaml --set checkpoint.dir=ck_hash --set train.steps=5 --set train.lr=1e-3", out, sizeof out);
     CHECK(rc == 0 && strstr(out, "at step 4 ") && strstr(out, "other data")); /* a real change still warns */
 
+    /* A diverging run (lr 1e38: the weights overflow after step 1, steps 2 and 3 are skipped)
+     * still writes valid JSON: non-finite values as null, never nan or inf. */
+    expect("ok.yaml --set log.metrics=nan.jsonl --set train.steps=3 --set train.lr=1e38 --set train.grad_clip=0", 0,
+           "SKIPPED (non-finite)|\"event\":\"done\",\"step\":3,\"loss\":null");
+    snprintf(mpath, sizeof mpath, "%s/nan.jsonl", dir);
+    mf = fopen(mpath, "r");
+    int nulls = 0, finite_only = 1;
+    lines = 0;
+    while (mf && fgets(line, sizeof line, mf)) {
+        lines++;
+        nulls += strstr(line, "\"loss\":null,") != NULL;
+        finite_only &= !strstr(line, "nan") && !strstr(line, "inf");
+    }
+    if (mf) fclose(mf);
+    CHECK(lines == 3 && nulls == 2 && finite_only);
+    /* --eval whose mean loss is not finite fails. */
+    put("hf_huge.yaml", "model: {init: \"hf:hf_huge\"}\ndata: {train: tok.npy, seq_len: 32}\n");
+    expect("hf_huge.yaml --eval", 1, "--eval: the mean loss over tok.npy is not finite|\"loss\":null");
+
     /* A runtime failure on one rank takes the whole job down with its message. */
     char cmd[1500];
-    snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/build/test_abort", getenv("RT_ROOT"),
-             getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "timeout 60 %s/scripts/mpirun.sh -np 3 %s/test_abort", getenv("RT_ROOT"), tu_build());
     rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc != 0 && rc != 124 && strstr(out, "[1 ") && strstr(out, "test_abort.c:") &&
                strstr(out, "deliberate failure on rank 1")))
         fprintf(stderr, "abort run: exit %d, output:\n%s\n", rc, out);
 
     /* Under mpirun, rank 0 alone reports a bad job file, and every rank exits 2. */
-    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s/ringtrain type.yaml", dir,
-             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 2 %s type.yaml", dir, getenv("RT_ROOT"),
+             tu_bin());
     rc = tu_run(cmd, out, sizeof out);
     CHECK(rc == 2);
     if (!CHECK(tu_count(out, "train.lr: expected") == 1)) fprintf(stderr, "mpirun output:\n%s\n", out);
-    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s/ringtrain seqlen.yaml", dir,
-             getenv("RT_ROOT"), getenv("RT_ROOT"));
+    snprintf(cmd, sizeof cmd, "cd %s && %s/scripts/mpirun.sh -np 4 %s seqlen.yaml", dir, getenv("RT_ROOT"),
+             tu_bin());
     rc = tu_run(cmd, out, sizeof out);
     if (!CHECK(rc == 2 && strstr(out, "seq_len: 34 is not a multiple of 2 x cp = 8")))
         fprintf(stderr, "mpirun output:\n%s\n", out);

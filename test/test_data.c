@@ -3,11 +3,14 @@
  * (in range, reproducible, seed-dependent); evaluation windows; zigzag and contiguous
  * shards with global positions; the copy task's structure. Corpora of several files (a
  * list, a directory, a glob pattern): the same windows as one concatenated file, reads
- * across file boundaries, and errors naming the file (and the index within it). */
+ * across file boundaries, and errors naming the file (and the index within it). A token
+ * file truncated while mapped ends the reader with exit 1 and a message naming it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "corpus.h"
 #include "data.h"
@@ -186,6 +189,44 @@ static void test_corpus(void) {
           contains(err, "2 files (", "40 tokens, fewer than one window"));
 }
 
+/* A token file truncated after it was opened (mapped): reading past its new end raises
+ * SIGBUS, which the reader turns into the job's abort path (exit 1, naming the file), in a
+ * child process so the abort is observable. */
+static void test_truncated(void) {
+    char path[512], err[512], msg[4096] = "";
+    snprintf(path, sizeof path, "%s/shrinks.npy", tu_tmpdir("data_trunc"));
+    enum { N = 8192 }; /* 32 KiB of tokens: several pages */
+    int32_t *t = malloc(N * sizeof *t);
+    for (int i = 0; i < N; i++) t[i] = i % 1000;
+    tu_write_npy(path, "<i4", "(8192,)", t, sizeof(int32_t) * N);
+    free(t);
+    struct corpus c;
+    if (!CHECK(corpus_open(&c, path, err, sizeof err) == 0)) return;
+    int32_t out[16];
+    corpus_read(&c, N - 16, 16, out); /* intact: reads fine */
+    CHECK(out[15] == (N - 1) % 1000);
+    CHECK(truncate(path, 4096) == 0);
+    int fds[2];
+    if (pipe(fds)) abort();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        corpus_read(&c, N - 16, 16, out); /* the last page is gone */
+        _exit(0);
+    }
+    close(fds[1]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ssize_t n = read(fds[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = 0;
+    close(fds[0]);
+    if (!CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(msg, path) && strstr(msg, "shrank") &&
+               strstr(msg, "SIGBUS")))
+        fprintf(stderr, "  truncated token file: status %#x, message: %s\n", st, msg);
+    corpus_close(&c);
+}
+
 int main(void) {
     enum { L = 16 };
     char err[512];
@@ -252,5 +293,6 @@ int main(void) {
     CHECK(memcmp(ci, ci2, sizeof ci) != 0);
 
     test_corpus();
+    test_truncated();
     return tu_done("test_data");
 }

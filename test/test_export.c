@@ -631,8 +631,8 @@ static void test_transformers(const char *base) {
     char probe[256];
     snprintf(probe, sizeof probe, "%s -c 'import transformers, torch, safetensors, numpy' >/dev/null 2>&1", py);
     if (system(probe) != 0) {
-        printf("check_export: SKIPPED (transformers not installed; pip install torch transformers "
-               "safetensors numpy)\n");
+        tu_skip("check_export.py (transformers, torch, safetensors or numpy not installed; pip install torch "
+                "transformers safetensors numpy)");
         return;
     }
     fflush(stdout);

@@ -40,7 +40,7 @@ static int summary_of(const char *text, struct summary *s) {
  * ('|' separated) in its output; fills sm when it has a summary line. Returns 1 if so. */
 static int expect(const char *pre, const char *args, int code, const char *fragments, struct summary *sm) {
     char cmd[1500];
-    snprintf(cmd, sizeof cmd, "%s ./ringtrain %s", pre, args);
+    snprintf(cmd, sizeof cmd, "%s %s %s", pre, tu_bin(), args);
     int rc = tu_run(cmd, out, sizeof out), ok = rc == code;
     char frag[512];
     snprintf(frag, sizeof frag, "%s", fragments);
@@ -141,5 +141,14 @@ int main(void) {
     snprintf(args, sizeof args, "--plan %s", path);
     expect("", args, 2, "nodata.yaml:1:15: data.train: |nothere.npy", NULL);
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=-1", 2, "device.memory_gib", NULL);
+
+    /* Huge sequences: a plan allocates no token buffers (2^30 tokens x 4096 sequences would
+     * be 16 TiB of host memory), and tokens per rank beyond an int are bad input. */
+    expect("", "--plan yaml/demo.yaml --set data.seq_len=1073741824 --set train.seqs_per_step=4096", 0,
+           "1073741824 tokens per rank|plan: device", NULL);
+    expect("", "--plan yaml/demo.yaml --set data.seq_len=1000000000000", 2,
+           "--set: data.seq_len: 1000000000000 tokens per rank (data.seq_len / cp 1) exceed the 2147483647", NULL);
+    expect("", "--plan yaml/demo.yaml --set data.seq_len=1000000000000000000", 2,
+           "--set data.seq_len: expected an integer in [2, 1e+15]", NULL);
     return tu_done("test_plan");
 }

@@ -24,7 +24,7 @@
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
-bin="$root/ringtrain"
+bin="${RT_BIN:-$root/ringtrain}"
 mpirun="$root/scripts/mpirun.sh"
 d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_resume_XXXXXX")
 export OMP_NUM_THREADS=1

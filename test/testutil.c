@@ -1,6 +1,7 @@
 /* testutil: assertions and comparisons shared by the C test programs. */
 #include "testutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,9 +101,37 @@ void tu_write_npy(const char *path, const char *descr, const char *shape, const 
     free(b);
 }
 
+static int tu_skips;
+
+/* getenv(var) or dflt, made absolute once. */
+static const char *abs_path(const char *var, const char *dflt, char *buf) {
+    if (!buf[0]) {
+        const char *p = getenv(var);
+        if (!realpath(p && *p ? p : dflt, buf)) snprintf(buf, PATH_MAX, "%s", p && *p ? p : dflt);
+    }
+    return buf;
+}
+
+const char *tu_bin(void) {
+    static char buf[PATH_MAX];
+    return abs_path("RT_BIN", "ringtrain", buf);
+}
+
+const char *tu_build(void) {
+    static char buf[PATH_MAX];
+    return abs_path("RT_BUILD", "build", buf);
+}
+
+void tu_skip(const char *what) {
+    printf("SKIPPED: %s\n", what);
+    tu_skips++;
+}
+
 int tu_done(const char *name) {
-    printf("%s: %d checks, %d failures\n", name, tu_checks, tu_failures);
-    return tu_failures ? 1 : 0;
+    printf("%s: %d checks, %d failures", name, tu_checks, tu_failures);
+    if (tu_skips) printf(", %d skipped", tu_skips);
+    printf("\n");
+    return tu_failures ? 1 : tu_skips ? 77 : 0;
 }
 
 int tu_run(const char *cmd, char *out, size_t outlen) {

@@ -33,7 +33,15 @@ void   tu_write_npy(const char *path, const char *descr, const char *shape, cons
 int    tu_run(const char *cmd, char *out, size_t outlen);
 /* How many times needle occurs in hay. */
 int    tu_count(const char *hay, const char *needle);
-/* Print "name: N checks, M failures" and return the exit status. */
+/* The programs under test, as absolute paths (tests may change directory): the ringtrain
+ * binary ($RT_BIN, else ./ringtrain) and the build directory ($RT_BUILD, else build), which
+ * `make sanitize` points at its own build. */
+const char *tu_bin(void);
+const char *tu_build(void);
+/* Note that part of a test could not run (a missing Python package): printed, counted. */
+void   tu_skip(const char *what);
+/* Print "name: N checks, M failures[, K skipped]" and return the exit status: 1 when a
+ * check failed, else 77 (the suite's "skipped") when something was skipped, else 0. */
 int    tu_done(const char *name);
 
 #endif
