@@ -98,10 +98,21 @@ static void cuda_plans(void) {
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=65536", 0, "fit: not checked: device.memory_gib", &s);
     CHECK(!strcmp(s.fits, "unchecked") && s.offload == 0);
 
-    /* A ring of 4 GPUs: K/V and dK/dV buffers, the moments in ZeRO-1 slices. */
+    /* A ring of 4 GPUs: K/V and dK/dV buffers, the optimizer state in ZeRO-1 parts. */
     expect("scripts/mpirun.sh -np 4", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 "
-           "--set device.memory_gib=139.5", 0, "4 ranks (cp 4 x dp 1)|ring K/V buffer|ZeRO-1: 4 slices|fits: ", &s);
+           "--set device.memory_gib=139.5", 0, "4 ranks (cp 4 x dp 1)|ring K/V buffer|ZeRO-1: each of the 34 units (embedding, 32 layers, head) cut into 4 "
+           "parts|fits: ", &s);
     CHECK(tu_count(out, "memory plan of") == 1 && tu_count(out, "\nplan: device") == 1);
+    /* The same ring with ZeRO-3 and the optimizer on the host: about 49 GiB of model state
+     * leaves the GPU (25.1 of gradients, 18.8 of master weights and moments, 12.1 of resident
+     * layers, less the layer buffers and the act shard), 25.1 GiB of shards go to the host. */
+    struct summary z3;
+    expect("scripts/mpirun.sh -np 4", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 "
+           "--set device.memory_gib=139.5 --set parallel.zero=3 --set memory.optimizer=host", 0,
+           "ZeRO-3 over 4 ranks|gradients (reduced shard)|fits: ", &z3);
+    printf("test_plan: 7B 256K on 4 ranks: ZeRO-1 %.2f GiB device + %.2f host; ZeRO-3, optimizer on the host: %.2f "
+           "GiB device + %.2f host\n", s.device, s.host, z3.device, z3.host);
+    CHECK(z3.device < s.device - 45 && z3.host > s.host + 20);
 
     /* No CUDA call: the shim lets a plan through and stops a run at its first call. */
     expect("LD_PRELOAD=build/nocuda.so", "--plan yaml/bench_7b.yaml --set data.seq_len=65536 "
@@ -126,8 +137,14 @@ int main(void) {
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.01", 0, "fits: ", &s);
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.001", 3, "does not fit: |what to change:", &s);
     expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4", 0,
-           "4 ranks (cp 4 x dp 1)|64 tokens per rank|ring K/V buffer|ZeRO-1: 4 slices of 19584 parameters", &s);
+           "4 ranks (cp 4 x dp 1)|64 tokens per rank|ring K/V buffer|ZeRO-1: each of the 4 units (embedding, 2 "
+           "layers, head) cut into 4 parts (whole multiples of 64 floats); a layer's part is 9280 parameters", &s);
     CHECK(tu_count(out, "memory plan of") == 1 && tu_count(out, "\nplan: device") == 1);
+    /* ZeRO-3 with the optimizer on the host: the shards in host memory, two layer buffers of
+     * gathered weights and of gradients on the backend. */
+    expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4 --set parallel.zero=3 "
+           "--set memory.optimizer=host", 0, "ZeRO-3 over 4 ranks|working weights (layer buffers)|gradients (layer "
+           "buffers)|gradients (reduced shard)", &s);
 
     /* Bad input is reported as without --plan. */
     snprintf(path, sizeof path, "%s/unknown.yaml", dir);
