@@ -149,6 +149,10 @@ static void g_fence_wait(const struct backend *be, void *fence) {
     CUDA_CHECK(cudaStreamWaitEvent(st(be), (cudaEvent_t)fence, 0));
 }
 
+static void g_host_fn(const struct backend *be, void (*fn)(void *), void *arg) {
+    CUDA_CHECK(cudaLaunchHostFunc(ctx(be)->copy_stream, fn, arg));
+}
+
 static void g_to_act(const struct backend *be, void *d, const float *s, int64_t n) {
     PROF(be, PROF_OTHER, cuda_to_bf16(d, s, n, st(be)));
 }
@@ -309,6 +313,7 @@ static const struct backend table = {
     .fence_free = g_fence_free,
     .copy_async = g_copy_async,
     .fence_wait = g_fence_wait,
+    .host_fn = g_host_fn,
     .matmul_forward = g_matmul_fwd,
     .matmul_backward = g_matmul_bwd,
     .rmsnorm_forward = g_rms_fwd,

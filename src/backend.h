@@ -47,6 +47,10 @@ struct backend {
     void (*fence_free)(const struct backend *be, void *fence);
     void (*copy_async)(const struct backend *be, void *dst, const void *src, size_t bytes, void *fence);
     void (*fence_wait)(const struct backend *be, void *fence);
+    /* Calls fn(arg) once every copy issued so far with copy_async is done: on a device
+     * backend from a thread of the driver's (fn must be quick and must not call the backend),
+     * on a host backend now. */
+    void (*host_fn)(const struct backend *be, void (*fn)(void *arg), void *arg);
 
     /* Layers. x, out, dx, dy, w...: act; dw, rstd: fp32. */
     void (*matmul_forward)(const struct backend *be, void *out, const void *x, const void *w, int T,

@@ -209,6 +209,7 @@ static void head(struct model *m, float grad_scale, int train) {
     int T = m->T, d = mc->dim, V = mc->vocab_size;
     int64_t head = params_lm_head(&m->pt), fnorm = params_final_norm(&m->pt);
     struct pstore *ps = &m->ps;
+    pstore_acquire_weights(ps, pstore_head(ps), -1);
     if (train) {
         pstore_acquire_grads(ps, pstore_head(ps));
         if (mc->tie_embeddings) pstore_acquire_grads(ps, 0); /* lm_head is the embedding */
@@ -244,6 +245,7 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
     int keep_attn = saves_attn(m);
     struct pstore *ps = &m->ps;
     m->xs[0] = offload_write(&m->saved_x, 0);
+    pstore_acquire_weights(ps, 0, 1);
     be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
     for (int l = 0; l < Ly; l++) { /* layer l is unit l + 1 of the parameter store */
         pstore_acquire_weights(ps, l + 1, l + 1 < Ly ? l + 2 : -1);

@@ -55,6 +55,7 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
     }
     ps->S = S;
     for (int k = 0; k < PSTORE_SLOTS; k++) ps->wslot_unit[k] = ps->gslot_unit[k] = -1;
+    ps->stage_unit[0] = ps->stage_unit[1] = -1;
 }
 
 int64_t pstore_max_unit(const struct pstore *ps) { return ps->shards * ps->max_part; }
@@ -126,23 +127,32 @@ void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world
         if (ps->wmode == PW_GATHER) ps->ashard = be->alloc(be, (size_t)ps->S * as, "working weights (act shard)");
     }
     if (host_opt) {
-        if (!be->host_memory)
-            ps->stage_buf = be->alloc(be, (size_t)ps->max_part * sizeof(float), "master weights on their way to act");
+        for (int k = 0; k < 2 && !be->host_memory; k++) {
+            ps->stage_buf[k] = be->alloc(be, (size_t)ps->max_part * sizeof(float), "master weights on their way to act");
+            ps->stage_fence[k] = be->fence_new(be);
+        }
         ps->host_add = be->host_alloc(be, (size_t)ps->max_part * sizeof(float), "gradients on their way to the host");
         ps->fence = be->fence_new(be);
+        ps->ss = rt_calloc((size_t)ps->n_units, sizeof *ps->ss, "gradient sums of squares");
+        if (!be->recording) pw_start(&ps->worker, ps->n_units, pstore_host_job, ps);
     }
 }
 
 void pstore_free(struct pstore *ps) {
     const struct backend *be = ps->be;
+    pw_stop(&ps->worker);
+    free(ps->ss);
     if (be) {
         opt_free(ps, ps->master), opt_free(ps, ps->m), opt_free(ps, ps->v), opt_free(ps, ps->gshard);
-        void *dev[] = {ps->gfull, ps->wglob, ps->wres, ps->ashard, ps->stage_buf, ps->gglob[0], ps->gglob[1],
-                       ps->wslot[0], ps->wslot[1], ps->gslot[0], ps->gslot[1]};
+        void *dev[] = {ps->gfull,     ps->wglob,        ps->wres,         ps->ashard,   ps->stage_buf[0],
+                       ps->stage_buf[1], ps->gglob[0],  ps->gglob[1],     ps->wslot[0], ps->wslot[1],
+                       ps->gslot[0],  ps->gslot[1]};
         for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
             if (dev[i]) be->free(be, dev[i]);
         if (ps->host_add) be->host_free(be, ps->host_add);
-        if (ps->fence) be->fence_free(be, ps->fence);
+        void *fences[] = {ps->fence, ps->stage_fence[0], ps->stage_fence[1]};
+        for (size_t i = 0; i < sizeof fences / sizeof fences[0]; i++)
+            if (fences[i]) be->fence_free(be, fences[i]);
     }
     free(ps->u);
     params_free(&ps->pt);
@@ -171,6 +181,7 @@ int pstore_unit_of(const struct pstore *ps, int64_t off) {
 static int opt_on_host(const struct pstore *ps) { return ps->host_opt || ps->be->host_memory; }
 
 void pstore_set(struct pstore *ps, const float *host) {
+    pstore_drain(ps);
     for (int i = 0; i < ps->n_units; i++) {
         const struct pstore_unit *u = &ps->u[i];
         if (!u->own_n) continue;
@@ -181,44 +192,81 @@ void pstore_set(struct pstore *ps, const float *host) {
     pstore_refresh(ps);
 }
 
+/* The stage buffer of unit i's part (host optimizer on a device backend). */
+static int stage_of(int i) { return i % 2; }
+
+/* Start copying unit i's host master part into its stage buffer (the copy queue). */
+static void stage_in(struct pstore *ps, int i) {
+    const struct pstore_unit *u = &ps->u[i];
+    int k = stage_of(i);
+    ps->be->copy_async(ps->be, ps->stage_buf[k], ps->master + u->sh, (size_t)u->own_n * sizeof(float),
+                       ps->stage_fence[k]);
+    ps->stage_unit[k] = i;
+}
+
 /* This rank's part of unit i in act at dst, from the master. */
 static void own_to_act(struct pstore *ps, int i, void *dst) {
     const struct backend *be = ps->be;
     const struct pstore_unit *u = &ps->u[i];
     if (!u->own_n) return;
     const float *src = ps->master + u->sh;
-    if (ps->host_opt && !be->host_memory) {
-        be->upload(be, ps->stage_buf, src, (size_t)u->own_n * sizeof(float));
-        src = ps->stage_buf;
+    if (ps->stage_buf[0]) {
+        int k = stage_of(i);
+        if (ps->stage_unit[k] != i) stage_in(ps, i);
+        be->fence_wait(be, ps->stage_fence[k]);
+        ps->stage_unit[k] = -1;
+        src = ps->stage_buf[k];
     }
     be->to_act(be, dst, src, u->own_n);
 }
 
-void pstore_refresh(struct pstore *ps) {
-    for (int k = 0; k < PSTORE_SLOTS; k++) ps->wslot_unit[k] = -1;
-    if (ps->aliased) return;
-    for (int i = 0; i < ps->n_units; i++) {
-        struct pstore_unit *u = &ps->u[i];
-        if (is_layer(ps, i) && ps->wmode == PW_CONVERT) continue; /* converted when used */
-        if (is_layer(ps, i) && ps->wmode == PW_GATHER) {
-            u->w = NULL;
-            own_to_act(ps, i, act_at(ps, ps->ashard, u->sh));
-            continue;
-        }
-        own_to_act(ps, i, act_at(ps, u->w, ps->rank * u->s));
-        if (ps->shards > 1) comm_all_gather(ps->world, act_at(ps, u->w, ps->rank * u->s), u->w, u->s, ps->dtype);
+/* Unit i's working weights from the master (layers converted per use: nothing to do). */
+static void refresh_unit(struct pstore *ps, int i) {
+    struct pstore_unit *u = &ps->u[i];
+    for (int k = 0; k < PSTORE_SLOTS; k++)
+        if (ps->wslot_unit[k] == i) ps->wslot_unit[k] = -1;
+    if (ps->aliased || (is_layer(ps, i) && ps->wmode == PW_CONVERT)) return;
+    if (is_layer(ps, i) && ps->wmode == PW_GATHER) {
+        u->w = NULL;
+        own_to_act(ps, i, act_at(ps, ps->ashard, u->sh));
+        return;
     }
+    own_to_act(ps, i, act_at(ps, u->w, ps->rank * u->s));
+    if (ps->shards > 1) comm_all_gather(ps->world, act_at(ps, u->w, ps->rank * u->s), u->w, u->s, ps->dtype);
+}
+
+/* Unit i's pending update finished and its working weights refreshed. */
+static void settle(struct pstore *ps, int i) {
+    struct pstore_unit *u = &ps->u[i];
+    if (!u->stale) return;
+    double t0 = rt_now();
+    pw_wait(&ps->worker, PW_UPDATE, i);
+    ps->t_wait += rt_now() - t0;
+    refresh_unit(ps, i);
+    u->stale = 0;
+}
+
+void pstore_drain(struct pstore *ps) {
+    for (int i = 0; i < ps->n_units; i++) settle(ps, i);
+}
+
+void pstore_refresh(struct pstore *ps) {
+    pstore_drain(ps);
+    for (int i = 0; i < ps->n_units; i++) refresh_unit(ps, i);
 }
 
 void pstore_acquire_weights(struct pstore *ps, int i, int next) {
-    (void)next; /* the collectives are ordered on the transport; prefetch would need async ones */
     struct pstore_unit *u = &ps->u[i];
+    settle(ps, i);
+    if (next >= 0 && ps->u[next].stale && ps->u[next].own_n && ps->stage_buf[0] &&
+        ps->stage_unit[stage_of(next)] < 0 && pw_done(&ps->worker, PW_UPDATE, next))
+        stage_in(ps, next);
     if (!is_layer(ps, i) || ps->aliased || ps->wmode == PW_RESIDENT) return;
     int k = ps->wmode == PW_CONVERT ? 0 : i % PSTORE_SLOTS;
     if (ps->wslot_unit[k] != i) {
         if (ps->wmode == PW_CONVERT)
             ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
-        else
+        else /* the collectives are ordered on the transport: no prefetch of the gathers */
             comm_all_gather(ps->world, act_at(ps, ps->ashard, u->sh), ps->wslot[k], u->s, ps->dtype);
         ps->wslot_unit[k] = i;
     }

@@ -37,6 +37,7 @@
 #include "comm.h"
 #include "config.h"
 #include "params.h"
+#include "pstore_worker.h"
 
 #define PSTORE_ALIGN 64 /* floats: every part starts 256-byte aligned */
 #define PSTORE_SLOTS 2  /* rotating layer buffers for weights and for gradients */
@@ -53,7 +54,8 @@ struct pstore_unit {
     float  *g;               /* gradient buffer (shards * s) while acquired, else NULL */
     int     wslot, gslot;    /* the layer slot holding them; -1: none / not a slot */
     int     g_first;         /* no sequence of this step has added into the shard yet */
-    int     g_pending;       /* released, not yet added into the shard */
+    int     g_seen;          /* sequences of this step released */
+    int     stale;           /* host optimizer: updated (or being updated) since its act weights were made */
 };
 
 struct pstore {
@@ -83,10 +85,21 @@ struct pstore {
     float   *gslot[PSTORE_SLOTS];        /* layer gradient buffers (unit gradient buffers) */
     int      gslot_unit[PSTORE_SLOTS];   /* the unit a gradient slot holds or still owes */
     float   *gglob[2];                   /* gradient buffers of the embedding and the head */
-    float   *stage_buf;      /* (max_part) device fp32: host master parts on their way to act */
+    float   *stage_buf[2];   /* (max_part) device fp32: host master parts on their way to act */
+    void    *stage_fence[2]; /* their copies in */
+    int      stage_unit[2];  /* the unit whose part is in (or on its way to) a stage buffer, -1: none */
     float   *host_add;       /* (max_part) host: a later sequence's part before it is added */
     void    *fence;          /* copies to the host shard */
     int64_t  t;              /* AdamW updates taken */
+    int      nseq;           /* sequences in this step */
+    int      poison;         /* test switch: parameter 0's reduced gradient is NaN this step */
+    /* memory.optimizer host: the thread of the sums of squares and the updates (started
+     * unless the backend only records), the per-unit sums it produces, the update it takes. */
+    struct pstore_worker worker;
+    double  *ss;
+    const struct cfg_train *upd_tc;
+    double   upd_norm, upd_lr;
+    double   t_wait;         /* seconds the model waited for updates (since the last read) */
 };
 
 /* The layout alone (no buffers): units, parts and shards for `world` ranks at `stage`. */
@@ -112,16 +125,21 @@ void pstore_set(struct pstore *ps, const float *host);
 void pstore_refresh(struct pstore *ps);
 
 /* Weights of unit u for the ops that follow (a layer: converted or gathered into a slot;
- * next: the unit to prefetch, -1 for none). Collective at stage 3. */
+ * the embedding and the head are resident; a pending update of the unit is finished first)
+ * and next: the unit to prefetch (its updated part copied in if its update is done), -1 for
+ * none. Collective at stage 3 and while an update is pending. */
 void pstore_acquire_weights(struct pstore *ps, int u, int next);
 void pstore_release_weights(struct pstore *ps, int u);
 /* The working weight at flat offset off (its unit acquired). */
 const void *pstore_weight(const struct pstore *ps, int64_t off);
 
-/* Gradients: pstore_begin_step before a step's first sequence; per sequence and unit
+/* Gradients: pstore_begin_step before a step's nseq sequences; per sequence and unit
  * acquire (a zeroed buffer, or the full buffer's part), the ops adding into pstore_grad,
  * then release (collective at stage >= 2). */
-void pstore_begin_step(struct pstore *ps);
+void pstore_begin_step(struct pstore *ps, int nseq);
+/* The numerical guard's test switch: this step's reduced gradient of parameter 0 becomes NaN
+ * on the rank that owns it, before the norm (call before the step's sequences). */
+void pstore_poison(struct pstore *ps);
 void pstore_acquire_grads(struct pstore *ps, int u);
 void pstore_release_grads(struct pstore *ps, int u);
 float *pstore_grad(const struct pstore *ps, int64_t off);
@@ -133,8 +151,17 @@ double pstore_reduce(struct pstore *ps);
 /* This rank's reduced gradient of flat parameter off, and whether this rank owns it. */
 float *pstore_owned_grad(struct pstore *ps, int64_t off);
 /* Clip by the global norm (when tc->grad_clip > 0) and take one AdamW step on the shard, then
- * refresh the working weights. Collective. */
+ * refresh the working weights. Collective. With the optimizer on the host the update is
+ * only started (the worker takes the units in order; tc must stay valid) and each unit's
+ * working weights are refreshed when it is next acquired, so the update overlaps the next
+ * forward; pstore_drain finishes it. */
 void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_norm, double lr);
+/* The worker's job (void *ctx: the store): kind PW_NORM, the sum of squares of unit's
+ * reduced gradient shard into ss[unit]; PW_UPDATE, its AdamW step (upd_*). */
+void pstore_host_job(void *ctx, int kind, int unit);
+/* Finish a started update: every unit updated and its working weights refreshed.
+ * Collective (the refresh's gathers); nothing to do otherwise. */
+void pstore_drain(struct pstore *ps);
 
 /* Checkpoint state: the full master and moments (pt.total floats each) assembled on rank 0
  * of ctl (NULL elsewhere) from every rank's shard, and put back. Collective over ctl (MPI on

@@ -10,15 +10,18 @@
 
 static int is_layer(const struct pstore *ps, int u) { return u >= 1 && u <= ps->Ly; }
 
-void pstore_begin_step(struct pstore *ps) {
+void pstore_begin_step(struct pstore *ps, int nseq) {
+    ps->nseq = nseq;
     if (ps->grad_full) {
         int head = pstore_head(ps);
         size_t n = (size_t)(ps->u[head].gfull + ps->shards * ps->u[head].s);
         ps->be->zero(ps->be, ps->gfull, n * sizeof(float));
         return;
     }
-    for (int i = 0; i < ps->n_units; i++) ps->u[i].g_first = 1;
+    for (int i = 0; i < ps->n_units; i++) ps->u[i].g_first = 1, ps->u[i].g_seen = 0;
 }
+
+void pstore_poison(struct pstore *ps) { ps->poison = 1; }
 
 void pstore_acquire_grads(struct pstore *ps, int i) {
     if (ps->grad_full) return;
@@ -79,6 +82,10 @@ void pstore_release_grads(struct pstore *ps, int i) {
     add_into_shard(ps, i);
     u->g = NULL;
     u->gslot = -1;
+    if (ps->worker.started && ++u->g_seen == ps->nseq) { /* the shard is final once its copy lands */
+        pw_expect(&ps->worker, PW_NORM, i);
+        ps->be->host_fn(ps->be, pw_arrive, &ps->worker.arrival[i]);
+    }
 }
 
 float *pstore_grad(const struct pstore *ps, int64_t off) {
@@ -94,6 +101,26 @@ static float *owned(struct pstore *ps, int i) {
     return ps->grad_full ? ps->gfull + u->gfull + ps->rank * u->s : ps->gshard + u->sh;
 }
 
+/* The test switch on this rank's reduced gradient of parameter 0, if it owns it. */
+static void poison_owned(struct pstore *ps) {
+    float *g = pstore_owned_grad(ps, 0), nan = NAN;
+    if (!g) return;
+    if (ps->host_opt || ps->be->host_memory) *g = nan;
+    else ps->be->upload(ps->be, g, &nan, sizeof nan);
+}
+
+void pstore_host_job(void *ctx, int kind, int i) {
+    struct pstore *ps = ctx;
+    const struct pstore_unit *u = &ps->u[i];
+    if (kind == PW_NORM) {
+        if (ps->poison && i == 0) poison_owned(ps);
+        ps->ss[i] = ps->obe->sumsq(ps->obe, ps->gshard + u->sh, u->own_n);
+    } else if (u->own_n) {
+        opt_adamw(ps->obe, ps->upd_tc, &ps->pt, u->own_lo, u->own_lo + u->own_n, ps->master + u->sh,
+                  ps->gshard + u->sh, ps->m + u->sh, ps->v + u->sh, ps->upd_norm, ps->upd_lr, ps->t);
+    }
+}
+
 double pstore_reduce(struct pstore *ps) {
     if (ps->grad_full && ps->world->size > 1) {
         for (int i = 0; i < ps->n_units; i++) {
@@ -103,8 +130,23 @@ double pstore_reduce(struct pstore *ps) {
             else comm_all_reduce(ps->world, g, g, u->s, COMM_F32, COMM_SUM);
         }
     }
-    if (ps->host_opt && !ps->be->host_memory) host_wait(ps);
     double ss = 0;
+    if (ps->worker.started) { /* the worker summed each unit as it arrived */
+        for (int i = 0; i < ps->n_units; i++) {
+            struct pstore_unit *u = &ps->u[i];
+            if (u->g_first) { /* no sequence added into it this step */
+                if (u->own_n) memset(ps->gshard + u->sh, 0, (size_t)u->own_n * sizeof(float));
+                continue;
+            }
+            if (u->g_seen != ps->nseq)
+                RT_FATAL("pstore: unit %d released %d times in a step of %d sequences", i, u->g_seen, ps->nseq);
+            pw_wait(&ps->worker, PW_NORM, i);
+            ss += ps->ss[i];
+        }
+        ps->poison = 0;
+        return ss;
+    }
+    if (ps->poison) poison_owned(ps), ps->poison = 0;
     for (int i = 0; i < ps->n_units; i++) {
         struct pstore_unit *u = &ps->u[i];
         if (!ps->grad_full && u->g_first && u->own_n) /* no sequence added into it this step */
@@ -123,6 +165,14 @@ float *pstore_owned_grad(struct pstore *ps, int64_t off) {
 
 void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_norm, double lr) {
     ps->t++;
+    if (ps->worker.started) { /* units taken in the order the next forward acquires them */
+        ps->upd_tc = tc, ps->upd_norm = grad_norm, ps->upd_lr = lr;
+        for (int i = 0; i < ps->n_units; i++) {
+            ps->u[i].stale = 1;
+            pw_post(&ps->worker, PW_UPDATE, i);
+        }
+        return;
+    }
     for (int i = 0; i < ps->n_units; i++) {
         const struct pstore_unit *u = &ps->u[i];
         if (!u->own_n) continue;

@@ -61,11 +61,13 @@ static void gather(struct pstore *ps, struct comm *ctl, int which, float *full) 
 
 void pstore_gather(struct pstore *ps, struct comm *ctl, int which, float *full) {
     if (which < 0 || which > 2) RT_FATAL("pstore: state %d", which);
+    pstore_drain(ps);
     gather(ps, ctl, which, full);
 }
 
 void pstore_scatter(struct pstore *ps, struct comm *ctl, int which, const float *full) {
     if (which < 0 || which > 2) RT_FATAL("pstore: state %d", which);
+    pstore_drain(ps);
     float *part = rt_calloc((size_t)pstore_max_unit(ps), sizeof(float), "state part");
     float *all = ctl->rank == 0 && ps->shards > 1 ? rt_calloc((size_t)pstore_max_unit(ps), sizeof(float), "state unit")
                                                  : NULL;

@@ -193,9 +193,10 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
                st->skipped ? "  SKIPPED (non-finite)" : "");
         if (st->profiled)
             printf("  time: step %.3fs = kernels gemm %.3f attention %.3f xent %.3f optimizer %.3f other %.3f; "
-                   "ring waits %.3f, gradient reduce %.3f\n", dt, st->kernel_ms[PROF_GEMM] / 1e3,
-                   st->kernel_ms[PROF_ATTN] / 1e3, st->kernel_ms[PROF_XENT] / 1e3, st->kernel_ms[PROF_OPTIM] / 1e3,
-                   st->kernel_ms[PROF_OTHER] / 1e3, st->t_ring_wait, st->t_reduce);
+                   "ring waits %.3f, gradient reduce %.3f, host optimizer waits %.3f\n", dt,
+                   st->kernel_ms[PROF_GEMM] / 1e3, st->kernel_ms[PROF_ATTN] / 1e3, st->kernel_ms[PROF_XENT] / 1e3,
+                   st->kernel_ms[PROF_OPTIM] / 1e3, st->kernel_ms[PROF_OTHER] / 1e3, st->t_ring_wait, st->t_reduce,
+                   st->t_optim_wait);
         fflush(stdout);
     }
     if (r->metrics) {
@@ -216,6 +217,7 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
         json_num(f, "time_optim_s", st->t_optim, 6);
         json_num(f, "time_checkpoint_s", r->t_ckpt, 6);
         json_num(f, "time_ring_wait_s", st->t_ring_wait, 6);
+        json_num(f, "time_optim_wait_s", st->t_optim_wait, 6);
         if (st->profiled) {
             static const char *const names[] = {[PROF_GEMM] = "kernel_gemm_s", [PROF_ATTN] = "kernel_attention_s",
                                                 [PROF_XENT] = "kernel_xent_s", [PROF_OPTIM] = "kernel_optimizer_s",

@@ -134,8 +134,20 @@ static void run_one(struct trainer *t, int i, float grad_scale, int train) {
  * (job.c); the last evaluation batch may not, and a ZeRO-3 store gathers each layer's
  * weights over the world, so a rank without a sequence then runs the batch's first one
  * and drops its loss. */
+/* Whether this rank runs a stand-in sequence (no data parallel share of the step's
+ * sequences, but its ZeRO-3 gathers are collective). */
+static int stand_in(const struct trainer *t, int nseq) {
+    return t->dp_rank >= nseq && t->model.ps.wmode == PW_GATHER;
+}
+
+/* The sequences this rank runs in a step of nseq. */
+static int local_seqs(const struct trainer *t, int nseq) {
+    if (stand_in(t, nseq)) return 1;
+    return t->dp_rank < nseq ? (nseq - t->dp_rank + t->job.dp - 1) / t->job.dp : 0;
+}
+
 static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
-    if (t->dp_rank >= nseq && t->model.ps.wmode == PW_GATHER) {
+    if (stand_in(t, nseq)) {
         run_one(t, 0, grad_scale, train);
         model_take_loss(&t->model);
         return 0.0;
@@ -162,7 +174,8 @@ static void local_gradients(struct trainer *t, struct step_stats *st) {
     int64_t nlab = count_labels(t->seq_lab, (int64_t)nseq * t->L);
     float scale = nlab ? (float)(1.0 / (double)nlab) : 0.0f;
     double t1 = MPI_Wtime();
-    pstore_begin_step(&t->model.ps);
+    pstore_begin_step(&t->model.ps, local_seqs(t, nseq));
+    if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) pstore_poison(&t->model.ps);
     double loss = run_sequences(t, nseq, scale, 1);
     double t2 = MPI_Wtime();
     comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
@@ -174,18 +187,8 @@ static void local_gradients(struct trainer *t, struct step_stats *st) {
     st->t_compute = t2 - t1;
     st->t_ring_wait = t->model.ring.t_wait;
     t->model.ring.t_wait = 0;
-}
-
-/* The numerical guard's test switch: a NaN in the gradient of parameter 0 on the ranks that
- * own it, before the reduction (it reaches the norm of every rank). */
-static void poison(struct trainer *t) {
-    if (t->step < t->opts.poison_from || t->step >= t->opts.poison_to) return;
-    struct pstore *ps = &t->model.ps;
-    float *g = pstore_owned_grad(ps, 0), nan = NAN;
-    if (!g) return;
-    if (ps->be->host_memory) *g = nan;
-    else if (!ps->host_opt) ps->be->upload(ps->be, g, &nan, sizeof nan);
-    else RT_FATAL("train: the NaN test switch needs the optimizer on the device or a host backend");
+    st->t_optim_wait = t->model.ps.t_wait;
+    t->model.ps.t_wait = 0;
 }
 
 /* Reduce the step's gradients into every rank's shard (pstore.h) and take their global
@@ -194,7 +197,6 @@ static void poison(struct trainer *t) {
 static void reduce_gradients(struct trainer *t, struct step_stats *st) {
     struct pstore *ps = &t->model.ps;
     double t0 = MPI_Wtime();
-    poison(t);
     double ss = pstore_reduce(ps);
     if (ps->shards > 1) comm_all_reduce(&t->ctl, &ss, &ss, 1, COMM_F64, COMM_SUM);
     st->grad_norm = sqrt(ss);

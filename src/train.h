@@ -54,6 +54,8 @@ struct step_stats {
     int     skipped;     /* non-finite loss or gradient norm: the update was not applied */
     double  t_data, t_compute, t_reduce, t_optim; /* seconds in each phase (host clock) */
     double  t_ring_wait;    /* seconds the ring spent waiting for K/V and dK/dV exchanges */
+    double  t_optim_wait;   /* memory.optimizer host: seconds the forward waited for the last update
+                             * (the update runs during the next forward; t_optim only starts it) */
     int     profiled;       /* kernel_ms is filled (log.profile on a device backend) */
     double  kernel_ms[PROF_NCAT]; /* kernel time by enum backend_prof */
 };

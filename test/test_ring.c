@@ -61,7 +61,7 @@ static double loss_and_grads(struct model *m, struct comm *cp, int zigzag, const
     data_shard(in, lab, L, cp->size, cp->rank, zigzag, tok, lb, pos);
     int64_t nlab = 0;
     for (int64_t i = 0; i < L; i++) nlab += lab[i] >= 0;
-    pstore_begin_step(&m->ps);
+    pstore_begin_step(&m->ps, 1);
     model_forward_backward(m, tok, lb, pos, (float)(1.0 / nlab), 1);
     double loss = model_take_loss(m);
     comm_all_reduce(cp, &loss, &loss, 1, COMM_F64, COMM_SUM);

@@ -31,6 +31,7 @@ static void c_copy_async(const struct backend *be, void *d, const void *s, size_
     (void)fence, c_copy(be, d, s, n);
 }
 static void c_fence_wait(const struct backend *be, void *fence) { (void)be, (void)fence; }
+static void c_host_fn(const struct backend *be, void (*fn)(void *), void *arg) { (void)be, fn(arg); }
 
 static void c_matmul_fwd(const struct backend *be, void *out, const void *x, const void *w, int T, int ni, int no) {
     (void)be, cpu_matmul_forward(out, x, w, T, ni, no);
@@ -133,6 +134,7 @@ const struct backend cpu_backend = {
     .fence_free = c_free,
     .copy_async = c_copy_async,
     .fence_wait = c_fence_wait,
+    .host_fn = c_host_fn,
     .matmul_forward = c_matmul_fwd,
     .matmul_backward = c_matmul_bwd,
     .rmsnorm_forward = c_rms_fwd,
