@@ -11,9 +11,13 @@
  * every rank, leaves the previous checkpoint intact and no temporary directory; a format-1
  * checkpoint (one whole-file checksum) still loads; a checkpoint of another model size or
  * shape is an error, not a silent fresh start. The directory lock: a second holder is
- * refused, naming the first (host and pid), until the first releases it. */
+ * refused, naming the first (host and pid), until the first releases it. A rank that does
+ * not see checkpoint.dir as rank 0 does (here: rank 1 in another working directory, as on a
+ * file system of its own) is found at start-up (outputs_check_shared) and by a save, which
+ * fails on every rank naming it. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include "checkpoint.h"
 #include "ckpt_lock.h"
 #include "comm_mpi.h"
+#include "outputs.h"
 #include "runtime.h"
 #include "testutil.h"
 
@@ -210,6 +215,32 @@ static void test_lock(const char *base) {
     CHECK(ckpt_lock_acquire(&a, p, why, sizeof why) == -1 && strstr(why, "cannot create: No such file or directory"));
 }
 
+/* checkpoint.dir "ck", relative: rank 1 works in another directory. */
+static void test_not_shared(const char *base) {
+    char own[700], cwd[4096], err[2048], want[160];
+    snprintf(own, sizeof own, "%s/%s", base, ctl.rank == 1 ? "elsewhere" : "here");
+    if (!getcwd(cwd, sizeof cwd)) abort();
+    CHECK((mkdir(own, 0755) == 0 || errno == EEXIST) && chdir(own) == 0); /* ranks 0 and 2 share "here" */
+    struct cfg *c = calloc(1, sizeof *c);
+    cfg_defaults(c);
+    snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "ck");
+    struct ckpt_lock lock = {.fd = -1};
+    if (ctl.rank == 0) CHECK(outputs_check_train(c, &lock, err, sizeof err) == 0);
+    if (ctl.rank == 1) CHECK(mkdir("ck", 0755) == 0); /* a directory of the same name, without the lock */
+    int rc = outputs_check_shared(c, &rt, err, sizeof err);
+    snprintf(want, sizeof want, "checkpoint.dir: ck: rank 1 (host %s) does not see the LOCK rank 0 holds there", rt.host);
+    if (!CHECK(rc == -1 && strstr(err, want) && strstr(err, "must be on a file system every rank sees")))
+        fprintf(stderr, "  not shared: %s\n", err);
+    CHECK(save("ck", 10, 1, NULL, err) == -1);
+    if (!CHECK(strstr(err, "not found on rank 1, where rank 0 created it: checkpoint.dir must be on a file system "
+                           "every rank sees") != NULL))
+        fprintf(stderr, "  save: %s\n", err);
+    CHECK(count_entries("ck", ".step-") == 0 && count_entries("ck", "step-") == 0);
+    ckpt_lock_release(&lock);
+    free(c);
+    CHECK(chdir(cwd) == 0);
+}
+
 int main(int argc, char **argv) {
     rt_init(&rt, &argc, &argv);
     comm_mpi_init(&ctl, rt.world_comm, "ctl", 60);
@@ -339,6 +370,8 @@ int main(int argc, char **argv) {
     struct ckpt_part need = part(&x, q, q, q, 0, N, 0);
     CHECK(ckpt_load_latest(&ctl, dir, NULL, &want, 0, &need, name, &meta, err, sizeof err) == -1);
     CHECK(strstr(err, "was written for a model of another shape") != NULL);
+
+    if (ctl.size > 1) test_not_shared(base);
 
     int fails = tu_failures;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));
