@@ -85,13 +85,24 @@ double rt_now(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+/* The largest rt_malloc / rt_calloc since the last rt_alloc_largest(1) (see runtime.h). */
+static size_t largest_alloc;
+
+size_t rt_alloc_largest(int reset) {
+    size_t n = largest_alloc;
+    if (reset) largest_alloc = 0;
+    return n;
+}
+
 void *rt_malloc(size_t bytes, const char *what) {
+    if (bytes > largest_alloc) largest_alloc = bytes;
     void *p = malloc(bytes ? bytes : 1);
     if (!p) rt_fatal(__FILE__, __LINE__, "out of memory allocating %zu bytes for %s", bytes, what);
     return p;
 }
 
 void *rt_calloc(size_t n, size_t size, const char *what) {
+    if (n * size > largest_alloc) largest_alloc = n * size;
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) rt_fatal(__FILE__, __LINE__, "out of memory allocating %zu x %zu bytes for %s", n, size, what);
     return p;

@@ -52,5 +52,9 @@ double rt_now(void);
 /* malloc/calloc that abort the job with the size and purpose on failure. */
 void *rt_malloc(size_t bytes, const char *what);
 void *rt_calloc(size_t n, size_t size, const char *what);
+/* The size of the largest rt_malloc / rt_calloc of this process since the last reset (reset
+ * set: start counting again). Tests bound the host memory of a code path with it, e.g. a
+ * checkpoint save allocates no full-model array. */
+size_t rt_alloc_largest(int reset);
 
 #endif

@@ -43,7 +43,7 @@ int ckpt_lock_acquire(struct ckpt_lock *l, const char *dir, char *why, size_t wh
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = 0;
     int n = snprintf(text, sizeof text, "%s %d\n", host, (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n || fsync(fd) != 0) { /* other hosts read it */
         snprintf(why, whylen, "cannot write %s: %s", CKPT_LOCK_FILE, strerror(errno));
         close(fd);
         return -1;

@@ -90,7 +90,7 @@ const struct cfg_key cfg_schema[] = {
     KEY("parallel.zero", CFGT_INT, parallel.zero, IN(0, 3), NULL, "1",
         "ZeRO stage, over all ranks: `0` every rank keeps all fp32 weights, gradients and AdamW moments; `1` each rank keeps the fp32 master weights and moments of its 1/world part of every unit (embedding, layer, head) and updates only those (bf16 working weights of the whole model stay resident); `2` also the gradients: each layer's gradients are reduce-scattered as soon as its backward ends and only two layer buffers are full size; `3` also the working weights: each layer's are all-gathered just before use (forward and backward) and dropped after. No effect on 1 rank; checkpoints are the same files whatever the stage."),
     KEY("parallel.timeout_s", CFGT_FLOAT, parallel.timeout_s, IN(1, 1e6), NULL, "600",
-        "Longest wait for other ranks, in seconds, of any operation: ring exchanges, gradient and control collectives, the waits of a checkpoint save (other ranks wait while rank 0 writes: keep it above the longest checkpoint write). A rank that stops answering (stopped, hung, dead) ends the job after this long with exit 1 and a message naming it (the ranks that do not answer a roll call); while waiting, a SIGINT ends the job within a few seconds (exit 130)."),
+        "Longest wait for other ranks, in seconds, of any operation: ring exchanges, gradient and control collectives, the waits of a checkpoint save (every rank writes its own slices, then waits for the slowest: keep it above the longest write of one rank's share). A rank that stops answering (stopped, hung, dead) ends the job after this long with exit 1 and a message naming it (the ranks that do not answer a roll call); while waiting, a SIGINT ends the job within a few seconds (exit 130)."),
 
     KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
         "selective",
@@ -130,7 +130,7 @@ const struct cfg_key cfg_schema[] = {
         "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 
     KEY("checkpoint.dir", CFGT_PATH, checkpoint.dir, NOBOUND, NULL, "\"\"",
-        "Directory for checkpoints; empty means no checkpoints are written. A training run creates it at start-up when missing (its parent must exist) and locks it (`LOCK` names the holder): one run per directory."),
+        "Directory for checkpoints; empty means no checkpoints are written. A training run creates it at start-up when missing (its parent must exist) and locks it (`LOCK` names the holder): one run per directory. Every rank writes and reads its own slices of each checkpoint here, so it must be on a file system every rank sees (checked at start-up: exit 2 naming a rank that does not)."),
     KEY("checkpoint.every", CFGT_INT64, checkpoint.every, IN(0, COUNT_MAX), NULL, "0",
         "Write a checkpoint every this many steps (0 = only at the end)."),
     KEY("checkpoint.keep", CFGT_INT, checkpoint.keep, IN(1, 1 << 20), NULL, "2",

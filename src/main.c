@@ -1,6 +1,6 @@
 /* main: the ringtrain command line. Rank 0 parses and checks the job and the places it
  * writes, locking checkpoint.dir for a training run (exit 2 on bad input, before anything
- * is allocated), and broadcasts it; every rank binds to its cores
+ * is allocated), and broadcasts it; every rank checks that it sees that checkpoint.dir; every rank binds to its cores
  * (affinity.c), then trains, evaluates or exports (run.c), or, with --plan, plans its
  * memory without touching a GPU (run_plan.c). Exit codes: 0 ok, 1 runtime failure, 2 bad
  * input, 3 does not fit, 130 stopped by SIGINT. */
@@ -127,6 +127,13 @@ int main(int argc, char **argv) {
         return rc == 1 ? 0 : rc;
     }
     MPI_CHECK(MPI_Bcast(j, (int)sizeof *j, MPI_BYTE, 0, rt.world_comm));
+    if (a.mode == MODE_TRAIN && outputs_check_shared(&j->cfg, &rt, err, sizeof err)) {
+        if (rt.rank == 0) fprintf(stderr, "ringtrain: %s\n", err);
+        ckpt_lock_release(&lock);
+        free(j);
+        rt_finalize(&rt);
+        return 2;
+    }
     /* A plan touches no GPU, so it neither looks for one nor binds near it. */
     if (a.mode != MODE_PLAN) affinity_setup(&rt, &j->cfg.device);
     if (a.mode == MODE_PLAN) rc = run_plan(j, &rt);

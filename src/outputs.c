@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "comm_mpi.h"
 #include "hf_export.h"
 
 static int fail(const struct cfg *c, const char *key, const char *path, const char *why, char *err, size_t errlen) {
@@ -49,4 +51,51 @@ int outputs_check_export(const char *dir, char *err, size_t errlen) {
     if (!hf_export_check(dir, why, sizeof why)) return 0;
     snprintf(err, errlen, "--export: %s", why);
     return -1;
+}
+
+/* The lock file's text ("host pid"), or "" when it cannot be read (why says so). */
+static void lock_text(const char *dir, char *out, size_t outlen, char *why, size_t whylen) {
+    char path[CFG_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, CKPT_LOCK_FILE);
+    out[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return;
+    }
+    ssize_t n = read(fd, out, outlen - 1);
+    out[n > 0 ? n : 0] = 0;
+    close(fd);
+}
+
+int outputs_check_shared(const struct cfg *c, const struct runtime *rt, char *err, size_t errlen) {
+    if (!c->checkpoint.dir[0] || rt->world == 1) return 0;
+    struct comm ctl;
+    comm_mpi_init(&ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
+    char want[256], mine[256], why[600] = "";
+    lock_text(c->checkpoint.dir, want, sizeof want, why, sizeof why);
+    comm_broadcast(&ctl, want, sizeof want, COMM_U8, 0);
+    int v = 0; /* the lowest rank that does not see rank 0's lock has the largest v */
+    if (rt->rank > 0) {
+        lock_text(c->checkpoint.dir, mine, sizeof mine, why, sizeof why);
+        if (strcmp(mine, want)) {
+            if (mine[0]) snprintf(why, sizeof why, "its %s names \"%.100s\"", CKPT_LOCK_FILE, strtok(mine, "\n"));
+            v = rt->world - rt->rank;
+        }
+    }
+    comm_all_reduce(&ctl, &v, &v, 1, COMM_I32, COMM_MAX);
+    int rc = 0;
+    if (v) {
+        int who = rt->world - v;
+        char msg[1200];
+        if (rt->rank == who)
+            snprintf(msg, sizeof msg, "rank %d (host %s) does not see the %s rank 0 holds there (%s); every rank "
+                     "writes its own slices of a checkpoint, so checkpoint.dir must be on a file system every rank "
+                     "sees", who, rt->host, CKPT_LOCK_FILE, why);
+        comm_broadcast(&ctl, msg, sizeof msg, COMM_U8, who);
+        msg[sizeof msg - 1] = 0;
+        rc = fail(c, "checkpoint.dir", c->checkpoint.dir, msg, err, errlen);
+    }
+    comm_free(&ctl);
+    return rc;
 }

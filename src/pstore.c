@@ -10,6 +10,14 @@
 
 static int64_t round_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
+int64_t pstore_split(int64_t lo, int64_t hi, int shards, int rank, int64_t *own_lo, int64_t *own_n) {
+    int64_t s = round_up((hi - lo + shards - 1) / shards, PSTORE_ALIGN);
+    int64_t a = lo + rank * s, b = a + s < hi ? a + s : hi;
+    *own_lo = a < hi ? a : hi;
+    *own_n = b > a ? b - a : 0;
+    return s;
+}
+
 void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, int host_opt, int world,
                    int rank) {
     memset(ps, 0, sizeof *ps);
@@ -41,12 +49,8 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
         } else {
             u->lo = params_final_norm(&ps->pt), u->hi = ps->pt.total;
         }
-        int64_t n = u->hi - u->lo;
-        u->s = round_up((n + ps->shards - 1) / ps->shards, PSTORE_ALIGN);
+        u->s = pstore_split(u->lo, u->hi, ps->shards, ps->rank, &u->own_lo, &u->own_n);
         u->sh = S;
-        int64_t a = u->lo + ps->rank * u->s, b = a + u->s < u->hi ? a + u->s : u->hi;
-        u->own_lo = a < u->hi ? a : u->hi;
-        u->own_n = b > a ? b - a : 0;
         u->gfull = G;
         u->wslot = u->gslot = -1;
         S += u->s;

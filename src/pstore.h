@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "comm.h"
 #include "config.h"
 #include "params.h"
@@ -102,6 +103,9 @@ struct pstore {
     double   t_wait;         /* seconds the model waited for updates (since the last read) */
 };
 
+/* The part of the unit [lo, hi) that rank `rank` of `shards` owns: [*own_lo, *own_lo + *own_n)
+ * (possibly empty). Returns the part size s. */
+int64_t pstore_split(int64_t lo, int64_t hi, int shards, int rank, int64_t *own_lo, int64_t *own_n);
 /* The layout alone (no buffers): units, parts and shards for `world` ranks at `stage`. */
 void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, int host_opt, int world,
                    int rank);
@@ -163,11 +167,18 @@ void pstore_host_job(void *ctx, int kind, int unit);
  * Collective (the refresh's gathers); nothing to do otherwise. */
 void pstore_drain(struct pstore *ps);
 
-/* Checkpoint state: the full master and moments (pt.total floats each) assembled on rank 0
- * of ctl (NULL elsewhere) from every rank's shard, and put back. Collective over ctl (MPI on
- * host buffers). which: 0 master, 1 m, 2 v. */
+/* The full master weights or moments (pt.total floats) assembled on rank 0 of ctl (NULL
+ * elsewhere) from every rank's shard, unit by unit (the HF export, tests). Collective over ctl
+ * (MPI on host buffers). which: 0 master, 1 m, 2 v. */
 void pstore_gather(struct pstore *ps, struct comm *ctl, int which, float *full);
-void pstore_scatter(struct pstore *ps, struct comm *ctl, int which, const float *full);
+/* This rank's share of a checkpoint (checkpoint.h): with `write`, its 1/world part of every
+ * unit whatever the stage -- the parts of a ZeRO-1 store over world ranks, which a sharded
+ * store owns -- so every layout writes the same blocks; else what it holds (its parts, or
+ * whole units when not sharded). model.bin always, optim.bin (m, then v at pt.total) with
+ * `moments`. The floats move through host memory (downloaded or uploaded when the state is on
+ * the device). Free with pstore_part_free. */
+void pstore_part(struct pstore *ps, int write, int moments, int world, int rank, struct ckpt_part *p);
+void pstore_part_free(struct ckpt_part *p);
 /* Every rank's full reduced gradients (pt.total floats, host), for tests: assembled over ctl. */
 void pstore_all_grads(struct pstore *ps, struct comm *ctl, float *full);
 

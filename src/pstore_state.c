@@ -1,9 +1,10 @@
-/* pstore_state: the parameter store's state as full flat arrays on rank 0 of the control
- * communicator (checkpoints, exports, tests) and back (see pstore.h). Unit by unit: each
- * rank's part goes through a host buffer of one part (downloaded when it lives on the
+/* pstore_state: the parameter store's state in checkpoints and exports (see pstore.h). A
+ * checkpoint part lists, per unit, the range of model.bin (and of m and v in optim.bin) this
+ * rank writes or reads and where it lies in this rank's shard buffers; the floats move
+ * through the caller's host buffer. The gather assembles whole arrays on rank 0 unit by unit:
+ * each rank's part goes through a host buffer of one part (downloaded when it lives on the
  * device), rank 0 assembles the parts of a unit (shards x s floats) and keeps its n floats.
- * With one shard every rank holds the whole unit: rank 0 reads its own, and a scatter is a
- * broadcast. */
+ * With one shard every rank holds the whole unit and rank 0 reads its own. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,7 @@ static float *part_of(struct pstore *ps, int which, int i) {
     return b[which] + u->sh;
 }
 
-/* Read/write this rank's part of unit i (own_n floats) through host memory. */
+/* Read this rank's part of unit i (own_n floats) into host memory. */
 static void read_part(struct pstore *ps, int which, int i, float *host) {
     const struct pstore_unit *u = &ps->u[i];
     size_t bytes = (size_t)u->own_n * sizeof(float);
@@ -29,15 +30,6 @@ static void read_part(struct pstore *ps, int which, int i, float *host) {
     if (!bytes) return;
     if (opt_on_host(ps)) memcpy(host, src, bytes);
     else ps->be->download(ps->be, host, src, bytes);
-}
-
-static void write_part(struct pstore *ps, int which, int i, const float *host) {
-    const struct pstore_unit *u = &ps->u[i];
-    size_t bytes = (size_t)u->own_n * sizeof(float);
-    if (!bytes) return;
-    float *dst = part_of(ps, which, i);
-    if (opt_on_host(ps)) memcpy(dst, host, bytes);
-    else ps->be->upload(ps->be, dst, host, bytes);
 }
 
 static void gather(struct pstore *ps, struct comm *ctl, int which, float *full) {
@@ -65,32 +57,61 @@ void pstore_gather(struct pstore *ps, struct comm *ctl, int which, float *full) 
     gather(ps, ctl, which, full);
 }
 
-void pstore_scatter(struct pstore *ps, struct comm *ctl, int which, const float *full) {
-    if (which < 0 || which > 2) RT_FATAL("pstore: state %d", which);
-    pstore_drain(ps);
-    float *part = rt_calloc((size_t)pstore_max_unit(ps), sizeof(float), "state part");
-    float *all = ctl->rank == 0 && ps->shards > 1 ? rt_calloc((size_t)pstore_max_unit(ps), sizeof(float), "state unit")
-                                                 : NULL;
-    for (int i = 0; i < ps->n_units; i++) {
-        const struct pstore_unit *u = &ps->u[i];
-        size_t n = (size_t)(u->hi - u->lo);
-        if (ps->shards == 1) {
-            if (ctl->rank == 0) memcpy(part, full + u->lo, n * sizeof(float));
-            comm_broadcast(ctl, part, (int64_t)n, COMM_F32, 0);
-        } else {
-            if (all) {
-                memset(all, 0, (size_t)pstore_max_unit(ps) * sizeof(float));
-                memcpy(all, full + u->lo, n * sizeof(float));
-            }
-            comm_mpi_scatter(ctl, all, part, u->s, COMM_F32, 0);
-        }
-        write_part(ps, which, i, part);
-    }
-    free(part);
-    free(all);
-}
-
 void pstore_all_grads(struct pstore *ps, struct comm *ctl, float *full) {
     gather(ps, ctl, 3, full);
     comm_broadcast(ctl, full, ps->pt.total, COMM_F32, 0);
+}
+
+/* ---- checkpoint parts ---- */
+
+struct part_ctx {
+    struct pstore *ps;
+    float        **at; /* (n) where each range starts in this rank's shard buffers */
+};
+
+static void part_get(void *ctx, int i, int64_t at, int64_t n, float *dst) {
+    struct part_ctx *c = ctx;
+    const float *src = c->at[i] + at;
+    if (opt_on_host(c->ps)) memcpy(dst, src, (size_t)n * sizeof(float));
+    else c->ps->be->download(c->ps->be, dst, src, (size_t)n * sizeof(float));
+}
+
+static void part_put(void *ctx, int i, int64_t at, int64_t n, const float *src) {
+    struct part_ctx *c = ctx;
+    float *dst = c->at[i] + at;
+    if (opt_on_host(c->ps)) memcpy(dst, src, (size_t)n * sizeof(float));
+    else c->ps->be->upload(c->ps->be, dst, src, (size_t)n * sizeof(float));
+}
+
+void pstore_part(struct pstore *ps, int write, int moments, int world, int rank, struct ckpt_part *p) {
+    pstore_drain(ps); /* no update running on what the ranges point into */
+    int nstate = moments ? 3 : 1;
+    struct part_ctx *c = rt_calloc(1, sizeof *c, "checkpoint part");
+    c->ps = ps;
+    c->at = rt_calloc((size_t)(ps->n_units * nstate), sizeof *c->at, "checkpoint part");
+    memset(p, 0, sizeof *p);
+    p->r = rt_calloc((size_t)(ps->n_units * nstate), sizeof *p->r, "checkpoint part");
+    p->ctx = c, p->get = part_get, p->put = part_put;
+    for (int k = 0; k < nstate; k++)
+        for (int i = 0; i < ps->n_units; i++) {
+            const struct pstore_unit *u = &ps->u[i];
+            int64_t lo = ps->shards == 1 ? u->lo : u->own_lo, n = ps->shards == 1 ? u->hi - u->lo : u->own_n;
+            if (write) pstore_split(u->lo, u->hi, world, rank, &lo, &n); /* the writers' parts */
+            /* This rank holds [u->lo, u->hi) unsharded, else [own_lo, own_lo + own_n) (a writer's part). */
+            int64_t held = ps->shards == 1 ? u->lo : u->own_lo;
+            if (write && ps->shards > 1 && (lo != u->own_lo || n != u->own_n))
+                RT_FATAL("pstore: rank %d of %d writes [%lld, +%lld) of unit %d but owns [%lld, +%lld)", rank, world,
+                         (long long)lo, (long long)n, i, (long long)u->own_lo, (long long)u->own_n);
+            if (!n) continue;
+            p->r[p->n] = (struct ckpt_range){k == 0 ? CKPT_MODEL : CKPT_OPTIM, lo + (k == 2 ? ps->pt.total : 0), n};
+            c->at[p->n++] = part_of(ps, k, i) + (lo - held);
+        }
+}
+
+void pstore_part_free(struct ckpt_part *p) {
+    struct part_ctx *c = p->ctx;
+    if (c) free(c->at);
+    free(c);
+    free(p->r);
+    memset(p, 0, sizeof *p);
 }

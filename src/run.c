@@ -1,6 +1,6 @@
 /* run: training loop with checkpoints, resume, signals and the numerical guard;
- * evaluation; export. Rank 0 does the printing and the file work of checkpoints and
- * broadcasts what it read. */
+ * evaluation; export. Rank 0 does the printing; every rank writes and reads its own
+ * slices of a checkpoint (train_state.c). */
 #include "run.h"
 
 #include <inttypes.h>
@@ -33,8 +33,9 @@ static double peak_rss_gib(void) {
     return (double)ru.ru_maxrss / (1024.0 * 1024.0); /* KiB on Linux */
 }
 
-/* Test hook: RINGTRAIN_TEST_CKPT_KILL / _FAIL = "STEP:BYTES" makes the save of that step
- * die by SIGKILL / fail with ENOSPC after BYTES bytes. Unset in a real run. */
+/* Test hook: RINGTRAIN_TEST_CKPT_KILL / _FAIL = "STEP:BYTES[:RANK]" makes the save of that
+ * step die by SIGKILL / fail with ENOSPC on rank RANK (default 0) after it wrote BYTES bytes.
+ * Unset in a real run. */
 static void test_faults(int64_t step, struct ckpt_faults *f) {
     memset(f, 0, sizeof *f);
     const char *names[2] = {"RINGTRAIN_TEST_CKPT_KILL", "RINGTRAIN_TEST_CKPT_FAIL"};
@@ -42,7 +43,8 @@ static void test_faults(int64_t step, struct ckpt_faults *f) {
     for (int i = 0; i < 2; i++) {
         const char *e = getenv(names[i]);
         long long s, b;
-        if (e && sscanf(e, "%lld:%lld", &s, &b) == 2 && s == step) *dst[i] = b;
+        int rank = 0;
+        if (e && sscanf(e, "%lld:%lld:%d", &s, &b, &rank) >= 2 && s == step) *dst[i] = b, f->rank = rank;
     }
 }
 
@@ -59,21 +61,12 @@ static void test_poison(struct train_opts *o) {
 static int save(struct run *r) {
     struct trainer *t = r->t;
     double t0 = MPI_Wtime();
-    int rc = 0;
     char err[1024] = "";
-    trainer_pull_state(t, 1);
-    if (r->rt->rank == 0) {
-        struct ckpt_meta meta;
-        struct ckpt_faults f;
-        float *p, *m, *v;
-        trainer_meta(t, &meta);
-        test_faults(meta.step, &f);
-        trainer_host_state(t, &p, &m, &v);
-        rc = ckpt_save(r->c->checkpoint.dir, &meta, p, m, v, r->c->checkpoint.keep, &f, err, sizeof err);
-        if (rc) fprintf(stderr, "ringtrain: checkpoint of step %lld failed: %s\n", (long long)t->step, err);
-        else snprintf(r->last_ckpt, sizeof r->last_ckpt, "step-%08lld", (long long)t->step);
-    }
-    comm_broadcast(&t->ctl, &rc, 1, COMM_I32, 0);
+    struct ckpt_faults f;
+    test_faults(t->step, &f);
+    int rc = trainer_save(t, r->c->checkpoint.dir, r->c->checkpoint.keep, &f, err, sizeof err);
+    if (rc && r->rt->rank == 0) fprintf(stderr, "ringtrain: checkpoint of step %lld failed: %s\n", (long long)t->step, err);
+    if (!rc) snprintf(r->last_ckpt, sizeof r->last_ckpt, "step-%08lld", (long long)t->step);
     r->t_ckpt += MPI_Wtime() - t0;
     return rc;
 }
@@ -82,48 +75,34 @@ static int save(struct run *r) {
  * (the weights, and with `moments` the AdamW moments and the step, cursor and counters).
  * Returns 0 (loaded: r->last_ckpt names it; or none: r->last_ckpt is "") or an exit code.
  * Complete checkpoints none of which verifies stop the run (2) unless
- * checkpoint.fresh_start. Rank 0 reads into its host arrays (train_state.c), never into the
- * live weights, so a checkpoint found corrupt after part of it was read changes nothing. */
+ * checkpoint.fresh_start. A checkpoint is verified (every rank a share of its blocks) before
+ * any rank reads it into the live weights, so a corrupt one changes nothing. */
 static int load_checkpoint(struct run *r, int moments) {
     struct trainer *t = r->t;
     const char *dir = r->c->checkpoint.dir;
-    int found = 0;
-    struct ckpt_meta meta;
+    struct ckpt_meta meta, mine;
+    char err[2048];
     memset(&meta, 0, sizeof meta);
-    if (r->rt->rank == 0) {
-        float *p, *m, *v;
-        trainer_host_state(t, &p, &m, &v);
-        if (!moments) m = v = NULL;
-        char err[2048];
-        struct ckpt_meta mine;
-        trainer_meta(t, &mine);
-        found = ckpt_load_latest(dir, stderr, t->model.pt.total, p, m, v, r->last_ckpt, &meta, err, sizeof err);
-        if (found == -2 && r->c->checkpoint.fresh_start) {
-            fprintf(stderr, "ringtrain: warning: %s; starting from step 0 as checkpoint.fresh_start asks\n", err);
-            found = 0;
-        } else if (found == -2) {
-            fprintf(stderr, "ringtrain: %s; stopping rather than starting afresh over them: repair or move "
-                    "them, or set checkpoint.fresh_start: true\n", err);
-        } else if (found < 0) {
-            fprintf(stderr, "ringtrain: %s\n", err);
-        } else if (found && meta.model_hash != mine.model_hash) {
-            fprintf(stderr, "ringtrain: checkpoint %s/%s was written for a model of another shape "
-                    "(use another checkpoint.dir, or --no-resume)\n", dir, r->last_ckpt);
-            found = -1;
-        } else if (found && moments && meta.job_hash != mine.job_hash) {
-            fprintf(stderr, "ringtrain: warning: %s/%s was written by a job with other data, token "
-                    "files or optimizer settings; resuming with the current ones\n", dir, r->last_ckpt);
-        }
-        if (found <= 0) r->last_ckpt[0] = 0;
+    trainer_meta(t, &mine);
+    int found = trainer_load(t, dir, stderr, moments, r->last_ckpt, &meta, err, sizeof err);
+    int rank0 = r->rt->rank == 0;
+    if (found == -2 && r->c->checkpoint.fresh_start) {
+        if (rank0) fprintf(stderr, "ringtrain: warning: %s; starting from step 0 as checkpoint.fresh_start asks\n", err);
+        found = 0;
+    } else if (found == -2) {
+        if (rank0) fprintf(stderr, "ringtrain: %s; stopping rather than starting afresh over them: repair or move "
+                           "them, or set checkpoint.fresh_start: true\n", err);
+    } else if (found < 0) {
+        if (rank0) fprintf(stderr, "ringtrain: %s\n", err);
+    } else if (found && moments && meta.job_hash != mine.job_hash && rank0) {
+        fprintf(stderr, "ringtrain: warning: %s/%s was written by a job with other data, token "
+                "files or optimizer settings; resuming with the current ones\n", dir, r->last_ckpt);
     }
-    comm_broadcast(&t->ctl, &found, 1, COMM_I32, 0);
+    if (found <= 0) r->last_ckpt[0] = 0;
     if (found < 0) return 2;
-    if (!found) return 0;
-    comm_broadcast(&t->ctl, &meta, (int64_t)sizeof meta, COMM_U8, 0);
-    trainer_push_state(t, moments);
-    if (!moments) return 0;
+    if (!found || !moments) return 0;
     trainer_restore(t, &meta);
-    if (r->rt->rank == 0)
+    if (rank0)
         printf("resuming from %s/%s at step %lld (written by %d rank%s, cp %d x dp %d)\n", dir, r->last_ckpt,
                (long long)meta.step, meta.world, meta.world > 1 ? "s" : "", meta.cp, meta.dp);
     return 0;
@@ -245,10 +224,8 @@ static void print_end(struct run *r, const char *event, const char *reason, cons
 static int export_params(const struct run *r) {
     const struct cfg *c = r->c;
     int rc = 0;
-    trainer_pull_state(r->t, 0);
+    float *params = trainer_gather_params(r->t);
     if (r->rt->rank == 0) {
-        float *params, *m, *v;
-        trainer_host_state(r->t, &params, &m, &v);
         char err[1024];
         const struct model_config *mc = &r->t->job.mc;
         int64_t positions = mc->max_positions > c->data.seq_len ? mc->max_positions : c->data.seq_len;
@@ -257,6 +234,7 @@ static int export_params(const struct run *r) {
         if (rc) fprintf(stderr, "ringtrain: export failed: %s\n", err);
         else printf("exported the model to %s (%s)\n", c->export_.dir, c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32");
     }
+    free(params);
     comm_broadcast(&r->t->ctl, &rc, 1, COMM_I32, 0);
     return rc;
 }

@@ -108,9 +108,6 @@ void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *
 }
 
 void trainer_free(struct trainer *t) {
-    free(t->host_p);
-    free(t->host_m);
-    free(t->host_v);
     free(t->seq_in);
     free(t->seq_lab);
     free(t->tok);

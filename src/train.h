@@ -2,7 +2,7 @@
  * model (its parameter store shards weights, gradients and AdamW state by ZeRO stage,
  * pstore.h) and data, the
  * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
- * evaluation; train_state.c moves the state to and from host arrays for checkpoints;
+ * evaluation; train_state.c writes and reads its checkpoints (every rank its own slices);
  * train_backend.c opens the backend and the transports. The same set-up runs against the
  * plan backend of a memory plan (trainer_plan, mem_plan.h). Logging lives in the caller
  * (run.c). */
@@ -10,6 +10,7 @@
 #define RT_TRAIN_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "checkpoint.h"
 #include "comm.h"
@@ -40,7 +41,6 @@ struct trainer {
     int64_t           bad_in_row;    /* non-finite steps in a row */
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
-    float            *host_p, *host_m, *host_v; /* rank 0: (pt.total) host copies of the weights and moments */
     struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
     int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
 };
@@ -82,17 +82,19 @@ double trainer_gradients(struct trainer *t, struct step_stats *st, float *full);
 /* Mean token loss over the eval windows of `path` (no update). Collective. */
 double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
 
-/* Rank 0's host arrays of the full fp32 master weights and AdamW moments (pt.total floats
- * each, allocated at first use); NULL on the other ranks.
- * Their contents are whatever the last pull or a caller left there: a resume reads a
- * checkpoint into them, then calls trainer_push_state. Not collective. */
-void trainer_host_state(struct trainer *t, float **p, float **m, float **v);
-/* Collective: fill rank 0's host arrays with the current weights and, when moments is set,
- * the moments (every rank's shards gathered to rank 0). */
-void trainer_pull_state(struct trainer *t, int moments);
-/* Collective: every rank takes on rank 0's host weights and, when moments is set, its
- * moments (each rank's shards scattered), and refreshes its working weights. */
-void trainer_push_state(struct trainer *t, int moments);
+/* Collective: write a checkpoint of the current state into dir (ckpt_save: every rank its
+ * 1/world share of the files), keeping `keep`. Returns 0, or -1 with err on every rank. */
+int trainer_save(struct trainer *t, const char *dir, int keep, const struct ckpt_faults *f, char *err,
+                 size_t errlen);
+/* Collective: load the newest usable checkpoint of dir (ckpt_load_latest: every rank reads
+ * what its layout holds) -- the weights, and with `moments` the AdamW moments -- and refresh
+ * the working weights. The step and counters are the caller's (trainer_restore). Returns
+ * ckpt_load_latest's result; the live state is touched only when it is 1. */
+int trainer_load(struct trainer *t, const char *dir, FILE *log, int moments, char *name, struct ckpt_meta *meta,
+                 char *err, size_t errlen);
+/* Collective: the full fp32 weights (pt.total floats) on rank 0 (malloc'd; the caller frees),
+ * NULL elsewhere, for the HF export. */
+float *trainer_gather_params(struct trainer *t);
 
 /* Checkpoint state of the trainer, and its restoration (the step, data cursor, optimizer
  * step count; parameters and moments are restored by the caller into model/opt). */

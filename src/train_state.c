@@ -1,32 +1,36 @@
-/* train_state: the trainer's fp32 weights and AdamW moments as full host arrays on rank 0,
- * for checkpoints and exports, and back (see train.h). The parameter store moves each
- * rank's shards to and from rank 0 unit by unit over ctl (pstore_state.c). The host arrays
- * exist on rank 0 only, allocated at first use. */
+/* train_state: the trainer's state in checkpoints (see train.h): every rank writes and
+ * reads its own slices of the files through the parameter store's checkpoint parts
+ * (pstore_state.c); no rank holds more than its shard and a bounded staging buffer. The
+ * HF export's full weights are assembled on rank 0 alone. */
 #include <stdlib.h>
 
 #include "train.h"
 
-void trainer_host_state(struct trainer *t, float **p, float **m, float **v) {
-    *p = *m = *v = NULL;
-    if (t->ctl.rank != 0) return;
-    size_t n = (size_t)t->model.pt.total;
-    if (!t->host_p) {
-        t->host_p = rt_calloc(n, sizeof(float), "host copy of the weights");
-        t->host_m = rt_calloc(n, sizeof(float), "host copy of the moments");
-        t->host_v = rt_calloc(n, sizeof(float), "host copy of the moments");
-    }
-    *p = t->host_p, *m = t->host_m, *v = t->host_v;
+int trainer_save(struct trainer *t, const char *dir, int keep, const struct ckpt_faults *f, char *err,
+                 size_t errlen) {
+    struct ckpt_meta meta;
+    struct ckpt_part mine;
+    trainer_meta(t, &meta);
+    pstore_part(&t->model.ps, 1, 1, t->ctl.size, t->ctl.rank, &mine);
+    int rc = ckpt_save(&t->ctl, dir, &meta, &mine, keep, f, err, errlen);
+    pstore_part_free(&mine);
+    return rc;
 }
 
-void trainer_pull_state(struct trainer *t, int moments) {
-    float *a[3];
-    trainer_host_state(t, &a[0], &a[1], &a[2]);
-    for (int k = 0; k < (moments ? 3 : 1); k++) pstore_gather(&t->model.ps, &t->ctl, k, a[k]);
+int trainer_load(struct trainer *t, const char *dir, FILE *log, int moments, char *name, struct ckpt_meta *meta,
+                 char *err, size_t errlen) {
+    struct ckpt_meta mine;
+    struct ckpt_part need;
+    trainer_meta(t, &mine);
+    pstore_part(&t->model.ps, 0, moments, t->ctl.size, t->ctl.rank, &need);
+    int found = ckpt_load_latest(&t->ctl, dir, log, &mine, moments, &need, name, meta, err, errlen);
+    pstore_part_free(&need);
+    if (found == 1) pstore_refresh(&t->model.ps);
+    return found;
 }
 
-void trainer_push_state(struct trainer *t, int moments) {
-    float *a[3];
-    trainer_host_state(t, &a[0], &a[1], &a[2]);
-    for (int k = 0; k < (moments ? 3 : 1); k++) pstore_scatter(&t->model.ps, &t->ctl, k, a[k]);
-    pstore_refresh(&t->model.ps);
+float *trainer_gather_params(struct trainer *t) {
+    float *p = t->ctl.rank == 0 ? rt_malloc((size_t)t->model.pt.total * sizeof(float), "weights for the export") : NULL;
+    pstore_gather(&t->model.ps, &t->ctl, 0, p);
+    return p;
 }

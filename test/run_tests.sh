@@ -31,6 +31,7 @@ run $b/test_cli
 run $b/test_mem_plan
 run $b/test_plan
 run $b/test_checkpoint
+run $mpirun -np 3 $b/test_checkpoint
 run $b/test_hf_reference
 run $mpirun -np 4 $b/test_hf_reference
 for n in 1 2 3 4 6 8; do

@@ -6,9 +6,11 @@
 #  2. SIGTERM to one rank: checkpoint, exit 0; the rerun resumes and the whole matches a
 #     straight run bit for bit. SIGUSR1: checkpoint and continue. SIGINT: stop, no save.
 #     SIGTERM and SIGINT at the same step: SIGTERM wins (checkpoint, exit 0).
-#  3. A rank killed (SIGKILL) in the middle of writing a checkpoint: the previous one is
-#     used and the losses still match; a failed write (ENOSPC) keeps the previous one.
-#  4. A corrupt and a truncated checkpoint are named and the previous one is used; when
+#  3. A rank killed (SIGKILL) in the middle of writing a checkpoint, rank 0 or rank 1: the
+#     previous one is used and the losses still match; a failed write (ENOSPC) on rank 0 or on
+#     rank 1 fails the save on every rank and keeps the previous one.
+#  4. A corrupt (the bad block named) and a truncated checkpoint are named and the previous
+#     one is used; when
 #     every checkpoint is corrupt the run stops (exit 2) naming the damage, and with
 #     checkpoint.fresh_start it starts afresh, bit for bit like a fresh run. Resuming from an
 #     older checkpoint drops the metrics records it replays (no duplicate steps).
@@ -17,7 +19,8 @@
 #  7. ZeRO (parallel.zero, 1 by default): a checkpoint written by 4 ZeRO-1 ranks resumes
 #     on 2 ranks with ZeRO-3 and the optimizer on the host, and on 1 rank; a run alternates zero 0 -> 1 -> 0 across
 #     resumes; the files are those of an unsharded run (losses within 1e-5 of a straight
-#     2-rank run, as in 5).
+#     2-rank run, as in 5); a chain of resumes over 1, 2 and 4 ranks, ZeRO 0..3 and the
+#     optimizer on the device and the host stays within 1e-5 of it too.
 #  8. Two runs on one checkpoint.dir: the second exits 2 naming the first (host, pid).
 #  9. The numerical guard: no checkpoint is written during a run of non-finite steps, and
 #     the one it names as the last good one is.
@@ -110,11 +113,29 @@ grep -q "checkpoint of step 4 failed: .*No space left on device" "$d/f.out" && [
     && [ -f "$d/ckf/step-00000006/DONE" ] && ! ls -a "$d/ckf" | grep -q tmp \
     && ok "ENOSPC at step 4 reported, training went on, step 2 and 6 complete" || bad "ENOSPC: exit $frc $(grep -i checkpoint "$d/f.out") $(ls -a "$d/ckf")"
 
+# The same on rank 1 of 2: every rank writes its own slices, so a fault on any of them
+# fails the save on all (named), leaves no temporary directory and the older checkpoint.
+RINGTRAIN_TEST_CKPT_FAIL=4:2000:1 run 2 f1.out "${six[@]}" --set checkpoint.dir="$d/ckf1"
+frc=$?
+grep -q "checkpoint of step 4 failed: .*write failed on rank 1: No space left on device" "$d/f1.out" && [ $frc = 0 ] \
+    && [ -f "$d/ckf1/step-00000002/DONE" ] && [ ! -e "$d/ckf1/step-00000004" ] && [ -f "$d/ckf1/step-00000006/DONE" ] \
+    && ! ls -a "$d/ckf1" | grep -q tmp \
+    && ok "ENOSPC on rank 1 at step 4: the save failed on every rank, no temp dir, step 2 and 6 complete" \
+    || bad "ENOSPC on rank 1: exit $frc $(grep -i checkpoint "$d/f1.out") $(ls -a "$d/ckf1")"
+RINGTRAIN_TEST_CKPT_KILL=4:3000:1 run 2 k3.out "${six[@]}" --set checkpoint.dir="$d/ckk1" --set log.metrics="$d/k1.jsonl"
+krc=$?
+run 2 k4.out "${six[@]}" --set checkpoint.dir="$d/ckk1" --set log.metrics="$d/k1.jsonl" || bad "resume after kill on rank 1 failed"
+[ $krc != 0 ] && grep -q "step-00000002 at step 2" "$d/k4.out" && [ "$(losses "$d/s.jsonl")" = "$(losses "$d/k1.jsonl")" ] \
+    && ! ls -a "$d/ckk1" | grep -q tmp && ok "rank 1 killed during save of step 4 (exit $krc): resumed from step 2, bit for bit" \
+    || bad "kill on rank 1: exit $krc, $(head -3 "$d/k4.out") $(ls -a "$d/ckk1")"
+
 echo "4. corrupt and truncated checkpoints"
 printf '\x55' | dd of="$d/ckb/step-00000020/model.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
 run 2 c.out --set checkpoint.dir="$d/ckb" --set train.steps=20
-grep -q "step-00000020: model.bin checksum mismatch" "$d/c.out" && grep -q "step-00000010 at step 10" "$d/c.out" \
-    && ok "corrupt step 20 named, resumed from step 10" || bad "corrupt: $(head -4 "$d/c.out")"
+# byte 100 lies in rank 0's first block (the embedding's first part): bytes 0..2047 on 2 ranks
+grep -q "step-00000020: model.bin checksum mismatch at bytes 0..2047 (block 1 of 8)" "$d/c.out" \
+    && grep -q "step-00000010 at step 10" "$d/c.out" \
+    && ok "corrupt step 20 named with its block, resumed from step 10" || bad "corrupt: $(head -4 "$d/c.out")"
 cp -r "$d/ckb" "$d/ckt"
 truncate -s 1000 "$d/ckt/step-00000020/optim.bin"
 run 2 t.out --set checkpoint.dir="$d/ckt" --set train.steps=20
@@ -185,6 +206,20 @@ size() { stat -c %s "$1"; }
     && [ "$(size "$d/ckz/step-00000020/optim.bin")" = "$(size "$d/cko/step-00000020/optim.bin")" ] \
     && [ "$(size "$d/cko/step-00000020/optim.bin")" = $((2 * $(size "$d/cko/step-00000020/model.bin"))) ] \
     && ok "sharded and unsharded checkpoints have the same files and sizes" || bad "checkpoint sizes: $(ls -l "$d/ckz/step-00000020" "$d/cko/step-00000020")"
+
+# Every rank count, stage and optimizer placement: a run resumed four times, each part on
+# another layout, ends within 1e-5 of the straight 2-rank run.
+chain=("4 3 host" "1 0 device" "2 2 device" "4 0 host" "2 1 host")
+at=0 ok_chain=1
+for c in "${chain[@]}"; do
+    set -- $c
+    at=$((at + 4))
+    run "$1" ch$at.out --set checkpoint.dir="$d/ckch" --set train.steps=$at --set log.metrics="$d/ch.jsonl" \
+        --set parallel.zero="$2" --set memory.optimizer="$3" || { ok_chain=0; bad "chain part to step $at ($c) failed: $(tail -3 "$d/ch$at.out")"; }
+done
+[ $ok_chain = 1 ] && grep -q "at step 16 (written by 4 ranks" "$d/ch20.out" && within "$d/a.jsonl" "$d/ch.jsonl" \
+    && ok "4 ranks zero 3 host -> 1 rank -> 2 ranks zero 2 -> 4 ranks zero 0 host -> 2 ranks zero 1 host: losses within 1e-5" \
+    || bad "chain: $(head -3 "$d/ch20.out")"
 
 echo "8. one run per checkpoint.dir"
 "$bin" "$d/job.yaml" "${long[@]}" --set checkpoint.dir="$d/cklock" --set log.metrics="$d/lock.jsonl" > "$d/lock1.out" 2>&1 &

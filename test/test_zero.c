@@ -17,10 +17,13 @@
  *     and then added, where full buffers add the sequences first. That is about one ulp per
  *     gradient element per step, which AdamW's m / sqrt(v) grows on elements with a small v
  *     (seen at 4 ranks over 20 steps: losses 3e-9, weights 3e-6 L2 and 4e-5 max).
- *  3. The checkpoint state: pulled from a ZeRO-3 run after STEPS/2 steps (shards gathered to
- *     rank 0) and pushed into fresh trainers of every stage and placement (scattered), the next
- *     steps continue as the original run does: bit for bit with the same stage and placement,
- *     within the tolerance of 2 otherwise. */
+ *  3. Checkpoints: saved by a ZeRO-3 run after STEPS/2 steps (every rank writes its slices)
+ *     and loaded by fresh trainers of every stage and placement (every rank reads what it
+ *     holds), the next steps continue as the original run does: bit for bit with the same
+ *     stage and placement, within the tolerance of 2 otherwise. Each of them saves again:
+ *     model.bin and optim.bin are byte-identical whoever wrote them (every stage and
+ *     placement on N ranks, and one rank alone). No save, and no sharded load, makes a host
+ *     allocation larger than one part (1/N of a unit; rt_alloc_largest). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,13 +186,10 @@ struct outcome {
 static void take_state(struct trainer *t, struct outcome *o) {
     int64_t n = t->model.pt.total;
     o->total = n;
-    trainer_pull_state(t, 1);
-    float *h[3];
-    trainer_host_state(t, &h[0], &h[1], &h[2]);
     float **dst[3] = {&o->p, &o->m, &o->v};
     for (int k = 0; k < 3; k++) {
-        *dst[k] = NULL;
-        if (rt.rank == 0) memcpy(*dst[k] = malloc((size_t)n * sizeof(float)), h[k], (size_t)n * sizeof(float));
+        *dst[k] = rt.rank == 0 ? malloc((size_t)n * sizeof(float)) : NULL;
+        pstore_gather(&t->model.ps, &t->ctl, k, *dst[k]);
     }
 }
 
@@ -277,21 +277,62 @@ static void test_layout(int cp, int dp) {
     outcome_free(&ref);
 }
 
-/* ---- 3. the checkpoint state through host arrays ---- */
+/* ---- 3. the checkpoint state through checkpoint files ---- */
 
+/* Whether dir_a/step and dir_b/step hold the same model.bin and optim.bin, byte for byte
+ * (rank 0; 1 elsewhere). */
+static int same_files(const char *a, const char *b, const char *step) {
+    if (rt.rank != 0) return 1;
+    char cmd[2200], out[512];
+    snprintf(cmd, sizeof cmd, "cmp %s/%s/model.bin %s/%s/model.bin && cmp %s/%s/optim.bin %s/%s/optim.bin", a, step,
+             b, step, a, step, b, step);
+    int rc = tu_run(cmd, out, sizeof out);
+    if (rc) fprintf(stderr, "  %s", out);
+    return rc == 0;
+}
+
+/* The largest host allocation of a save or a load (rt_alloc_largest) is at most one
+ * part -- the largest range a rank writes or reads, which the staging buffer holds -- and
+ * far from the full weights. */
+static void check_alloc(const struct pstore *ps, int64_t range_floats, const char *what) {
+    size_t got = rt_alloc_largest(1), bound = (size_t)range_floats * sizeof(float);
+    if (!CHECK(got <= bound && bound < (size_t)ps->pt.total * sizeof(float)))
+        fprintf(stderr, "  %s: largest host allocation %zu bytes, bound %zu (the weights: %lld)\n", what, got, bound,
+                (long long)ps->pt.total * 4);
+}
+
+static int64_t largest_part(const struct pstore *ps, int world) {
+    int64_t most = 0;
+    for (int i = 0; i < ps->n_units; i++) {
+        int64_t lo, n;
+        pstore_split(ps->u[i].lo, ps->u[i].hi, world, 0, &lo, &n);
+        if (n > most) most = n;
+    }
+    return most;
+}
+
+/* A ZeRO-3 run saves after STEPS/2 steps (directory A); trainers of every stage and
+ * placement load it, save it again (their own directory) and take the next steps: the
+ * files are byte-identical to A, the steps continue as the original run does (bit for bit
+ * with the same stage and placement, within the tolerance of 2 otherwise), and no save or
+ * sharded load allocates more host memory than one part. A 1-rank trainer on rank 0 does
+ * the same: written by one rank, the files are those of N ranks. */
 static void test_state(int cp, int dp) {
     enum { HALF = STEPS / 2 };
     const struct placing from = {3, 0};
+    char base[512], dir_a[600], dir[600], err[1024], name[CKPT_NAME_MAX];
+    if (rt.rank == 0) snprintf(base, sizeof base, "%s", tu_tmpdir("zero_ckpt"));
+    MPI_CHECK(MPI_Bcast(base, sizeof base, MPI_CHAR, 0, rt.world_comm));
+    snprintf(dir_a, sizeof dir_a, "%s/a", base);
+    const char *step = "step-00000010";
     struct job j = make_job(cp, dp, from);
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, &j, &rt, NULL);
     struct step_stats st;
     for (int s = 0; s < HALF; s++) trainer_step(t, &st);
-    struct outcome saved;
-    take_state(t, &saved);
-    struct ckpt_meta meta;
-    trainer_meta(t, &meta);
-    size_t bytes = (size_t)saved.total * sizeof(float);
+    rt_alloc_largest(1);
+    CHECK(trainer_save(t, dir_a, 1, NULL, err, sizeof err) == 0);
+    check_alloc(&t->model.ps, largest_part(&t->model.ps, rt.world), "ZeRO-3 save");
     double want[HALF];
     for (int s = 0; s < HALF; s++) trainer_step(t, &st), want[s] = st.loss;
     trainer_free(t);
@@ -299,11 +340,18 @@ static void test_state(int cp, int dp) {
     for (int k = 0; k < NPLACINGS; k++) {
         j = make_job(cp, dp, placings[k]);
         trainer_init(t, &j, &rt, NULL);
-        float *host[3];
-        trainer_host_state(t, &host[0], &host[1], &host[2]);
-        if (rt.rank == 0) memcpy(host[0], saved.p, bytes), memcpy(host[1], saved.m, bytes), memcpy(host[2], saved.v, bytes);
-        trainer_push_state(t, 1);
+        struct ckpt_meta meta;
+        rt_alloc_largest(1);
+        CHECK(trainer_load(t, dir_a, NULL, 1, name, &meta, err, sizeof err) == 1 && !strcmp(name, step));
+        if (placings[k].zero > 0) check_alloc(&t->model.ps, largest_part(&t->model.ps, rt.world), "sharded load");
+        else rt_alloc_largest(1);
         trainer_restore(t, &meta);
+        snprintf(dir, sizeof dir, "%s/p%d", base, k);
+        CHECK(trainer_save(t, dir, 1, NULL, err, sizeof err) == 0);
+        check_alloc(&t->model.ps, largest_part(&t->model.ps, rt.world), "save");
+        if (!CHECK(same_files(dir_a, dir, step)))
+            fprintf(stderr, "  written by zero %d host %d: the files differ from zero 3's\n", placings[k].zero,
+                    placings[k].host);
         int same = 1;
         for (int s = 0; s < HALF; s++) {
             trainer_step(t, &st);
@@ -314,7 +362,23 @@ static void test_state(int cp, int dp) {
         if (placings[k].zero == from.zero && placings[k].host == from.host) CHECK(same); /* bit for bit */
         trainer_free(t);
     }
-    outcome_free(&saved);
+    /* One rank alone (its own world): load A, save B; B's files are A's. */
+    if (rt.rank == 0) {
+        struct runtime one = rt;
+        one.world = 1, one.local_size = 1;
+        MPI_CHECK(MPI_Comm_dup(MPI_COMM_SELF, &one.world_comm));
+        MPI_CHECK(MPI_Comm_set_errhandler(one.world_comm, MPI_ERRORS_RETURN));
+        j = make_job(1, 1, placings[0]);
+        trainer_init(t, &j, &one, NULL);
+        struct ckpt_meta meta;
+        CHECK(trainer_load(t, dir_a, NULL, 1, name, &meta, err, sizeof err) == 1);
+        trainer_restore(t, &meta);
+        snprintf(dir, sizeof dir, "%s/one", base);
+        CHECK(trainer_save(t, dir, 1, NULL, err, sizeof err) == 0);
+        if (!CHECK(same_files(dir_a, dir, step))) fprintf(stderr, "  written by one rank: the files differ\n");
+        trainer_free(t);
+        MPI_CHECK(MPI_Comm_free(&one.world_comm));
+    }
     free(t);
 }
 
