@@ -471,25 +471,58 @@ int hf_check_weights(const char *dir, const struct param_table *t, char *err, si
     return 0;
 }
 
-int hf_load_weights(const char *dir, const struct param_table *t, float *buf, char *err,
-                    size_t errlen) {
+struct hf_reader {
     struct hf_weights w;
-    if (weights_open(&w, dir, t, err, errlen)) return -1;
-    int rc = 0;
-    for (int i = 0; i < t->n && !rc; i++) {
-        float *x = buf + t->p[i].offset;
-        rc = st_to_f32(w.src[i], x, err, errlen);
-        const int64_t n = rc ? 0 : w.src[i]->numel;
-        int64_t bad = n;
-#pragma omp parallel for reduction(min : bad) schedule(static) if (n > (1 << 20))
-        for (int64_t k = 0; k < n; k++)
+    const struct param_table *t;
+};
+
+int hf_reader_open(struct hf_reader **r, const char *dir, const struct param_table *t, char *err, size_t errlen) {
+    *r = calloc(1, sizeof **r);
+    if (!*r) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        return -1;
+    }
+    (*r)->t = t;
+    if (weights_open(&(*r)->w, dir, t, err, errlen)) {
+        free(*r);
+        *r = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int hf_reader_read(struct hf_reader *r, int64_t lo, int64_t n, float *dst, char *err, size_t errlen) {
+    const struct param_table *t = r->t;
+    for (int i = 0; i < t->n; i++) {
+        const struct param *p = &t->p[i];
+        int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
+        if (a >= b) continue;
+        float *x = dst + (a - lo);
+        const int64_t first = a - p->offset, m = b - a;
+        if (st_to_f32_range(r->w.src[i], first, m, x, err, errlen)) return -1;
+        int64_t bad = m;
+#pragma omp parallel for reduction(min : bad) schedule(static) if (m > (1 << 20))
+        for (int64_t k = 0; k < m; k++)
             if (!isfinite(x[k]) && k < bad) bad = k;
-        if (bad < n) {
-            snprintf(err, errlen, "%s: %s: element %lld is not finite (%g)", w.src[i]->file, t->p[i].name,
-                     (long long)bad, (double)x[bad]);
-            rc = -1;
+        if (bad < m) {
+            snprintf(err, errlen, "%s: %s: element %lld is not finite (%g)", r->w.src[i]->file, p->name,
+                     (long long)(first + bad), (double)x[bad]);
+            return -1;
         }
     }
-    weights_close(&w);
+    return 0;
+}
+
+void hf_reader_close(struct hf_reader *r) {
+    if (!r) return;
+    weights_close(&r->w);
+    free(r);
+}
+
+int hf_load_weights(const char *dir, const struct param_table *t, float *buf, char *err, size_t errlen) {
+    struct hf_reader *r;
+    if (hf_reader_open(&r, dir, t, err, errlen)) return -1;
+    int rc = hf_reader_read(r, 0, t->total, buf, err, errlen);
+    hf_reader_close(r);
     return rc;
 }

@@ -25,4 +25,11 @@ int hf_check_weights(const char *dir, const struct param_table *t, char *err, si
 int hf_load_weights(const char *dir, const struct param_table *t, float *buf, char *err,
                     size_t errlen);
 
+/* The same checks at open, then flat ranges [lo, lo + n) of the parameter vector converted
+ * into dst[n] (a rank reads only what it holds); the same errors per range. */
+struct hf_reader;
+int  hf_reader_open(struct hf_reader **r, const char *dir, const struct param_table *t, char *err, size_t errlen);
+int  hf_reader_read(struct hf_reader *r, int64_t lo, int64_t n, float *dst, char *err, size_t errlen);
+void hf_reader_close(struct hf_reader *r);
+
 #endif

@@ -112,16 +112,23 @@ int64_t params_lm_head(const struct param_table *t) {
 }
 
 void params_init_random(const struct param_table *t, uint64_t seed, float *buf) {
+    params_init_random_range(t, seed, 0, t->total, buf);
+}
+
+void params_init_random_range(const struct param_table *t, uint64_t seed, int64_t lo, int64_t n, float *dst) {
     for (int i = 0; i < t->n; i++) {
         const struct param *p = &t->p[i];
-        float *w = buf + p->offset;
+        int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
+        if (a >= b) continue;
+        float *w = dst + (a - lo);
         if (p->ndim == 1) {
-            for (int64_t j = 0; j < p->numel; j++) w[j] = 1.0f;
+            for (int64_t j = 0; j < b - a; j++) w[j] = 1.0f;
             continue;
         }
         uint64_t key = rng_hash_str(seed, p->name);
+        int64_t j0 = a - p->offset;
 #pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < p->numel; j++) w[j] = 0.02f * (float)rng_normal(key, (uint64_t)j);
+        for (int64_t j = 0; j < b - a; j++) w[j] = 0.02f * (float)rng_normal(key, (uint64_t)(j0 + j));
     }
 }
 

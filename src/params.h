@@ -87,6 +87,8 @@ int64_t params_lm_head(const struct param_table *t);  /* (V, d); the embedding w
 /* Random init that depends only on the seed and each tensor's name (never on the rank
  * count): norm weights 1, every other tensor normal(0, 0.02). */
 void params_init_random(const struct param_table *t, uint64_t seed, float *buf);
+/* The same values for the flat range [lo, lo + n) only, into dst[n]. */
+void params_init_random_range(const struct param_table *t, uint64_t seed, int64_t lo, int64_t n, float *dst);
 
 /* RoPE inverse frequencies (D/2 values) with the configured scaling, computed in double. */
 void params_rope_inv_freq(const struct model_config *mc, double *inv_freq);

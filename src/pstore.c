@@ -184,17 +184,24 @@ int pstore_unit_of(const struct pstore *ps, int64_t off) {
 /* Where the optimizer's memory is host memory the CPU may touch. */
 static int opt_on_host(const struct pstore *ps) { return ps->host_opt || ps->be->host_memory; }
 
-void pstore_set(struct pstore *ps, const float *host) {
+void pstore_fill(struct pstore *ps, void (*fill)(void *ctx, int64_t lo, int64_t n, float *dst), void *ctx) {
     pstore_drain(ps);
+    float *buf = opt_on_host(ps) ? NULL : rt_malloc((size_t)ps->max_part * sizeof(float), "weights (one part)");
     for (int i = 0; i < ps->n_units; i++) {
         const struct pstore_unit *u = &ps->u[i];
         if (!u->own_n) continue;
-        size_t bytes = (size_t)u->own_n * sizeof(float);
-        if (opt_on_host(ps)) memcpy(ps->master + u->sh, host + u->own_lo, bytes);
-        else ps->be->upload(ps->be, ps->master + u->sh, host + u->own_lo, bytes);
+        fill(ctx, u->own_lo, u->own_n, buf ? buf : ps->master + u->sh);
+        if (buf) ps->be->upload(ps->be, ps->master + u->sh, buf, (size_t)u->own_n * sizeof(float));
     }
+    free(buf);
     pstore_refresh(ps);
 }
+
+static void from_host(void *ctx, int64_t lo, int64_t n, float *dst) {
+    memcpy(dst, (const float *)ctx + lo, (size_t)n * sizeof(float));
+}
+
+void pstore_set(struct pstore *ps, const float *host) { pstore_fill(ps, from_host, (void *)host); }
 
 /* The stage buffer of unit i's part (host optimizer on a device backend). */
 static int stage_of(int i) { return i % 2; }

@@ -125,6 +125,9 @@ static inline int pstore_head(const struct pstore *ps) { return ps->Ly + 1; }
  * takes its shard; then the working weights are refreshed. Not collective except for the
  * refresh's gathers (every rank calls it). */
 void pstore_set(struct pstore *ps, const float *host);
+/* The same from fill(ctx, lo, n, dst), asked for the flat ranges this rank holds only (its
+ * shard, or whole units when not sharded), so no rank needs the whole model in host memory. */
+void pstore_fill(struct pstore *ps, void (*fill)(void *ctx, int64_t lo, int64_t n, float *dst), void *ctx);
 /* Refresh the working weights from the master (after an update or pstore_set). Collective. */
 void pstore_refresh(struct pstore *ps);
 

@@ -260,8 +260,16 @@ static float f16_to_f32(uint16_t h) {
 #define ST_PAR_MIN 65536 /* elements below which conversion stays on one thread */
 
 int st_to_f32(const struct st_tensor *t, float *out, char *err, size_t errlen) {
-    const unsigned char *src = t->data;
-    const int64_t n = t->numel;
+    return st_to_f32_range(t, 0, t->numel, out, err, errlen);
+}
+
+int st_to_f32_range(const struct st_tensor *t, int64_t first, int64_t n, float *out, char *err, size_t errlen) {
+    if (first < 0 || n < 0 || first > t->numel - n) {
+        snprintf(err, errlen, "%s: %s: elements [%lld, +%lld) of %lld", t->file ? t->file : "safetensors", t->name,
+                 (long long)first, (long long)n, (long long)t->numel);
+        return -1;
+    }
+    const unsigned char *src = (const unsigned char *)t->data + first * st_dtype_size(t->dtype);
     switch (t->dtype) {
     case ST_F32:
 #pragma omp parallel for schedule(static) if (n > ST_PAR_MIN)

@@ -43,6 +43,8 @@ int  st_open(struct st_file *f, const char *path, char *err, size_t errlen);
 const struct st_tensor *st_find(const struct st_file *f, const char *name);
 /* Convert a float tensor (F32, F64, BF16, F16) into out[numel]; other dtypes are an error. */
 int  st_to_f32(const struct st_tensor *t, float *out, char *err, size_t errlen);
+/* Elements [first, first + n) of it into out[n]. */
+int  st_to_f32_range(const struct st_tensor *t, int64_t first, int64_t n, float *out, char *err, size_t errlen);
 const char *st_dtype_name(int dtype);
 int  st_dtype_size(int dtype);
 int  st_dtype_is_float(int dtype); /* F32, F64, BF16, F16: what st_to_f32 converts */

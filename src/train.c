@@ -40,18 +40,29 @@ static int offload_layers(struct trainer *t, char *why, size_t whylen) {
     return n;
 }
 
-/* The weights: loaded from the HF directory or randomly initialised. */
+/* The weights: loaded from the HF directory or randomly initialised, each rank only the
+ * ranges it holds. */
+struct weight_source {
+    const struct cfg       *c;
+    const struct param_table *pt;
+    struct hf_reader       *hf; /* NULL: random */
+};
+
+static void fill_weights(void *ctx, int64_t lo, int64_t n, float *dst) {
+    struct weight_source *w = ctx;
+    char err[1024];
+    if (!w->hf) params_init_random_range(w->pt, w->c->model.seed, lo, n, dst);
+    else if (hf_reader_read(w->hf, lo, n, dst, err, sizeof err)) RT_BAD_INPUT("%s", err);
+}
+
 static void init_weights(struct trainer *t) {
     const struct cfg *c = &t->job.cfg;
     char err[1024];
-    float *w = rt_malloc((size_t)t->model.pt.total * sizeof(float), "initial weights");
-    if (c->model.init == INIT_HF) {
-        if (hf_load_weights(c->model.hf_dir, &t->model.pt, w, err, sizeof err)) RT_BAD_INPUT("%s", err);
-    } else {
-        params_init_random(&t->model.pt, c->model.seed, w);
-    }
-    model_set_params(&t->model, w);
-    free(w);
+    struct weight_source w = {c, &t->model.pt, NULL};
+    if (c->model.init == INIT_HF && hf_reader_open(&w.hf, c->model.hf_dir, &t->model.pt, err, sizeof err))
+        RT_BAD_INPUT("%s", err);
+    pstore_fill(&t->model.ps, fill_weights, &w);
+    hf_reader_close(w.hf);
 }
 
 /* The trainer's start-up, shared by a run (plan NULL) and a memory plan (every backend

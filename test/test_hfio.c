@@ -555,6 +555,23 @@ static void test_hf_weights(void) {
     CHECK(hf_load_weights(sharded, &t, got, err, sizeof err) == 0);
     CHECK(!memcmp(got, ref, (size_t)t.total * 4));
 
+    /* ranges of the flat vector (what one rank of a sharded store reads), across tensor and
+     * file boundaries: the same floats; and the random init of a range is that of the whole */
+    struct hf_reader *rd;
+    CHECK(hf_reader_open(&rd, sharded, &t, err, sizeof err) == 0);
+    float *all = malloc((size_t)t.total * 4);
+    params_init_random(&t, 77, all);
+    int64_t cuts[][2] = {{0, 1}, {3, 97}, {t.total / 3, t.total / 2}, {t.total - 5, 5}, {0, t.total}};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        int64_t lo = cuts[c][0], n = cuts[c][1];
+        memset(got, 0, (size_t)t.total * 4);
+        CHECK(hf_reader_read(rd, lo, n, got, err, sizeof err) == 0 && !memcmp(got, ref + lo, (size_t)n * 4));
+        params_init_random_range(&t, 77, lo, n, got);
+        CHECK(!memcmp(got, all + lo, (size_t)n * 4));
+    }
+    hf_reader_close(rd);
+    free(all);
+
     /* the index names a shard that does not exist */
     const char *noshard = tu_tmpdir("hf_noshard");
     write_model_st(path_in(noshard, "model-00001-of-00003.safetensors"), &m, 0, 3, NULL, NULL, NULL);
