@@ -329,7 +329,7 @@ static void test_bf16_export(const char *base) {
     for (int64_t i = 8; i < m.t.total; i += 4) m.w[i] = f32_of(bits_of(m.w[i]) & 0xffff0000u);
     char dir[PATH_LEN];
     join_to(dir, base, "bf16");
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     float *r = read_back(dir, &m, __LINE__);
     if (r) {
         int ok = 1;
@@ -400,7 +400,7 @@ static void test_roundtrip(const char *base, struct model_config mc, const char 
     model_make(&m, mc, 1234);
     char dir[PATH_LEN];
     join_to(dir, base, name);
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, 1e12, 4096, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, 1e12, 4096, NULL, NULL, 0, err, sizeof err) == 0);
     float *r = read_back(dir, &m, __LINE__);
     CHECK(r && !memcmp(r, m.w, (size_t)m.t.total * sizeof *r));
     free(r);
@@ -454,7 +454,7 @@ static void test_sharding(const char *base) {
     const double limit = 2500;
     char dir[PATH_LEN];
     join_to(dir, base, "sharded");
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, limit, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, limit, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK(!exists(path_in(dir, "model.safetensors")));
     cJSON *idx = read_json(path_in(dir, "model.safetensors.index.json"));
     if (!CHECK(idx != NULL)) goto out;
@@ -518,9 +518,9 @@ static void test_replace(const char *base) {
 
     /* A sharded export, then a single-file export of another model over it: nothing of the
      * first remains, nothing temporary is left beside it. */
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 2500, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 2500, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK(exists(path_in(dir, "model.safetensors.index.json")));
-    CHECK(hf_export(dir, &b.mc, &b.t, b.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &b.mc, &b.t, b.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(dir, "config.json model.safetensors");
     CHECK_LISTING(base, "out");
     float *r = read_back(dir, &b, __LINE__);
@@ -531,12 +531,12 @@ static void test_replace(const char *base) {
     char tmp[PATH_LEN + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
     tu_write_file(tmp, "x", 1); /* mkdir of the temporary directory fails */
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has(".tmp-", "cannot create"));
     unlink(tmp);
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 0, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 0, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("max_position_embeddings", NULL));
-    CHECK(hf_export(dir, &a.mc, &b.t, b.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &b.t, b.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("does not match", NULL));
     r = read_back(dir, &b, __LINE__);
     CHECK(r && !memcmp(r, b.w, (size_t)b.t.total * sizeof *r));
@@ -546,7 +546,7 @@ static void test_replace(const char *base) {
     /* A trailing slash names the same directory. */
     char slash[PATH_LEN];
     join_to(slash, dir, "");
-    CHECK(hf_export(slash, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(slash, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(base, "out");
     r = read_back(dir, &a, __LINE__);
     CHECK(r && !memcmp(r, a.w, (size_t)a.t.total * sizeof *r));
@@ -557,13 +557,13 @@ static void test_replace(const char *base) {
     join_to(foreign, base, "foreign");
     CHECK(mkdir(foreign, 0755) == 0);
     tu_write_file(path_in(foreign, "notes.txt"), "mine", 4);
-    CHECK(hf_export(foreign, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(foreign, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has(foreign, "no config.json") && err_has("refusing to replace", NULL));
     CHECK_LISTING(foreign, "notes.txt");
     char plain[PATH_LEN];
     join_to(plain, base, "plain");
     tu_write_file(plain, "x", 1);
-    CHECK(hf_export(plain, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(plain, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("not a directory", NULL));
     CHECK(file_size(plain) == 1);
 
@@ -571,11 +571,11 @@ static void test_replace(const char *base) {
     char empty[PATH_LEN];
     join_to(empty, base, "empty");
     CHECK(mkdir(empty, 0755) == 0);
-    CHECK(hf_export(empty, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(empty, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(empty, "config.json model.safetensors");
     char deep[PATH_LEN];
     join_to(deep, base, "x/y/z");
-    CHECK(hf_export(deep, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(deep, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(path_in(base, "x/y"), "z");
     CHECK_LISTING(base, "empty foreign out plain x");
     model_free(&a);
@@ -598,7 +598,7 @@ static int export_fixture(const char *fixture, const char *out, int dtype, doubl
     if (params_init(&m.t, &m.mc, err, sizeof err)) return -1;
     m.w = malloc((size_t)m.t.total * sizeof *m.w);
     int ok = CHECK(hf_load_weights(hf, &m.t, m.w, err, sizeof err) == 0) &&
-             CHECK(hf_export(out, &m.mc, &m.t, m.w, dtype, shard_bytes, 128, err, sizeof err) == 0);
+             CHECK(hf_export(out, &m.mc, &m.t, m.w, dtype, shard_bytes, 128, NULL, NULL, 0, err, sizeof err) == 0);
     if (!ok) fprintf(stderr, "  %s: %s\n", fixture, err);
     /* And back: the export reads as the fixture did. */
     float *r = ok ? read_back(out, &m, __LINE__) : NULL;
