@@ -707,7 +707,14 @@ static const char *md_intro =
     "`device.attention: cudnn` needs `device.backend: cuda`, and with `model.init: random`,\n"
     "`model.n_heads` is a multiple of `model.n_kv_heads` and `model.dim` a multiple of\n"
     "`model.n_heads` with an even quotient (the head size). With `model.init: hf:<dir>` the\n"
-    "model shape comes from the checkpoint's config.json instead of the `model.*` keys.\n";
+    "model shape comes from the checkpoint's config.json instead of the `model.*` keys, except\n"
+    "RoPE: `model.rope_theta` and `model.rope_scaling.*` given in the job override config.json's.\n"
+    "\n"
+    "The `model.rope_scaling.*` keys are written as one nested mapping under `model:`, e.g.\n"
+    "`rope_scaling: {type: yarn, factor: 4, original_max_position_embeddings: 32768}`, or one by\n"
+    "one (`--set model.rope_scaling.factor=4`). They follow Hugging Face's `rope_scaling` keys and\n"
+    "give the frequencies transformers computes (docs/rope.md); a key the chosen type does not use\n"
+    "is an error, and so is a missing one the type requires (reported at `type`'s line).\n";
 
 void cfg_print_help(FILE *f, const char *format) {
     int md = format && !strcmp(format, "markdown");

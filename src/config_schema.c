@@ -51,9 +51,9 @@ const struct cfg_key cfg_schema[] = {
         "Context extension factor; required by every type but `default`."),
     KEY("model.rope_scaling.original_max_position_embeddings", CFGT_INT64, model.rope.original_max_pos,
         IN(1, 1e15), NULL, "1",
-        "Context length of the original pretraining; required by `llama3`, `dynamic` and `yarn` (with `hf:`, "
-        "`dynamic` and `yarn` fall back to config.json's max_position_embeddings, as transformers does; an export "
-        "of `dynamic` writes it as max_position_embeddings, which is where transformers reads it)."),
+        "Context length of the original pretraining; required by `llama3`, `dynamic` and `yarn` (with `hf:` "
+        "config.json's max_position_embeddings when not given, as transformers does; an export of `dynamic` "
+        "writes it as max_position_embeddings, which is where transformers reads it)."),
     KEY("model.rope_scaling.low_freq_factor", CFGT_FLOAT, model.rope.low_freq_factor, GT(0), NULL, "1",
         "`llama3` (required): wavelengths longer than original_max_position_embeddings / low_freq_factor are "
         "divided by factor."),

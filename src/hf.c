@@ -217,12 +217,6 @@ static int read_rope(const char *path, const cJSON *rs, const char *objname, int
         ro->original_max_pos = mc->max_positions;
         return 0;
     }
-    r = get_int(path, rs, pre, "original_max_position_embeddings", INT64_MAX / 2, &ro->original_max_pos, err,
-                errlen);
-    if (r < 0) return -1;
-    if (r == 0 && !mc->max_positions)
-        return missing(path, pre, "original_max_position_embeddings (and no max_position_embeddings)", err, errlen);
-    if (r == 0) ro->original_max_pos = mc->max_positions;
     if (t == ROPE_LLAMA3) {
         if (req_posnum(path, rs, pre, "low_freq_factor", &ro->low_freq_factor, err, errlen) ||
             req_posnum(path, rs, pre, "high_freq_factor", &ro->high_freq_factor, err, errlen))
@@ -232,8 +226,15 @@ static int read_rope(const char *path, const cJSON *rs, const char *objname, int
                      path, pre, ro->high_freq_factor, ro->low_freq_factor);
             return -1;
         }
-        return 0;
     }
+    r = get_int(path, rs, pre, "original_max_position_embeddings", INT64_MAX / 2, &ro->original_max_pos, err,
+                errlen);
+    if (r < 0) return -1;
+    if (r == 0 && !mc->max_positions)
+        return missing(path, pre, "original_max_position_embeddings (nor is max_position_embeddings given)", err,
+                       errlen);
+    if (r == 0) ro->original_max_pos = mc->max_positions;
+    if (t == ROPE_LLAMA3) return 0;
     /* yarn */
     if (opt_nonneg(path, rs, pre, "beta_fast", &ro->beta_fast, err, errlen) ||
         opt_nonneg(path, rs, pre, "beta_slow", &ro->beta_slow, err, errlen) ||
