@@ -239,11 +239,11 @@ static int add_rope(cJSON *o, const struct model_config *mc) {
     return yarn ? add_bool(rs, "truncate", r->truncate) : 0;
 }
 
-/* The source model's token ids (bos_token_id, eos_token_id, pad_token_id: an integer, a list
- * or null, copied as they are); the ones it has are appended to got. */
-static int add_token_ids(cJSON *o, const cJSON *src, char *got, size_t gotlen) {
-    static const char *const keys[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
-    for (size_t i = 0; src && i < sizeof keys / sizeof keys[0]; i++) {
+/* The source model's token ids among keys (NULL-terminated; bos_token_id, eos_token_id,
+ * pad_token_id: an integer, a list or null, copied as they are); the ones it has are
+ * appended to got. */
+static int add_token_ids(cJSON *o, const cJSON *src, const char *const *keys, char *got, size_t gotlen) {
+    for (size_t i = 0; src && keys[i]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
         if (!v) continue;
         cJSON *dup = cJSON_Duplicate(v, 1);
@@ -269,12 +269,14 @@ static char *config_text(const struct model_config *mc, int64_t max_positions, i
     /* transformers' dynamic NTK scales relative to max_position_embeddings */
     if (mc->rope.type == ROPE_DYNAMIC) max_positions = mc->rope.original_max_pos;
     if (add_bool(o, "attention_bias", 0) || add_float(o, "attention_dropout", 0.0) ||
-        add_token_ids(o, src, ids, idslen) || add_int(o, "head_dim", mc->head_dim) || add_str(o, "hidden_act", "silu") ||
+        add_token_ids(o, src, (const char *const[]){"bos_token_id", "eos_token_id", NULL}, ids, idslen) ||
+        add_int(o, "head_dim", mc->head_dim) || add_str(o, "hidden_act", "silu") ||
         add_int(o, "hidden_size", mc->dim) || add_int(o, "intermediate_size", mc->ffn_dim) ||
         add_int(o, "max_position_embeddings", max_positions) || add_bool(o, "mlp_bias", 0) ||
         add_str(o, "model_type", "llama") || add_int(o, "num_attention_heads", mc->n_heads) ||
         add_int(o, "num_hidden_layers", mc->n_layers) ||
         add_int(o, "num_key_value_heads", mc->n_kv_heads) ||
+        add_token_ids(o, src, (const char *const[]){"pad_token_id", NULL}, ids, idslen) ||
         add_float(o, "rms_norm_eps", mc->norm_eps) || add_rope(o, mc) ||
         add_float(o, "rope_theta", mc->rope_theta) ||
         add_bool(o, "tie_word_embeddings", mc->tie_embeddings) ||

@@ -38,7 +38,7 @@ static int fail_at(char *err, size_t errlen, const struct cfg *c, const char *wh
 }
 
 static const char *const rope_fields[] = {
-    "factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor", "beta_fast",
+    "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "beta_fast",
     "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate",
 };
 #define N_ROPE_FIELDS (sizeof rope_fields / sizeof rope_fields[0])

@@ -229,8 +229,8 @@ static void test_yaml(void) {
     struct job j;
     CHECK(cfg_load_file(&c, path, err, sizeof err) == 0);
     CHECK(job_resolve(&j, &c, 1, err, sizeof err) == -1 &&
-          err_has("job.yaml:3:11: model.rope_scaling.original_max_position_embeddings: required by "
-                  "model.rope_scaling.type llama3 (the context length the model was pretrained at)", NULL, NULL));
+          err_has("job.yaml:3:11: model.rope_scaling.low_freq_factor: required by model.rope_scaling.type llama3",
+                  NULL, NULL));
 }
 
 /* An HF model: model.rope_theta and model.rope_scaling override its config.json (the bug of
