@@ -10,8 +10,10 @@
 
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC, ROPE_YARN, ROPE_NTYPES };
 
+/* No padding (two ints, then 8-byte fields): hashed as bytes into the checkpoints' model hash. */
 struct rope_scaling {
     int     type;              /* enum rope_type */
+    int     truncate;          /* yarn: round the correction range outwards (HF default true) */
     double  factor;            /* every type but default */
     double  low_freq_factor;   /* llama3 */
     double  high_freq_factor;  /* llama3 */
@@ -21,7 +23,6 @@ struct rope_scaling {
     double  mscale;            /* yarn; 0 = not given */
     double  mscale_all_dim;    /* yarn; 0 = not given */
     double  attention_factor;  /* yarn; 0 = not given (then computed from factor and mscales) */
-    int     truncate;          /* yarn: round the correction range outwards (HF default true) */
     int64_t seq_len;           /* dynamic: the sequence length the frequencies are for
                                   (data.seq_len; see docs/rope.md) */
 };
@@ -52,5 +53,8 @@ void rope_frequencies(const struct rope_scaling *r, double theta, int D, double 
 
 /* One line describing the scaling: "yarn (factor 4, original 4096, ...)". */
 void rope_describe(const struct rope_scaling *r, char *buf, size_t buflen);
+
+_Static_assert(sizeof(struct rope_scaling) == 2 * sizeof(int) + 8 * 8 + 2 * sizeof(int64_t),
+               "struct rope_scaling has padding");
 
 #endif
