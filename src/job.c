@@ -112,7 +112,7 @@ static int rope_from_job(const struct cfg *c, int64_t hf_max_pos, struct rope_sc
 static int resolve_rope(struct job *j, const struct cfg *c, char *err, size_t errlen) {
     struct model_config *mc = &j->mc;
     const int hf = c->model.init == INIT_HF;
-    char from_theta[96] = "", from_scaling[600] = "", was[400];
+    char from_theta[96] = "", from_scaling[300] = "", was[200];
     if (!hf || cfg_is_set(c, "model.rope_theta")) {
         if (hf)
             snprintf(from_theta, sizeof from_theta, " (model.rope_theta, over config.json's %g)", mc->rope_theta);
@@ -127,8 +127,11 @@ static int resolve_rope(struct job *j, const struct cfg *c, char *err, size_t er
         }
         mc->rope = r;
     }
+    if (mc->rope.type == ROPE_DYNAMIC && mc->head_dim <= 2) /* its exponent is D / (D - 2) */
+        return fail(err, errlen, c, hf && !rope_keys_given(c) ? "model.init" : "model.rope_scaling.type",
+                    "dynamic RoPE needs a head dim > 2");
     if (mc->rope.type == ROPE_DYNAMIC) mc->rope.seq_len = c->data.seq_len;
-    char desc[400];
+    char desc[200];
     double attn, *inv = calloc((size_t)mc->head_dim / 2, sizeof *inv);
     if (!inv) return fail(err, errlen, c, "model.init", "out of memory");
     rope_frequencies(&mc->rope, mc->rope_theta, mc->head_dim, inv, &attn);
