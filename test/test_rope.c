@@ -4,10 +4,12 @@
  * (config.c, job.c), and an export read back (hf_export.c: the same frequencies, bit for bit);
  * plus the job keys' errors, the nested YAML form, and an HF model's overrides. */
 #include <cjson/cJSON.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "hf.h"
@@ -22,6 +24,25 @@
 #define MAX_HALF 256
 
 static char err[2048];
+static const char *base; /* every file of the test under it; removed when every check passed */
+
+/* A fresh directory base/<tag>-<n>. */
+static const char *new_dir(const char *tag) {
+    static char slots[4][1024];
+    static int n;
+    char *d = slots[n % 4];
+    snprintf(d, sizeof slots[0], "%s/%s-%d", base, tag, n++);
+    if (mkdir(d, 0755)) {
+        perror(d);
+        exit(1);
+    }
+    return d;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
 
 /* err holds every piece (NULL ends the list). */
 static int err_has(const char *a, const char *b, const char *c) {
@@ -52,7 +73,7 @@ static void test_hf_and_export(const cJSON *cs) {
     const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
     const cJSON *cfg = cJSON_GetObjectItem(cs, "config");
     char *text = cJSON_Print(cfg), path[4096];
-    const char *dir = tu_tmpdir("rope_hf");
+    const char *dir = new_dir("rope_hf");
     snprintf(path, sizeof path, "%s/config.json", dir);
     tu_write_file(path, text, strlen(text));
     free(text);
@@ -69,7 +90,7 @@ static void test_hf_and_export(const cJSON *cs) {
     struct param_table t;
     CHECK(params_init(&t, &mc, err, sizeof err) == 0);
     float *w = calloc((size_t)t.total, sizeof *w);
-    const char *out = tu_tmpdir("rope_export");
+    const char *out = new_dir("rope_export");
     char exp_dir[4096];
     snprintf(exp_dir, sizeof exp_dir, "%s/model", out);
     CHECK(w && hf_export(exp_dir, &mc, &t, w, DTYPE_BF16, 0, 2 * int_of(cs, "seq_len"), NULL, NULL, 0, err,
@@ -185,7 +206,7 @@ static void test_job_errors(const cJSON *cases) {
 /* The job file: rope_scaling as a nested mapping under model, its errors with line and column. */
 static void test_yaml(void) {
     printf("job file\n");
-    const char *dir = tu_tmpdir("rope_yaml");
+    const char *dir = new_dir("rope_yaml");
     char path[4096];
     snprintf(path, sizeof path, "%s/job.yaml", dir);
     const char *good = "model:\n  rope_theta: 1e6\n  rope_scaling:\n    type: yarn\n    factor: 8\n"
@@ -263,7 +284,7 @@ static void test_hf_override(void) {
     CHECK(job_resolve(&j, &c, 1, err, sizeof err) == -1 &&
           err_has("--set: model.rope_scaling.factor: is not used by model.rope_scaling.type default", NULL, NULL));
     /* bad values in config.json name the file and the key */
-    const char *dir = tu_tmpdir("rope_badhf");
+    const char *dir = new_dir("rope_badhf");
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     static const struct { const char *rs, *want; } bad[] = {
@@ -293,6 +314,7 @@ static void test_hf_override(void) {
 
 int main(void) {
     char ferr[512];
+    base = tu_tmpdir("rope");
     cJSON *doc = hf_read_json(FIXTURE, ferr, sizeof ferr);
     if (!doc) {
         fprintf(stderr, "test_rope: %s\n", ferr);
@@ -308,5 +330,7 @@ int main(void) {
     test_yaml();
     test_hf_override();
     cJSON_Delete(doc);
+    if (tu_failures == 0) nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    else fprintf(stderr, "test_rope: files kept in %s\n", base);
     return tu_done("test_rope");
 }
