@@ -3,6 +3,7 @@
 #include "job.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,14 @@ static int fail_at(char *err, size_t errlen, const struct cfg *c, const char *wh
     return -1;
 }
 
-static const char *const rope_fields[] = {
-    "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "beta_fast",
-    "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate",
+/* The model.rope_scaling keys besides type: HF's name, the field of struct rope_scaling. */
+#define ROPE_FIELD(name, field) {name, offsetof(struct rope_scaling, field), sizeof(((struct rope_scaling *)0)->field)}
+static const struct { const char *name; size_t off, size; } rope_fields[] = {
+    ROPE_FIELD("factor", factor), ROPE_FIELD("low_freq_factor", low_freq_factor),
+    ROPE_FIELD("high_freq_factor", high_freq_factor),
+    ROPE_FIELD("original_max_position_embeddings", original_max_pos), ROPE_FIELD("beta_fast", beta_fast),
+    ROPE_FIELD("beta_slow", beta_slow), ROPE_FIELD("mscale", mscale), ROPE_FIELD("mscale_all_dim", mscale_all_dim),
+    ROPE_FIELD("attention_factor", attention_factor), ROPE_FIELD("truncate", truncate),
 };
 #define N_ROPE_FIELDS (sizeof rope_fields / sizeof rope_fields[0])
 
@@ -48,7 +54,7 @@ static int rope_keys_given(const struct cfg *c) {
     char key[96];
     if (cfg_is_set(c, "model.rope_scaling.type")) return 1;
     for (size_t i = 0; i < N_ROPE_FIELDS; i++) {
-        snprintf(key, sizeof key, "model.rope_scaling.%s", rope_fields[i]);
+        snprintf(key, sizeof key, "model.rope_scaling.%s", rope_fields[i].name);
         if (cfg_is_set(c, key)) return 1;
     }
     return 0;
@@ -65,7 +71,7 @@ static int rope_from_job(const struct cfg *c, int64_t hf_max_pos, struct rope_sc
     char key[96], msg[256];
     rope_defaults(r, type);
     for (size_t i = 0; i < N_ROPE_FIELDS; i++) {
-        const char *f = rope_fields[i];
+        const char *f = rope_fields[i].name;
         snprintf(key, sizeof key, "model.rope_scaling.%s", f);
         int given = cfg_is_set(c, key), used = rope_uses(type, f);
         if (given && !cfg_is_set(c, tkey))
@@ -86,17 +92,7 @@ static int rope_from_job(const struct cfg *c, int64_t hf_max_pos, struct rope_sc
                      " (the context length the model was pretrained at)");
             return fail_at(err, errlen, c, tkey, key, msg);
         }
-        if (!given) continue;
-        if (!strcmp(f, "factor")) r->factor = in->factor;
-        else if (!strcmp(f, "original_max_position_embeddings")) r->original_max_pos = in->original_max_pos;
-        else if (!strcmp(f, "low_freq_factor")) r->low_freq_factor = in->low_freq_factor;
-        else if (!strcmp(f, "high_freq_factor")) r->high_freq_factor = in->high_freq_factor;
-        else if (!strcmp(f, "beta_fast")) r->beta_fast = in->beta_fast;
-        else if (!strcmp(f, "beta_slow")) r->beta_slow = in->beta_slow;
-        else if (!strcmp(f, "mscale")) r->mscale = in->mscale;
-        else if (!strcmp(f, "mscale_all_dim")) r->mscale_all_dim = in->mscale_all_dim;
-        else if (!strcmp(f, "attention_factor")) r->attention_factor = in->attention_factor;
-        else r->truncate = in->truncate;
+        if (given) memcpy((char *)r + rope_fields[i].off, (const char *)in + rope_fields[i].off, rope_fields[i].size);
     }
     const char *field;
     if (rope_check(r, &field, msg, sizeof msg)) {
