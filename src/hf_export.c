@@ -1,6 +1,8 @@
 /* hf_export: owns writing a Hugging Face LlamaForCausalLM directory: config.json from struct
- * model_config, the shard plan, the weights (through st_write), the index, and the
- * crash-safe replacement of the target directory (temporary sibling, fsync, rename). */
+ * model_config (and the source model's token ids), the shard plan, the weights (through
+ * st_write), the index, the tokenizer and generation files copied from the source model
+ * directory, and the crash-safe replacement of the target directory (temporary sibling,
+ * fsync, rename). */
 #include "hf_export.h"
 
 #include <cjson/cJSON.h>
