@@ -174,11 +174,13 @@ static void g_rms_bwd(const struct backend *be, void *dx, float *dw, const void 
         RT_FATAL("cuda: RMSNorm scratch for T=%d d=%d exceeds the %zu bytes planned", T, d, ctx(be)->norm_bytes);
     cuda_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, d, ctx(be)->norm_scratch, st(be));
 }
-static void g_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
-    PROF(be, PROF_OTHER, cuda_rope_forward(x, pos, f, T, nh, D, st(be)));
+static void g_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, double sc, int T,
+                       int nh, int D) {
+    PROF(be, PROF_OTHER, cuda_rope_forward(x, pos, f, sc, T, nh, D, st(be)));
 }
-static void g_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
-    PROF(be, PROF_OTHER, cuda_rope_backward(x, pos, f, T, nh, D, st(be)));
+static void g_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, double sc, int T,
+                       int nh, int D) {
+    PROF(be, PROF_OTHER, cuda_rope_backward(x, pos, f, sc, T, nh, D, st(be)));
 }
 static void g_swiglu_fwd(const struct backend *be, void *out, const void *g, const void *u, int64_t n) {
     PROF(be, PROF_OTHER, cuda_swiglu_forward(out, g, u, n, st(be)));

@@ -62,12 +62,13 @@ void cuda_rmsnorm_backward(rt_bf16 *dx, float *dw, const rt_bf16 *dout, const rt
 
 /* ---- RoPE (rope.cu), HF rotate-half, in place on x (T, nh, D) ----
  * for i < D/2, a = pos[t] * inv_freq[i] (double; inv_freq (D/2) double in device memory,
- * pos (T) int64 global positions): x[i] <- x[i] cos a - x[i+D/2] sin a,
- * x[i+D/2] <- x[i+D/2] cos a + x[i] sin a. The backward rotates by -a. */
-void cuda_rope_forward(rt_bf16 *x, const int64_t *pos, const double *inv_freq, int T, int nh,
-                       int D, cudaStream_t s);
-void cuda_rope_backward(rt_bf16 *dx, const int64_t *pos, const double *inv_freq, int T, int nh,
-                        int D, cudaStream_t s);
+ * pos (T) int64 global positions), c = scale cos a, s = scale sin a (scale: the attention
+ * factor, rope.h): x[i] <- x[i] c - x[i+D/2] s, x[i+D/2] <- x[i+D/2] c + x[i] s. The
+ * backward (the transpose) rotates by -a with the same scale. */
+void cuda_rope_forward(rt_bf16 *x, const int64_t *pos, const double *inv_freq, double scale, int T,
+                       int nh, int D, cudaStream_t s);
+void cuda_rope_backward(rt_bf16 *dx, const int64_t *pos, const double *inv_freq, double scale, int T,
+                        int nh, int D, cudaStream_t s);
 
 /* ---- SwiGLU (mlp.cu): out (n) = silu(gate) * up; the backward overwrites dgate, dup. ---- */
 void cuda_swiglu_forward(rt_bf16 *out, const rt_bf16 *gate, const rt_bf16 *up, int64_t n,

@@ -8,9 +8,10 @@ usage: check_export.py EXPORT_DIR FIXTURE_DIR [EXPORT_DIR FIXTURE_DIR ...]
 For each pair:
   - LlamaForCausalLM.from_pretrained(EXPORT_DIR) reports no missing, unexpected or
     mismatched tensors;
-  - every parameter and the RoPE inverse frequencies equal, bit for bit, those of
-    from_pretrained(FIXTURE_DIR/hf) (so the export must hold the fixture's weights, exported
-    in their own precision or wider);
+  - every parameter, the RoPE inverse frequencies and attention factor equal, bit for bit,
+    those of from_pretrained(FIXTURE_DIR/hf) (so the export must hold the fixture's weights,
+    exported in their own precision or wider), and so do bos/eos/pad_token_id (an export from
+    an HF directory copies them);
   - in float64, the mean token loss of step 0's batch (the first seqs_per_step sequential
     windows of seq_len + 1 tokens of FIXTURE_DIR/tokens.npy, labels shifted by one, with
     seq_len and seqs_per_step from FIXTURE_DIR/job.yaml) equals reference.safetensors "loss"
@@ -79,6 +80,11 @@ def check(export, fixture):
             problems.append("parameter %s differs from the fixture's" % name)
     if not torch.equal(model.model.rotary_emb.inv_freq, ref_model.model.rotary_emb.inv_freq):
         problems.append("RoPE inverse frequencies differ (rope_theta / rope_scaling read differently)")
+    if model.model.rotary_emb.attention_scaling != ref_model.model.rotary_emb.attention_scaling:
+        problems.append("RoPE attention factor differs (rope_scaling read differently)")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(model.config, key, None) != getattr(ref_model.config, key, None):
+            problems.append("%s differs from the fixture's" % key)
     if model.config.tie_word_embeddings != ref_model.config.tie_word_embeddings:
         problems.append("tie_word_embeddings differs")
 

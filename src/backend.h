@@ -61,10 +61,11 @@ struct backend {
                             const void *w, int T, int d, float eps);
     void (*rmsnorm_backward)(const struct backend *be, void *dx, float *dw, const void *dout,
                              const void *x, const void *w, const float *rstd, int T, int d);
+    /* scale: the attention factor (rope.h), multiplying cos and sin; 1 but for yarn */
     void (*rope_forward)(const struct backend *be, void *x, const int64_t *pos,
-                         const double *inv_freq, int T, int nh, int D);
+                         const double *inv_freq, double scale, int T, int nh, int D);
     void (*rope_backward)(const struct backend *be, void *dx, const int64_t *pos,
-                          const double *inv_freq, int T, int nh, int D);
+                          const double *inv_freq, double scale, int T, int nh, int D);
     void (*swiglu_forward)(const struct backend *be, void *out, const void *gate, const void *up,
                            int64_t n);
     void (*swiglu_backward)(const struct backend *be, void *dgate, void *dup, const void *dout,

@@ -406,10 +406,55 @@ void cfg_defaults(struct cfg *c) {
     }
 }
 
+/* Whether name is a group of keys ("model.rope_scaling" for model.rope_scaling.*). */
+static int is_group(const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; i < cfg_schema_n; i++)
+        if (!strncmp(cfg_schema[i].name, name, n) && cfg_schema[i].name[n] == '.') return 1;
+    return 0;
+}
+
+/* The keys of mapping m under prefix ("model", or a group such as "model.rope_scaling", whose
+ * keys may also be written as one nested mapping). key_line[i]: where key i was seen. */
+static int apply_keys(struct cfg *c, const char *prefix, const struct ynode *m, const char *base,
+                      int *key_line, struct yerr *e) {
+    char h[160], got[128], full[2 * NAME_MAX_];
+    for (int j = 0; j < m->n; j += 2) {
+        const struct ynode *k = &m->kid[j], *v = &m->kid[j + 1];
+        if (k->kind != YN_SCALAR || ynull(k)) {
+            got_text(k, got, sizeof got);
+            yfail(e, k->line, k->col, "%s: expected a key name, got %s", prefix, got);
+            return -1;
+        }
+        if (snprintf(full, sizeof full, "%s.%s", prefix, k->text) >= (int)sizeof full) {
+            yfail(e, k->line, k->col, "%s: key name too long", prefix);
+            return -1;
+        }
+        int idx = key_index(full);
+        if (idx < 0 && v->kind == YN_MAP && is_group(full)) {
+            if (apply_keys(c, full, v, base, key_line, e)) return -1;
+            continue;
+        }
+        if (idx < 0) {
+            hint(full, 0, h, sizeof h);
+            yfail(e, k->line, k->col, "%s: unknown key%s", full, h);
+            return -1;
+        }
+        if (key_line[idx]) {
+            yfail(e, k->line, k->col, "%s: duplicate key (first at line %d)", full, key_line[idx]);
+            return -1;
+        }
+        key_line[idx] = k->line;
+        if (convert(idx, v, base, c, e)) return -1;
+        c->origin[idx] = (struct cfg_origin){ORIGIN_FILE, v->line, v->col};
+    }
+    return 0;
+}
+
 /* Apply a parsed job file: sections, then keys, each converted by its schema row. */
 static int apply_doc(struct cfg *c, const struct ynode *root, const char *base, struct yerr *e) {
     int sec_line[CFG_MAX_KEYS] = {0}, key_line[CFG_MAX_KEYS] = {0};
-    char h[160], got[128], full[2 * NAME_MAX_];
+    char h[160], got[128];
     if (ynull(root)) return 0;
     if (root->kind != YN_MAP) {
         got_text(root, got, sizeof got);
@@ -440,28 +485,7 @@ static int apply_doc(struct cfg *c, const struct ynode *root, const char *base, 
             yfail(e, m->line, m->col, "%s: expected a mapping of keys, got %s", s->text, got);
             return -1;
         }
-        for (int j = 0; j < m->n; j += 2) {
-            const struct ynode *k = &m->kid[j], *v = &m->kid[j + 1];
-            if (k->kind != YN_SCALAR || ynull(k)) {
-                got_text(k, got, sizeof got);
-                yfail(e, k->line, k->col, "%s: expected a key name, got %s", s->text, got);
-                return -1;
-            }
-            snprintf(full, sizeof full, "%s.%s", s->text, k->text);
-            int idx = key_index(full);
-            if (idx < 0) {
-                hint(full, 0, h, sizeof h);
-                yfail(e, k->line, k->col, "%s: unknown key%s", full, h);
-                return -1;
-            }
-            if (key_line[idx]) {
-                yfail(e, k->line, k->col, "%s: duplicate key (first at line %d)", full, key_line[idx]);
-                return -1;
-            }
-            key_line[idx] = k->line;
-            if (convert(idx, v, base, c, e)) return -1;
-            c->origin[idx] = (struct cfg_origin){ORIGIN_FILE, v->line, v->col};
-        }
+        if (apply_keys(c, s->text, m, base, key_line, e)) return -1;
     }
     return 0;
 }
@@ -683,7 +707,14 @@ static const char *md_intro =
     "`device.attention: cudnn` needs `device.backend: cuda`, and with `model.init: random`,\n"
     "`model.n_heads` is a multiple of `model.n_kv_heads` and `model.dim` a multiple of\n"
     "`model.n_heads` with an even quotient (the head size). With `model.init: hf:<dir>` the\n"
-    "model shape comes from the checkpoint's config.json instead of the `model.*` keys.\n";
+    "model shape comes from the checkpoint's config.json instead of the `model.*` keys, except\n"
+    "RoPE: `model.rope_theta` and `model.rope_scaling.*` given in the job override config.json's.\n"
+    "\n"
+    "The `model.rope_scaling.*` keys are written as one nested mapping under `model:`, e.g.\n"
+    "`rope_scaling: {type: yarn, factor: 4, original_max_position_embeddings: 32768}`, or one by\n"
+    "one (`--set model.rope_scaling.factor=4`). They follow Hugging Face's `rope_scaling` keys and\n"
+    "give the frequencies transformers computes (docs/rope.md); a key the chosen type does not use\n"
+    "is an error, and so is a missing one the type requires (reported at `type`'s line).\n";
 
 void cfg_print_help(FILE *f, const char *format) {
     int md = format && !strcmp(format, "markdown");

@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "rope.h"
+
 #define CFG_PATH_MAX 1024
-#define CFG_MAX_KEYS 64
+#define CFG_MAX_KEYS 96
 /* A list of paths (data.train, data.eval): the paths one per line, each resolved and
  * shorter than CFG_PATH_MAX; a directory in it stands for its *.npy files (corpus.c). */
 #define CFG_PATHLIST_MAX (16 * 1024)
@@ -43,6 +45,7 @@ struct cfg_model {
     int      vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim;
     double   norm_eps, rope_theta;
     int      tie_embeddings;       /* 0 or 1 */
+    struct rope_scaling rope;      /* model.rope_scaling.*; seq_len unused (job.c sets the model's) */
 };
 
 struct cfg_data {

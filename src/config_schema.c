@@ -38,7 +38,43 @@ const struct cfg_key cfg_schema[] = {
     KEY("model.norm_eps", CFGT_FLOAT, model.norm_eps, GT(0), NULL, "1e-5",
         "Epsilon added to the mean square inside RMSNorm."),
     KEY("model.rope_theta", CFGT_FLOAT, model.rope_theta, GT(0), NULL, "10000",
-        "Base of the rotary position embedding frequencies."),
+        "Base of the rotary position embedding frequencies. With `hf:` it overrides config.json's (the start-up "
+        "line says so; an export writes the value used)."),
+    KEY("model.rope_scaling.type", CFGT_ENUM, model.rope.type, NOBOUND, "default|linear|llama3|dynamic|yarn",
+        "default",
+        "RoPE scaling, computed as Hugging Face transformers does (docs/rope.md): `linear` divides the frequencies "
+        "by factor, `llama3` (Llama 3.1) scales the long wavelengths, `dynamic` (NTK) raises theta for "
+        "data.seq_len-token sequences, `yarn` blends scaled and unscaled frequencies and scales attention. With "
+        "`hf:`, giving any model.rope_scaling key replaces config.json's scaling with the job's (type then "
+        "required); a key the type does not use is an error."),
+    KEY("model.rope_scaling.factor", CFGT_FLOAT, model.rope.factor, GT(0), NULL, "1",
+        "Context extension factor; required by every type but `default`."),
+    KEY("model.rope_scaling.original_max_position_embeddings", CFGT_INT64, model.rope.original_max_pos,
+        IN(1, 1e15), NULL, "1",
+        "Context length of the original pretraining; required by `llama3`, `dynamic` and `yarn` (with `hf:` "
+        "config.json's max_position_embeddings when not given, as transformers does; an export of `dynamic` "
+        "writes it as max_position_embeddings, which is where transformers reads it)."),
+    KEY("model.rope_scaling.low_freq_factor", CFGT_FLOAT, model.rope.low_freq_factor, GT(0), NULL, "1",
+        "`llama3` (required): wavelengths longer than original_max_position_embeddings / low_freq_factor are "
+        "divided by factor."),
+    KEY("model.rope_scaling.high_freq_factor", CFGT_FLOAT, model.rope.high_freq_factor, GT(0), NULL, "4",
+        "`llama3` (required): wavelengths shorter than original_max_position_embeddings / high_freq_factor are "
+        "kept; greater than low_freq_factor."),
+    KEY("model.rope_scaling.beta_fast", CFGT_FLOAT, model.rope.beta_fast, GT(0), NULL, "32",
+        "`yarn`: rotations over the original context below which a frequency is fully scaled (with beta_slow, "
+        "the ramp's ends)."),
+    KEY("model.rope_scaling.beta_slow", CFGT_FLOAT, model.rope.beta_slow, GT(0), NULL, "1",
+        "`yarn`: the other end of the ramp between scaled and unscaled frequencies."),
+    KEY("model.rope_scaling.mscale", CFGT_FLOAT, model.rope.mscale, GE(0), NULL, "0",
+        "`yarn`: with mscale_all_dim (both non-zero), the attention factor is "
+        "(0.1 mscale ln factor + 1) / (0.1 mscale_all_dim ln factor + 1); 0 = not given."),
+    KEY("model.rope_scaling.mscale_all_dim", CFGT_FLOAT, model.rope.mscale_all_dim, GE(0), NULL, "0",
+        "`yarn`: see mscale; 0 = not given."),
+    KEY("model.rope_scaling.attention_factor", CFGT_FLOAT, model.rope.attention_factor, GE(0), NULL, "0",
+        "`yarn`: the factor multiplying cos and sin (so q.k by its square); 0 = computed: from the mscales, "
+        "else 0.1 ln factor + 1 (1 when factor <= 1)."),
+    KEY("model.rope_scaling.truncate", CFGT_BOOL, model.rope.truncate, NOBOUND, NULL, "true",
+        "`yarn`: round the ramp's ends outwards to whole dimensions."),
     KEY("model.tie_embeddings", CFGT_BOOL, model.tie_embeddings, NOBOUND, NULL, "false",
         "Use the token embedding matrix as the output projection too."),
 

@@ -33,8 +33,7 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0;
 }
 
-/* Parse a whole JSON file; NULL with a message naming the file. */
-static cJSON *read_json(const char *path, char *err, size_t errlen) {
+cJSON *hf_read_json(const char *path, char *err, size_t errlen) {
     int fd = mapfile_open_regular(path, err, errlen); /* a FIFO would block the read forever */
     if (fd < 0) return NULL;
     FILE *fp = fdopen(fd, "rb");
@@ -157,7 +156,31 @@ static int req_int(const char *path, const cJSON *obj, const char *key, int64_t 
     return 0;
 }
 
-/* RoPE scaling from a rope_scaling (v4) or rope_parameters (v5) object. */
+/* A required positive number of a RoPE object. */
+static int req_posnum(const char *path, const cJSON *rs, const char *pre, const char *key, double *out,
+                      char *err, size_t errlen) {
+    int r = get_posnum(path, rs, pre, key, out, err, errlen);
+    return r <= 0 ? (r < 0 ? -1 : missing(path, pre, key, err, errlen)) : 0;
+}
+
+/* An optional number >= 0 of a RoPE object (absent: *out unchanged). */
+static int opt_nonneg(const char *path, const cJSON *rs, const char *pre, const char *key, double *out,
+                      char *err, size_t errlen) {
+    const cJSON *v = get(rs, key);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || !isfinite(v->valuedouble)) {
+        snprintf(err, errlen, "%s: %s%s: expected a number >= 0", path, pre, key);
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* RoPE scaling from a rope_scaling (v4) or rope_parameters (v5) object, with transformers'
+ * rules: original_max_position_embeddings defaults to max_position_embeddings for llama3 and
+ * yarn; dynamic scales relative to max_position_embeddings (and ignores the former); yarn's
+ * beta_fast, beta_slow default to 32, 1 (also when 0), mscale and mscale_all_dim count only
+ * when both are non-zero, truncate defaults to true. */
 static int read_rope(const char *path, const cJSON *rs, const char *objname, int type_default,
                      struct model_config *mc, char *err, size_t errlen) {
     char pre[64];
@@ -178,34 +201,55 @@ static int read_rope(const char *path, const cJSON *rs, const char *objname, int
         type = "default";
     }
     struct rope_scaling *ro = &mc->rope;
-    memset(ro, 0, sizeof *ro);
-    ro->factor = 1.0;
-    if (!strcmp(type, "default")) {
-        ro->type = ROPE_DEFAULT;
+    int t = rope_type_of(type);
+    if (t < 0) {
+        snprintf(err, errlen, "%s: %s%s: \"%s\" is not supported (default, linear, llama3, dynamic, yarn)", path,
+                 pre, type_key, type);
+        return -1;
+    }
+    rope_defaults(ro, t);
+    if (t == ROPE_DEFAULT) return 0;
+    if (req_posnum(path, rs, pre, "factor", &ro->factor, err, errlen)) return -1;
+    if (t == ROPE_LINEAR) return 0;
+    if (t == ROPE_DYNAMIC) {
+        if (!mc->max_positions) return missing(path, "", "max_position_embeddings (dynamic RoPE scales from it)",
+                                               err, errlen);
+        ro->original_max_pos = mc->max_positions;
         return 0;
     }
-    if (!strcmp(type, "linear")) ro->type = ROPE_LINEAR;
-    else if (!strcmp(type, "llama3")) ro->type = ROPE_LLAMA3;
-    else {
-        snprintf(err, errlen, "%s: %s%s: \"%s\" is not supported (default, linear, llama3)", path, pre,
-                 type_key, type);
+    if (t == ROPE_LLAMA3) {
+        if (req_posnum(path, rs, pre, "low_freq_factor", &ro->low_freq_factor, err, errlen) ||
+            req_posnum(path, rs, pre, "high_freq_factor", &ro->high_freq_factor, err, errlen))
+            return -1;
+        if (!(ro->high_freq_factor > ro->low_freq_factor)) {
+            snprintf(err, errlen, "%s: %shigh_freq_factor: %g must be greater than low_freq_factor %g",
+                     path, pre, ro->high_freq_factor, ro->low_freq_factor);
+            return -1;
+        }
+    }
+    r = get_int(path, rs, pre, "original_max_position_embeddings", INT64_MAX / 2, &ro->original_max_pos, err,
+                errlen);
+    if (r < 0) return -1;
+    if (r == 0 && !mc->max_positions)
+        return missing(path, pre, "original_max_position_embeddings (nor is max_position_embeddings given)", err,
+                       errlen);
+    if (r == 0) ro->original_max_pos = mc->max_positions;
+    if (t == ROPE_LLAMA3) return 0;
+    /* yarn */
+    if (opt_nonneg(path, rs, pre, "beta_fast", &ro->beta_fast, err, errlen) ||
+        opt_nonneg(path, rs, pre, "beta_slow", &ro->beta_slow, err, errlen) ||
+        opt_nonneg(path, rs, pre, "mscale", &ro->mscale, err, errlen) ||
+        opt_nonneg(path, rs, pre, "mscale_all_dim", &ro->mscale_all_dim, err, errlen))
+        return -1;
+    if (ro->beta_fast == 0) ro->beta_fast = 32; /* HF: `or 32` */
+    if (ro->beta_slow == 0) ro->beta_slow = 1;
+    if (get_posnum(path, rs, pre, "attention_factor", &ro->attention_factor, err, errlen) < 0) return -1;
+    const cJSON *tr = get(rs, "truncate");
+    if (tr && !cJSON_IsBool(tr)) {
+        snprintf(err, errlen, "%s: %struncate: expected true or false", path, pre);
         return -1;
     }
-    r = get_posnum(path, rs, pre, "factor", &ro->factor, err, errlen);
-    if (r <= 0) return r < 0 ? -1 : missing(path, pre, "factor", err, errlen);
-    if (ro->type == ROPE_LINEAR) return 0;
-    r = get_posnum(path, rs, pre, "low_freq_factor", &ro->low_freq_factor, err, errlen);
-    if (r <= 0) return r < 0 ? -1 : missing(path, pre, "low_freq_factor", err, errlen);
-    r = get_posnum(path, rs, pre, "high_freq_factor", &ro->high_freq_factor, err, errlen);
-    if (r <= 0) return r < 0 ? -1 : missing(path, pre, "high_freq_factor", err, errlen);
-    r = get_int(path, rs, pre, "original_max_position_embeddings", INT64_MAX / 2,
-                &ro->original_max_pos, err, errlen);
-    if (r <= 0) return r < 0 ? -1 : missing(path, pre, "original_max_position_embeddings", err, errlen);
-    if (!(ro->high_freq_factor > ro->low_freq_factor)) {
-        snprintf(err, errlen, "%s: %shigh_freq_factor: %g must be greater than low_freq_factor %g",
-                 path, pre, ro->high_freq_factor, ro->low_freq_factor);
-        return -1;
-    }
+    if (tr) ro->truncate = cJSON_IsTrue(tr);
     return 0;
 }
 
@@ -287,8 +331,7 @@ static int parse_config(const char *path, const cJSON *root, struct model_config
     /* RoPE: v5 rope_parameters (which carries rope_theta) wins over v4 rope_scaling. */
     mc->rope_theta = 10000.0;
     if (get_posnum(path, root, "", "rope_theta", &mc->rope_theta, err, errlen) < 0) return -1;
-    mc->rope.type = ROPE_DEFAULT;
-    mc->rope.factor = 1.0;
+    rope_defaults(&mc->rope, ROPE_DEFAULT);
     const cJSON *rp = get(root, "rope_parameters");
     if (rp) {
         if (read_rope(path, rp, "rope_parameters", 1, mc, err, errlen)) return -1;
@@ -304,7 +347,7 @@ static int parse_config(const char *path, const cJSON *root, struct model_config
 int hf_read_config(const char *dir, struct model_config *mc, char *err, size_t errlen) {
     char path[HF_PATH_MAX];
     if (join_path(path, sizeof path, dir, "config.json", err, errlen)) return -1;
-    cJSON *root = read_json(path, err, errlen);
+    cJSON *root = hf_read_json(path, err, errlen);
     if (!root) return -1;
     int rc = parse_config(path, root, mc, err, errlen);
     cJSON_Delete(root);
@@ -367,7 +410,7 @@ static int open_shard(struct hf_weights *w, const char *dir, const char *name, c
  * every table entry; every distinct shard is opened once. */
 static int open_index(struct hf_weights *w, const char *dir, const char *index_path,
                       const struct param_table *t, int *shard_of, char *err, size_t errlen) {
-    cJSON *root = read_json(index_path, err, errlen);
+    cJSON *root = hf_read_json(index_path, err, errlen);
     if (!root) return -1;
     int rc = -1, n_names = 0;
     const char **names = NULL; /* distinct shard file names, in the index's order */

@@ -11,8 +11,12 @@
 /* Read dir/config.json (transformers v4 rope_theta/rope_scaling or v5 rope_parameters).
  * Rejects, naming the key, what ringtrain does not implement (model_type other than llama,
  * hidden_act other than silu, attention/mlp bias, attention dropout, RoPE types other than
- * default/linear/llama3). Returns 0, or -1 with one line in err. */
+ * default/linear/llama3/dynamic/yarn). Returns 0, or -1 with one line in err. */
 int hf_read_config(const char *dir, struct model_config *mc, char *err, size_t errlen);
+
+/* A whole JSON file whose top level is an object (a regular file of at most 64 MiB); NULL
+ * with a message naming the file (and the line of a syntax error). cJSON_Delete it. */
+struct cJSON *hf_read_json(const char *path, char *err, size_t errlen);
 
 /* Every tensor of t must be in the directory's weights with exactly its shape and a float
  * dtype (F32, BF16, F16, F64); extra tensors (and lm_head.weight of a tied model) are

@@ -1,6 +1,8 @@
 /* hf_export: owns writing a Hugging Face LlamaForCausalLM directory: config.json from struct
- * model_config, the shard plan, the weights (through st_write), the index, and the
- * crash-safe replacement of the target directory (temporary sibling, fsync, rename). */
+ * model_config (and the source model's token ids), the shard plan, the weights (through
+ * st_write), the index, the tokenizer and generation files copied from the source model
+ * directory, and the crash-safe replacement of the target directory (temporary sibling,
+ * fsync, rename). */
 #include "hf_export.h"
 
 #include <cjson/cJSON.h>
@@ -16,6 +18,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hf.h"
+#include "mapfile.h"
 #include "safetensors.h"
 
 #define HFX_PATH_MAX 4096
@@ -68,6 +72,50 @@ static int write_text(const char *path, const char *text, char *err, size_t errl
         return -1;
     }
     return 0;
+}
+
+/* Copy the regular file src to dst (a new file), fsync. */
+static int copy_file(const char *src, const char *dst, char *err, size_t errlen) {
+    int in = mapfile_open_regular(src, err, errlen);
+    if (in < 0) return -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), rc = -1;
+    if (out < 0) {
+        snprintf(err, errlen, "%s: cannot create: %s", dst, strerror(errno));
+        close(in);
+        return -1;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            snprintf(err, errlen, "%s: read failed: %s", src, strerror(errno));
+            goto out;
+        }
+        if (n == 0) break;
+        for (char *p = buf; n > 0;) {
+            ssize_t w = write(out, p, (size_t)n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                snprintf(err, errlen, "%s: write failed: %s", dst, w < 0 ? strerror(errno) : "no progress");
+                goto out;
+            }
+            p += w;
+            n -= w;
+        }
+    }
+    if (fsync(out)) {
+        snprintf(err, errlen, "%s: fsync failed: %s", dst, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(in);
+    if (close(out) && rc == 0) {
+        snprintf(err, errlen, "%s: close failed: %s", dst, strerror(errno));
+        rc = -1;
+    }
+    return rc;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -171,33 +219,66 @@ static int add_bool(cJSON *o, const char *key, int b) {
     return cJSON_AddBoolToObject(o, key, b) ? 0 : -1;
 }
 
-/* The rope_scaling object (keys sorted), or JSON null for default RoPE. */
+/* The rope_scaling object (keys sorted), or JSON null for default RoPE. Every key that the
+ * type uses is written with the value used, so transformers computes the same frequencies
+ * (dynamic's original length is max_position_embeddings, written by config_text). */
 static int add_rope(cJSON *o, const struct model_config *mc) {
     const struct rope_scaling *r = &mc->rope;
     if (r->type == ROPE_DEFAULT) return cJSON_AddNullToObject(o, "rope_scaling") ? 0 : -1;
     cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
-    if (!rs || add_float(rs, "factor", r->factor)) return -1;
-    if (r->type == ROPE_LINEAR) return add_str(rs, "rope_type", "linear");
-    return add_float(rs, "high_freq_factor", r->high_freq_factor) ||
-           add_float(rs, "low_freq_factor", r->low_freq_factor) ||
-           add_int(rs, "original_max_position_embeddings", r->original_max_pos) ||
-           add_str(rs, "rope_type", "llama3");
+    if (!rs) return -1;
+    const int yarn = r->type == ROPE_YARN, llama3 = r->type == ROPE_LLAMA3;
+    if (yarn && r->attention_factor > 0 && add_float(rs, "attention_factor", r->attention_factor)) return -1;
+    if (yarn && (add_float(rs, "beta_fast", r->beta_fast) || add_float(rs, "beta_slow", r->beta_slow))) return -1;
+    if (add_float(rs, "factor", r->factor)) return -1;
+    if (llama3 && (add_float(rs, "high_freq_factor", r->high_freq_factor) ||
+                   add_float(rs, "low_freq_factor", r->low_freq_factor)))
+        return -1;
+    if (yarn && r->mscale > 0 && add_float(rs, "mscale", r->mscale)) return -1;
+    if (yarn && r->mscale_all_dim > 0 && add_float(rs, "mscale_all_dim", r->mscale_all_dim)) return -1;
+    if ((yarn || llama3) && add_int(rs, "original_max_position_embeddings", r->original_max_pos)) return -1;
+    if (add_str(rs, "rope_type", rope_type_name(r->type))) return -1;
+    return yarn ? add_bool(rs, "truncate", r->truncate) : 0;
 }
 
-/* config.json text (keys sorted, as save_pretrained writes them); NULL when out of memory. */
-static char *config_text(const struct model_config *mc, int64_t max_positions, int dtype) {
+/* The source model's token ids among keys (NULL-terminated; bos_token_id, eos_token_id,
+ * pad_token_id: an integer, a list or null, copied as they are); the ones it has are
+ * appended to got. */
+static int add_token_ids(cJSON *o, const cJSON *src, const char *const *keys, char *got, size_t gotlen) {
+    for (size_t i = 0; src && keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
+        if (!v) continue;
+        cJSON *dup = cJSON_Duplicate(v, 1);
+        if (!dup || !cJSON_AddItemToObject(o, keys[i], dup)) {
+            cJSON_Delete(dup);
+            return -1;
+        }
+        size_t k = strlen(got);
+        snprintf(got + k, gotlen - k, "%s%s", k ? ", " : "", keys[i]);
+    }
+    return 0;
+}
+
+/* config.json text (keys sorted, as save_pretrained writes them; the source's token ids in
+ * it when src is not NULL, their names appended to ids); NULL when out of memory. */
+static char *config_text(const struct model_config *mc, int64_t max_positions, int dtype, const cJSON *src,
+                         char *ids, size_t idslen) {
     cJSON *o = cJSON_CreateObject(), *arch = cJSON_CreateStringArray((const char *[]){"LlamaForCausalLM"}, 1);
     char *text = NULL;
     if (!o || !arch) goto out;
     cJSON_AddItemToObject(o, "architectures", arch);
     arch = NULL;
+    /* transformers' dynamic NTK scales relative to max_position_embeddings */
+    if (mc->rope.type == ROPE_DYNAMIC) max_positions = mc->rope.original_max_pos;
     if (add_bool(o, "attention_bias", 0) || add_float(o, "attention_dropout", 0.0) ||
+        add_token_ids(o, src, (const char *const[]){"bos_token_id", "eos_token_id", NULL}, ids, idslen) ||
         add_int(o, "head_dim", mc->head_dim) || add_str(o, "hidden_act", "silu") ||
         add_int(o, "hidden_size", mc->dim) || add_int(o, "intermediate_size", mc->ffn_dim) ||
         add_int(o, "max_position_embeddings", max_positions) || add_bool(o, "mlp_bias", 0) ||
         add_str(o, "model_type", "llama") || add_int(o, "num_attention_heads", mc->n_heads) ||
         add_int(o, "num_hidden_layers", mc->n_layers) ||
         add_int(o, "num_key_value_heads", mc->n_kv_heads) ||
+        add_token_ids(o, src, (const char *const[]){"pad_token_id", NULL}, ids, idslen) ||
         add_float(o, "rms_norm_eps", mc->norm_eps) || add_rope(o, mc) ||
         add_float(o, "rope_theta", mc->rope_theta) ||
         add_bool(o, "tie_word_embeddings", mc->tie_embeddings) ||
@@ -214,22 +295,17 @@ out:
 /* Values config.json must be able to hold, and that transformers accepts. */
 static int check_config(const struct model_config *mc, int64_t max_positions, char *err,
                         size_t errlen) {
-    const struct rope_scaling *r = &mc->rope;
-    const char *bad = NULL;
+    const char *bad = NULL, *field;
+    char msg[160];
     if (!(mc->norm_eps > 0) || !isfinite(mc->norm_eps)) bad = "norm_eps must be finite and > 0";
     else if (!(mc->rope_theta > 0) || !isfinite(mc->rope_theta)) bad = "rope_theta must be finite and > 0";
-    else if (r->type != ROPE_DEFAULT && r->type != ROPE_LINEAR && r->type != ROPE_LLAMA3)
-        bad = "unknown RoPE type";
-    else if (r->type != ROPE_DEFAULT && (!(r->factor > 0) || !isfinite(r->factor)))
-        bad = "RoPE factor must be finite and > 0";
-    else if (r->type == ROPE_LLAMA3 &&
-             (!(r->low_freq_factor > 0) || !isfinite(r->high_freq_factor) ||
-              !(r->high_freq_factor > r->low_freq_factor) || r->original_max_pos < 1))
-        bad = "llama3 RoPE needs 0 < low_freq_factor < high_freq_factor and "
-              "original_max_position_embeddings >= 1";
     else if (max_positions < 1) bad = "max_position_embeddings must be >= 1";
     if (bad) {
         snprintf(err, errlen, "cannot export this model config: %s", bad);
+        return -1;
+    }
+    if (rope_check(&mc->rope, &field, msg, sizeof msg)) {
+        snprintf(err, errlen, "cannot export this model config: rope_scaling.%s: %s", field, msg);
         return -1;
     }
     return 0;
@@ -336,6 +412,34 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- the source's files */
+
+/* What an export takes from the model directory it started from, besides the token ids. */
+static const char *const src_files[] = {
+    "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "tokenizer.model",
+};
+
+/* Copy src_files that src_dir has into tmp; names copied and names absent appended. */
+static int copy_source_files(const char *tmp, const char *src_dir, char *copied, char *absent, size_t len,
+                             char *err, size_t errlen) {
+    char from[HFX_PATH_MAX], to[HFX_PATH_MAX];
+    for (size_t i = 0; i < sizeof src_files / sizeof src_files[0]; i++) {
+        const char *name = src_files[i];
+        if (snprintf(from, sizeof from, "%s/%s", src_dir, name) >= (int)sizeof from ||
+            snprintf(to, sizeof to, "%s/%s", tmp, name) >= (int)sizeof to) {
+            snprintf(err, errlen, "%s/%s: path too long", src_dir, name);
+            return -1;
+        }
+        struct stat sb;
+        char *list = stat(from, &sb) == 0 ? copied : absent;
+        if (list == copied && copy_file(from, to, err, errlen)) return -1;
+        size_t k = strlen(list);
+        snprintf(list + k, len - k, "%s%s", k ? ", " : "", name);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the export */
 
 /* Put the finished tmp at dir. kind is what classify_target found there. Returns 0; -1 when
@@ -427,9 +531,10 @@ int hf_export_check(const char *dir_in, char *err, size_t errlen) {
 }
 
 int hf_export(const char *dir_in, const struct model_config *mc, const struct param_table *t,
-              const float *params, int dtype, double shard_bytes, int64_t max_positions,
-              char *err, size_t errlen) {
+              const float *params, int dtype, double shard_bytes, int64_t max_positions, const char *src_dir,
+              char *note, size_t notelen, char *err, size_t errlen) {
     char dir[HFX_PATH_MAX], tmp[HFX_PATH_MAX], parent[HFX_PATH_MAX], path[HFX_PATH_MAX];
+    char ids[96] = "", copied[256] = "", absent[256] = "";
     if (target_paths(dir_in, dir, parent, err, errlen)) return -1;
     if (dtype != DTYPE_BF16 && dtype != DTYPE_FP32) {
         snprintf(err, errlen, "%s: unknown export dtype %d", dir, dtype);
@@ -442,12 +547,21 @@ int hf_export(const char *dir_in, const struct model_config *mc, const struct pa
         snprintf(err, errlen, "%s: path too long", dir);
         return -1;
     }
-    if (make_parents(dir, err, errlen)) return -1;
-    if (mkdir(tmp, 0755)) {
-        snprintf(err, errlen, "%s: cannot create the directory: %s", tmp, strerror(errno));
+    cJSON *src = NULL;
+    if (src_dir && (join(path, sizeof path, src_dir, "/config.json", err, errlen) ||
+                    !(src = hf_read_json(path, err, errlen))))
+        return -1;
+    if (make_parents(dir, err, errlen)) {
+        cJSON_Delete(src);
         return -1;
     }
-    char *text = config_text(mc, max_positions, dtype);
+    if (mkdir(tmp, 0755)) {
+        snprintf(err, errlen, "%s: cannot create the directory: %s", tmp, strerror(errno));
+        cJSON_Delete(src);
+        return -1;
+    }
+    char *text = config_text(mc, max_positions, dtype, src, ids, sizeof ids);
+    cJSON_Delete(src);
     if (!text) {
         snprintf(err, errlen, "%s: out of memory", dir);
         goto fail;
@@ -456,10 +570,17 @@ int hf_export(const char *dir_in, const struct model_config *mc, const struct pa
              write_text(path, text, err, errlen);
     free(text);
     if (rc || write_weights(tmp, t, params, dtype, shard_bytes, err, errlen) ||
+        (src_dir && copy_source_files(tmp, src_dir, copied, absent, sizeof copied, err, errlen)) ||
         fsync_dir(tmp, err, errlen))
         goto fail;
     rc = install(tmp, dir, kind, parent, err, errlen);
     if (rc == -1) goto fail;
+    if (note && src_dir)
+        snprintf(note, notelen, "from %s: %s%s%s%s%s", src_dir, *ids ? ids : "no token ids in its config.json",
+                 *copied ? "; copied " : "", copied, *absent ? "; it has no " : "", absent);
+    else if (note)
+        snprintf(note, notelen, "not written: bos/eos/pad token ids, generation_config.json, tokenizer files "
+                 "(a random-init model has none)");
     return rc ? -1 : 0;
 fail:
     remove_tree(tmp); /* ours alone: created above, not yet installed */

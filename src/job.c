@@ -3,6 +3,7 @@
 #include "job.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,116 @@ static int agree(const struct cfg *c, const char *key, double job, double hf, ch
     return fail(err, errlen, c, key, msg);
 }
 
+/* An error at where_key's place in the job about key (a key that was not given has no place). */
+static int fail_at(char *err, size_t errlen, const struct cfg *c, const char *where_key, const char *key,
+                   const char *msg) {
+    char where[CFG_PATH_MAX + 32];
+    cfg_where(c, where_key, where, sizeof where);
+    if (!strcmp(where, "default")) snprintf(where, sizeof where, "%s", c->path);
+    snprintf(err, errlen, "%s: %s: %s", where, key, msg);
+    return -1;
+}
+
+/* The model.rope_scaling keys besides type: HF's name, the field of struct rope_scaling. */
+#define ROPE_FIELD(name, field) {name, offsetof(struct rope_scaling, field), sizeof(((struct rope_scaling *)0)->field)}
+static const struct { const char *name; size_t off, size; } rope_fields[] = {
+    ROPE_FIELD("factor", factor), ROPE_FIELD("low_freq_factor", low_freq_factor),
+    ROPE_FIELD("high_freq_factor", high_freq_factor),
+    ROPE_FIELD("original_max_position_embeddings", original_max_pos), ROPE_FIELD("beta_fast", beta_fast),
+    ROPE_FIELD("beta_slow", beta_slow), ROPE_FIELD("mscale", mscale), ROPE_FIELD("mscale_all_dim", mscale_all_dim),
+    ROPE_FIELD("attention_factor", attention_factor), ROPE_FIELD("truncate", truncate),
+};
+#define N_ROPE_FIELDS (sizeof rope_fields / sizeof rope_fields[0])
+
+/* Whether the job gives any model.rope_scaling key. */
+static int rope_keys_given(const struct cfg *c) {
+    char key[96];
+    if (cfg_is_set(c, "model.rope_scaling.type")) return 1;
+    for (size_t i = 0; i < N_ROPE_FIELDS; i++) {
+        snprintf(key, sizeof key, "model.rope_scaling.%s", rope_fields[i].name);
+        if (cfg_is_set(c, key)) return 1;
+    }
+    return 0;
+}
+
+/* The RoPE scaling of the job's model.rope_scaling keys into r: the type's fields only (the
+ * others as rope_defaults leaves them). hf_max_pos: an HF config's max_position_embeddings,
+ * which transformers takes for a missing original_max_position_embeddings (0: none). */
+static int rope_from_job(const struct cfg *c, int64_t hf_max_pos, struct rope_scaling *r, char *err,
+                         size_t errlen) {
+    const struct rope_scaling *in = &c->model.rope;
+    const int type = in->type;
+    const char *tkey = "model.rope_scaling.type", *tname = rope_type_name(type);
+    char key[96], msg[256];
+    rope_defaults(r, type);
+    for (size_t i = 0; i < N_ROPE_FIELDS; i++) {
+        const char *f = rope_fields[i].name;
+        snprintf(key, sizeof key, "model.rope_scaling.%s", f);
+        int given = cfg_is_set(c, key), used = rope_uses(type, f);
+        if (given && !cfg_is_set(c, tkey))
+            return fail(err, errlen, c, key, "needs model.rope_scaling.type (linear, llama3, dynamic or yarn)");
+        if (given && !used) {
+            snprintf(msg, sizeof msg, "is not used by model.rope_scaling.type %s", tname);
+            return fail(err, errlen, c, key, msg);
+        }
+        if (!used) continue;
+        int optional = type == ROPE_YARN && strcmp(f, "factor") && strcmp(f, "original_max_position_embeddings");
+        if (!given && !strcmp(f, "original_max_position_embeddings") && hf_max_pos > 0) {
+            r->original_max_pos = hf_max_pos;
+            continue;
+        }
+        if (!given && !optional) {
+            snprintf(msg, sizeof msg, "required by model.rope_scaling.type %s%s", tname,
+                     strcmp(f, "original_max_position_embeddings") ? "" :
+                     " (the context length the model was pretrained at)");
+            return fail_at(err, errlen, c, tkey, key, msg);
+        }
+        if (given) memcpy((char *)r + rope_fields[i].off, (const char *)in + rope_fields[i].off, rope_fields[i].size);
+    }
+    const char *field;
+    if (rope_check(r, &field, msg, sizeof msg)) {
+        snprintf(key, sizeof key, "model.rope_scaling.%s", field);
+        return fail_at(err, errlen, c, cfg_is_set(c, key) ? key : tkey, key, msg);
+    }
+    return 0;
+}
+
+/* RoPE of the model: the job's model.rope_theta and model.rope_scaling keys (over an HF
+ * config's when given), the sequence length dynamic NTK is computed for, and the start-up
+ * line saying what was used and where it came from. */
+static int resolve_rope(struct job *j, const struct cfg *c, char *err, size_t errlen) {
+    struct model_config *mc = &j->mc;
+    const int hf = c->model.init == INIT_HF;
+    char from_theta[96] = "", from_scaling[300] = "", was[200];
+    if (!hf || cfg_is_set(c, "model.rope_theta")) {
+        if (hf)
+            snprintf(from_theta, sizeof from_theta, " (model.rope_theta, over config.json's %g)", mc->rope_theta);
+        mc->rope_theta = c->model.rope_theta;
+    }
+    if (!hf || rope_keys_given(c)) {
+        struct rope_scaling r;
+        if (rope_from_job(c, hf ? mc->max_positions : 0, &r, err, errlen)) return -1;
+        if (hf) {
+            rope_describe(&mc->rope, was, sizeof was);
+            snprintf(from_scaling, sizeof from_scaling, " (model.rope_scaling, over config.json's %s)", was);
+        }
+        mc->rope = r;
+    }
+    if (mc->rope.type == ROPE_DYNAMIC && mc->head_dim <= 2) /* its exponent is D / (D - 2) */
+        return fail(err, errlen, c, hf && !rope_keys_given(c) ? "model.init" : "model.rope_scaling.type",
+                    "dynamic RoPE needs a head dim > 2");
+    if (mc->rope.type == ROPE_DYNAMIC) mc->rope.seq_len = c->data.seq_len;
+    char desc[200];
+    double attn, *inv = calloc((size_t)mc->head_dim / 2, sizeof *inv);
+    if (!inv) return fail(err, errlen, c, "model.init", "out of memory");
+    rope_frequencies(&mc->rope, mc->rope_theta, mc->head_dim, inv, &attn);
+    free(inv);
+    rope_describe(&mc->rope, desc, sizeof desc);
+    snprintf(j->rope_note, sizeof j->rope_note, "theta %g%s, scaling %s%s, attention factor %.6g", mc->rope_theta,
+             from_theta, desc, from_scaling, attn);
+    return 0;
+}
+
 static int resolve_model(struct job *j, const struct cfg *c, char *err, size_t errlen) {
     struct model_config *mc = &j->mc;
     memset(mc, 0, sizeof *mc);
@@ -39,7 +150,6 @@ static int resolve_model(struct job *j, const struct cfg *c, char *err, size_t e
             agree(c, "model.n_kv_heads", c->model.n_kv_heads, mc->n_kv_heads, err, errlen) ||
             agree(c, "model.ffn_dim", c->model.ffn_dim, mc->ffn_dim, err, errlen) ||
             agree(c, "model.norm_eps", c->model.norm_eps, mc->norm_eps, err, errlen) ||
-            agree(c, "model.rope_theta", c->model.rope_theta, mc->rope_theta, err, errlen) ||
             agree(c, "model.tie_embeddings", c->model.tie_embeddings, mc->tie_embeddings, err, errlen))
             return -1;
     } else {
@@ -51,10 +161,9 @@ static int resolve_model(struct job *j, const struct cfg *c, char *err, size_t e
         mc->head_dim = c->model.dim / c->model.n_heads;
         mc->ffn_dim = c->model.ffn_dim;
         mc->norm_eps = c->model.norm_eps;
-        mc->rope_theta = c->model.rope_theta;
         mc->tie_embeddings = c->model.tie_embeddings;
-        mc->rope.type = ROPE_DEFAULT;
     }
+    if (resolve_rope(j, c, err, errlen)) return -1;
     struct param_table pt;
     char msg[256];
     if (params_init(&pt, mc, msg, sizeof msg)) return fail(err, errlen, c, "model.init", msg);

@@ -1,6 +1,6 @@
 /* job: the configuration resolved against the world and the files it names, on rank 0
  * before anything is allocated: the model shape (from the job or the HF config, which must
- * agree), the parallel layout (cp x dp), and the validity of the token and weight files.
+ * agree; the job's RoPE keys override the HF config's), the parallel layout (cp x dp), and the validity of the token and weight files.
  * struct job is plain old data, broadcast as bytes to every rank. */
 #ifndef RT_JOB_H
 #define RT_JOB_H
@@ -12,6 +12,7 @@ struct job {
     struct cfg          cfg;
     struct model_config mc;
     int                 cp, dp;   /* ring size and data-parallel groups; cp * dp = world */
+    char                rope_note[1024]; /* the RoPE used and where it came from (start-up line) */
 };
 
 /* Returns 0, or -1 with one line in err (exit code 2). */

@@ -38,8 +38,8 @@ static void qkv_tile(struct model *m, const struct layer_acts *a, const void *x,
     be->matmul_forward(be, q, a->xn1, w->wq, n, d, (int)hd);
     be->matmul_forward(be, k, a->xn1, w->wk, n, d, (int)kvd);
     be->matmul_forward(be, v, a->xn1, w->wv, n, d, (int)kvd);
-    be->rope_forward(be, q, m->pos + t0, m->inv_freq, n, H, D);
-    be->rope_forward(be, k, m->pos + t0, m->inv_freq, n, Hkv, D);
+    be->rope_forward(be, q, m->pos + t0, m->inv_freq, m->rope_scale, n, H, D);
+    be->rope_forward(be, k, m->pos + t0, m->inv_freq, m->rope_scale, n, Hkv, D);
 }
 
 /* Rows [t0, t0 + n) after attention: h = x + o(attn), xn2, rstd2, gate, up, act of the
@@ -95,8 +95,8 @@ static void qkv_tile_backward(struct model *m, const struct layer_acts *a, const
     int d = mc->dim, H = mc->n_heads, Hkv = mc->n_kv_heads, D = mc->head_dim;
     int64_t hd = (int64_t)H * D, kvd = (int64_t)Hkv * D;
     void *dq = at(m, m->dq_a, t0 * hd), *dk = at(m, m->dk_a, t0 * kvd), *dv = at(m, m->dv_a, t0 * kvd);
-    be->rope_backward(be, dq, m->pos + t0, m->inv_freq, n, H, D);
-    be->rope_backward(be, dk, m->pos + t0, m->inv_freq, n, Hkv, D);
+    be->rope_backward(be, dq, m->pos + t0, m->inv_freq, m->rope_scale, n, H, D);
+    be->rope_backward(be, dk, m->pos + t0, m->inv_freq, m->rope_scale, n, Hkv, D);
     be->zero(be, m->dxn, (size_t)n * d * be->act_size);
     be->matmul_backward(be, m->dxn, w->g_wq, dq, a->xn1, w->wq, n, d, (int)hd);
     be->matmul_backward(be, m->dxn, w->g_wk, dk, a->xn1, w->wk, n, d, (int)kvd);

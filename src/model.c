@@ -98,7 +98,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     if (params_init(&m->pt, mc, err, sizeof err)) RT_FATAL("model: %s", err);
     pstore_init(&m->ps, be, world, mc, stage, host_opt);
     double *inv = rt_calloc((size_t)mc->head_dim / 2, sizeof(double), "rope frequencies");
-    params_rope_inv_freq(mc, inv);
+    rope_frequencies(&mc->rope, mc->rope_theta, mc->head_dim, inv, &m->rope_scale);
     m->inv_freq = own(m, owned_of(m), (size_t)mc->head_dim / 2 * sizeof(double), "rope frequencies");
     be->upload(be, m->inv_freq, inv, (size_t)mc->head_dim / 2 * sizeof(double));
     free(inv);

@@ -42,6 +42,7 @@ struct model {
     struct pstore ps;      /* weights, gradients and optimizer state (parallel.zero, memory.optimizer) */
     struct param_table pt; /* the layout (params.h) */
     double *inv_freq;      /* (D/2) backend memory */
+    double  rope_scale;    /* RoPE attention factor (yarn's; else 1): scales cos and sin */
     int     T;             /* local tokens per sequence shard */
     int     tile;          /* t: tokens per tile of the token-wise work (model_init) */
     int     ckpt;          /* enum model_ckpt */

@@ -1,8 +1,6 @@
-/* params: parameter layout (HF names, one flat fp32 buffer), seeded random init, RoPE
- * inverse frequencies. */
+/* params: parameter layout (HF names, one flat fp32 buffer), seeded random init. */
 #include "params.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,28 +127,5 @@ void params_init_random_range(const struct param_table *t, uint64_t seed, int64_
         int64_t j0 = a - p->offset;
 #pragma omp parallel for schedule(static)
         for (int64_t j = 0; j < b - a; j++) w[j] = 0.02f * (float)rng_normal(key, (uint64_t)(j0 + j));
-    }
-}
-
-void params_rope_inv_freq(const struct model_config *mc, double *inv_freq) {
-    int D = mc->head_dim;
-    const struct rope_scaling *rs = &mc->rope;
-    for (int i = 0; i < D / 2; i++) {
-        double f = 1.0 / pow(mc->rope_theta, (2.0 * i) / D);
-        if (rs->type == ROPE_LINEAR) {
-            f /= rs->factor;
-        } else if (rs->type == ROPE_LLAMA3) {
-            /* Llama 3.1: long wavelengths scaled by factor, short kept, smooth in between. */
-            double old = (double)rs->original_max_pos;
-            double low_wl = old / rs->low_freq_factor, high_wl = old / rs->high_freq_factor;
-            double wl = 2.0 * M_PI / f;
-            if (wl > low_wl) {
-                f /= rs->factor;
-            } else if (wl >= high_wl) {
-                double s = (old / wl - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
-                f = (1.0 - s) * f / rs->factor + s * f;
-            }
-        }
-        inv_freq[i] = f;
     }
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rope.h"
+
 /* The largest model shape ringtrain accepts, from the job's model.* keys (config_schema.c) or
  * an HF config.json (hf.c), checked before anything is sized by it: a typo like n_layers
  * 1e8 is a bad-input error, not a table grown until the kernel kills rank 0. Each is far
@@ -18,16 +20,6 @@
 #define MODEL_MAX_LAYERS 4096
 #define MODEL_MAX_HEADS  4096
 #define MODEL_MAX_FFN    (1 << 20)
-
-enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
-
-struct rope_scaling {
-    int     type;              /* enum rope_type */
-    double  factor;            /* linear and llama3 */
-    double  low_freq_factor;   /* llama3 */
-    double  high_freq_factor;  /* llama3 */
-    int64_t original_max_pos;  /* llama3: original_max_position_embeddings */
-};
 
 struct model_config {
     int    vocab_size;     /* V */
@@ -42,7 +34,7 @@ struct model_config {
     int    tie_embeddings; /* lm_head shares model.embed_tokens.weight */
     int64_t max_positions; /* an HF config's max_position_embeddings; 0 when unknown (exports
                               advertise max(this, data.seq_len)) */
-    struct rope_scaling rope;
+    struct rope_scaling rope; /* rope.h; dynamic: rope.seq_len = data.seq_len */
 };
 
 #define PARAM_NAME_MAX 96
@@ -89,8 +81,5 @@ int64_t params_lm_head(const struct param_table *t);  /* (V, d); the embedding w
 void params_init_random(const struct param_table *t, uint64_t seed, float *buf);
 /* The same values for the flat range [lo, lo + n) only, into dst[n]. */
 void params_init_random_range(const struct param_table *t, uint64_t seed, int64_t lo, int64_t n, float *dst);
-
-/* RoPE inverse frequencies (D/2 values) with the configured scaling, computed in double. */
-void params_rope_inv_freq(const struct model_config *mc, double *inv_freq);
 
 #endif

@@ -138,6 +138,7 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
     printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
            (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,
            mc->n_kv_heads, mc->head_dim, mc->ffn_dim, mc->tie_embeddings ? ", tied embeddings" : "");
+    printf("rope: %s\n", j->rope_note);
     char files[1024];
     corpus_list_text(j->cfg.data.train, files, sizeof files);
     printf("data: %s, seq_len %lld (%lld tokens per rank), %d sequence%s per step\n",
@@ -229,10 +230,13 @@ static int export_params(const struct run *r) {
         char err[1024];
         const struct model_config *mc = &r->t->job.mc;
         int64_t positions = mc->max_positions > c->data.seq_len ? mc->max_positions : c->data.seq_len;
+        char note[1024];
         rc = hf_export(c->export_.dir, mc, &r->t->model.pt, params, c->export_.dtype,
-                       c->export_.shard_gib * 1073741824.0, positions, err, sizeof err) ? 1 : 0;
+                       c->export_.shard_gib * 1073741824.0, positions,
+                       c->model.init == INIT_HF ? c->model.hf_dir : NULL, note, sizeof note, err, sizeof err) ? 1 : 0;
         if (rc) fprintf(stderr, "ringtrain: export failed: %s\n", err);
-        else printf("exported the model to %s (%s)\n", c->export_.dir, c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32");
+        else printf("exported the model to %s (%s); %s\n", c->export_.dir,
+                    c->export_.dtype == DTYPE_BF16 ? "bf16" : "fp32", note);
     }
     free(params);
     comm_broadcast(&r->t->ctl, &rc, 1, COMM_I32, 0);

@@ -22,6 +22,7 @@ run() {
 }
 run $b/test_config
 run $b/test_hfio
+run $b/test_rope
 run $b/test_export
 run $b/test_ops
 run $b/test_data

@@ -179,6 +179,17 @@ int main(void) {
     expect("ok.yaml --plan", 0, "memory plan of ok.yaml|plan: device");
     expect("ok.yaml", 0, "\"event\":\"done\",\"step\":2");
     expect("hf_ok.yaml", 0, "\"event\":\"done\",\"step\":1");
+    /* issue 14: RoPE overrides of an HF model win and are named at start-up; its export
+     * carries them and says what it took from the source directory */
+    expect("hf_ok.yaml --set model.rope_theta=1e6 --set model.rope_scaling.type=yarn --set model.rope_scaling.factor=4 "
+           "--set model.rope_scaling.original_max_position_embeddings=32 "
+           "--set export.dir=hf_yarn", 0,
+           "rope: theta 1e+06 (model.rope_theta, over config.json's 10000), scaling yarn (factor 4, original 32|"
+           "(model.rope_scaling, over config.json's default), attention factor 1.13863|"
+           "exported the model to hf_yarn (bf16); from hf_ok: no token ids in its config.json; it has no "
+           "generation_config.json");
+    expect("hf_ok.yaml --set model.rope_scaling.type=llama3 --set model.rope_scaling.factor=8", 2,
+           "--set: model.rope_scaling.low_freq_factor: required by model.rope_scaling.type llama3");
     expect("hf_nan.yaml --set checkpoint.dir=ck_nan", 2,
            "hf_nan/model.safetensors: model.layers.0.mlp.up_proj.weight: element 63 is not finite (nan)");
     CHECK(in_dir("ls ck_nan 2>/dev/null | grep step-") != 0); /* nothing trained, nothing saved */

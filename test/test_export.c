@@ -115,8 +115,7 @@ static struct model_config tiny_untied(void) {
     struct model_config mc = {.vocab_size = 50, .dim = 16, .n_layers = 2, .n_heads = 4,
                               .n_kv_heads = 4, .head_dim = 4, .ffn_dim = 24, .norm_eps = 1e-5,
                               .rope_theta = 10000.0, .tie_embeddings = 0};
-    mc.rope.type = ROPE_DEFAULT;
-    mc.rope.factor = 1.0; /* what hf_read_config sets for default RoPE */
+    rope_defaults(&mc.rope, ROPE_DEFAULT); /* what hf_read_config sets for default RoPE */
     return mc;
 }
 
@@ -125,8 +124,11 @@ static struct model_config tied_gqa_llama3(void) {
     struct model_config mc = {.vocab_size = 40, .dim = 24, .n_layers = 2, .n_heads = 6,
                               .n_kv_heads = 2, .head_dim = 8, .ffn_dim = 40, .norm_eps = 1e-6,
                               .rope_theta = 500000.0, .tie_embeddings = 1};
-    mc.rope = (struct rope_scaling){.type = ROPE_LLAMA3, .factor = 8.0, .low_freq_factor = 1.0,
-                                    .high_freq_factor = 4.0, .original_max_pos = 8192};
+    rope_defaults(&mc.rope, ROPE_LLAMA3);
+    mc.rope.factor = 8.0;
+    mc.rope.low_freq_factor = 1.0;
+    mc.rope.high_freq_factor = 4.0;
+    mc.rope.original_max_pos = 8192;
     return mc;
 }
 
@@ -135,7 +137,33 @@ static struct model_config odd_linear(void) {
                               .n_kv_heads = 1, .head_dim = 6, .ffn_dim = 20,
                               .norm_eps = 3.3e-7 + 1e-22, .rope_theta = 12345.678901234567,
                               .tie_embeddings = 0};
-    mc.rope = (struct rope_scaling){.type = ROPE_LINEAR, .factor = 2.5};
+    rope_defaults(&mc.rope, ROPE_LINEAR);
+    mc.rope.factor = 2.5;
+    return mc;
+}
+
+/* YaRN with every optional key given (attention_factor, mscales, betas, no truncation). */
+static struct model_config yarn_all_keys(void) {
+    struct model_config mc = tiny_untied();
+    mc.rope_theta = 150000.0;
+    rope_defaults(&mc.rope, ROPE_YARN);
+    mc.rope.factor = 32.0;
+    mc.rope.original_max_pos = 4096;
+    mc.rope.beta_fast = 16.5;
+    mc.rope.beta_slow = 2.0;
+    mc.rope.mscale = 0.707;
+    mc.rope.mscale_all_dim = 1.0;
+    mc.rope.attention_factor = 1.25;
+    mc.rope.truncate = 0;
+    return mc;
+}
+
+/* Dynamic NTK: the export writes its original length as max_position_embeddings. */
+static struct model_config dynamic_ntk(void) {
+    struct model_config mc = tiny_untied();
+    rope_defaults(&mc.rope, ROPE_DYNAMIC);
+    mc.rope.factor = 2.0;
+    mc.rope.original_max_pos = 2048;
     return mc;
 }
 
@@ -147,7 +175,10 @@ static int same_config(const struct model_config *a, const struct model_config *
            a->rope.type == b->rope.type && a->rope.factor == b->rope.factor &&
            a->rope.low_freq_factor == b->rope.low_freq_factor &&
            a->rope.high_freq_factor == b->rope.high_freq_factor &&
-           a->rope.original_max_pos == b->rope.original_max_pos;
+           a->rope.original_max_pos == b->rope.original_max_pos && a->rope.beta_fast == b->rope.beta_fast &&
+           a->rope.beta_slow == b->rope.beta_slow && a->rope.mscale == b->rope.mscale &&
+           a->rope.mscale_all_dim == b->rope.mscale_all_dim && a->rope.attention_factor == b->rope.attention_factor &&
+           a->rope.truncate == b->rope.truncate;
 }
 
 /* A model's table and seeded random parameters. */
@@ -329,7 +360,7 @@ static void test_bf16_export(const char *base) {
     for (int64_t i = 8; i < m.t.total; i += 4) m.w[i] = f32_of(bits_of(m.w[i]) & 0xffff0000u);
     char dir[PATH_LEN];
     join_to(dir, base, "bf16");
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     float *r = read_back(dir, &m, __LINE__);
     if (r) {
         int ok = 1;
@@ -400,7 +431,7 @@ static void test_roundtrip(const char *base, struct model_config mc, const char 
     model_make(&m, mc, 1234);
     char dir[PATH_LEN];
     join_to(dir, base, name);
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, 1e12, 4096, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, 1e12, 4096, NULL, NULL, 0, err, sizeof err) == 0);
     float *r = read_back(dir, &m, __LINE__);
     CHECK(r && !memcmp(r, m.w, (size_t)m.t.total * sizeof *r));
     free(r);
@@ -421,7 +452,10 @@ static void test_roundtrip(const char *base, struct model_config mc, const char 
         CHECK(!strcmp(cJSON_GetObjectItem(c, "model_type")->valuestring, "llama"));
         CHECK(!strcmp(cJSON_GetObjectItem(c, "hidden_act")->valuestring, "silu"));
         CHECK(!strcmp(cJSON_GetObjectItem(c, "torch_dtype")->valuestring, "float32"));
-        CHECK(cJSON_GetObjectItem(c, "max_position_embeddings")->valuedouble == 4096);
+        CHECK(cJSON_GetObjectItem(c, "max_position_embeddings")->valuedouble ==
+              (mc.rope.type == ROPE_DYNAMIC ? (double)mc.rope.original_max_pos : 4096));
+        /* no source model: no token ids */
+        CHECK(!cJSON_GetObjectItem(c, "bos_token_id") && !cJSON_GetObjectItem(c, "eos_token_id"));
         CHECK(cJSON_IsFalse(cJSON_GetObjectItem(c, "attention_bias")) &&
               cJSON_IsFalse(cJSON_GetObjectItem(c, "mlp_bias")));
         CHECK(cJSON_IsBool(cJSON_GetObjectItem(c, "tie_word_embeddings")));
@@ -442,6 +476,67 @@ static void test_roundtrip(const char *base, struct model_config mc, const char 
     model_free(&m);
 }
 
+/* ---------------------------------------------------------------- the source model's files */
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 16);
+    if (buf) buf[fread(buf, 1, (1 << 16) - 1, f)] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* An export from an HF model copies its generation_config.json and tokenizer files and its
+ * token ids into config.json, and says what it lacked; without a source it says what was
+ * not written; a source without config.json fails before anything is written. */
+static void test_source_files(const char *base) {
+    char src[PATH_LEN], dir[PATH_LEN], note[1024];
+    join_to(src, base, "source");
+    CHECK(mkdir(src, 0755) == 0);
+    static const struct { const char *name, *text; } files[] = {
+        {"config.json", "{\"bos_token_id\": 128000, \"eos_token_id\": [128001, 128009], \"pad_token_id\": null}"},
+        {"generation_config.json", "{\"bos_token_id\": 128000, \"do_sample\": true, \"temperature\": 0.6}\n"},
+        {"tokenizer.json", "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}\n"},
+        {"tokenizer_config.json", "{\"model_max_length\": 131072}\n"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        tu_write_file(path_in(src, files[i].name), files[i].text, strlen(files[i].text));
+    struct model m;
+    model_make(&m, tiny_untied(), 77);
+    join_to(dir, base, "from_source");
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, src, note, sizeof note, err, sizeof err) == 0);
+    CHECK_LISTING(dir, "config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json");
+    for (size_t i = 1; i < sizeof files / sizeof files[0]; i++) {
+        char *got = slurp(path_in(dir, files[i].name));
+        CHECK(got && !strcmp(got, files[i].text));
+        free(got);
+    }
+    cJSON *c = read_json(path_in(dir, "config.json"));
+    if (CHECK(c != NULL)) {
+        const cJSON *eos = cJSON_GetObjectItem(c, "eos_token_id");
+        CHECK(cJSON_GetObjectItem(c, "bos_token_id")->valuedouble == 128000);
+        CHECK(cJSON_GetArraySize(eos) == 2 && cJSON_GetArrayItem(eos, 1)->valuedouble == 128009);
+        CHECK(cJSON_IsNull(cJSON_GetObjectItem(c, "pad_token_id")));
+        cJSON_Delete(c);
+    }
+    printf("  export note: %s\n", note);
+    CHECK(strstr(note, "bos_token_id, eos_token_id, pad_token_id") &&
+          strstr(note, "copied generation_config.json, tokenizer.json, tokenizer_config.json") &&
+          strstr(note, "it has no special_tokens_map.json, tokenizer.model"));
+    /* a random-init model: the output says what was not written */
+    join_to(dir, base, "no_source");
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, NULL, note, sizeof note, err, sizeof err) == 0);
+    CHECK(strstr(note, "not written: bos/eos/pad token ids, generation_config.json, tokenizer files") != NULL);
+    CHECK_LISTING(dir, "config.json model.safetensors");
+    /* a source without config.json */
+    remove(path_in(src, "config.json"));
+    join_to(dir, base, "bad_source");
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_BF16, 0, 64, src, note, sizeof note, err, sizeof err) == -1 &&
+          err_has("source/config.json", NULL) && !exists(dir));
+    model_free(&m);
+}
+
 /* ---------------------------------------------------------------- sharding */
 
 static void test_sharding(const char *base) {
@@ -454,7 +549,7 @@ static void test_sharding(const char *base) {
     const double limit = 2500;
     char dir[PATH_LEN];
     join_to(dir, base, "sharded");
-    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, limit, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &m.mc, &m.t, m.w, DTYPE_FP32, limit, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK(!exists(path_in(dir, "model.safetensors")));
     cJSON *idx = read_json(path_in(dir, "model.safetensors.index.json"));
     if (!CHECK(idx != NULL)) goto out;
@@ -518,9 +613,9 @@ static void test_replace(const char *base) {
 
     /* A sharded export, then a single-file export of another model over it: nothing of the
      * first remains, nothing temporary is left beside it. */
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 2500, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 2500, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK(exists(path_in(dir, "model.safetensors.index.json")));
-    CHECK(hf_export(dir, &b.mc, &b.t, b.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(dir, &b.mc, &b.t, b.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(dir, "config.json model.safetensors");
     CHECK_LISTING(base, "out");
     float *r = read_back(dir, &b, __LINE__);
@@ -531,12 +626,12 @@ static void test_replace(const char *base) {
     char tmp[PATH_LEN + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
     tu_write_file(tmp, "x", 1); /* mkdir of the temporary directory fails */
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has(".tmp-", "cannot create"));
     unlink(tmp);
-    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 0, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 0, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("max_position_embeddings", NULL));
-    CHECK(hf_export(dir, &a.mc, &b.t, b.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(dir, &a.mc, &b.t, b.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("does not match", NULL));
     r = read_back(dir, &b, __LINE__);
     CHECK(r && !memcmp(r, b.w, (size_t)b.t.total * sizeof *r));
@@ -546,7 +641,7 @@ static void test_replace(const char *base) {
     /* A trailing slash names the same directory. */
     char slash[PATH_LEN];
     join_to(slash, dir, "");
-    CHECK(hf_export(slash, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(slash, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(base, "out");
     r = read_back(dir, &a, __LINE__);
     CHECK(r && !memcmp(r, a.w, (size_t)a.t.total * sizeof *r));
@@ -557,13 +652,13 @@ static void test_replace(const char *base) {
     join_to(foreign, base, "foreign");
     CHECK(mkdir(foreign, 0755) == 0);
     tu_write_file(path_in(foreign, "notes.txt"), "mine", 4);
-    CHECK(hf_export(foreign, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(foreign, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has(foreign, "no config.json") && err_has("refusing to replace", NULL));
     CHECK_LISTING(foreign, "notes.txt");
     char plain[PATH_LEN];
     join_to(plain, base, "plain");
     tu_write_file(plain, "x", 1);
-    CHECK(hf_export(plain, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == -1 &&
+    CHECK(hf_export(plain, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == -1 &&
           err_has("not a directory", NULL));
     CHECK(file_size(plain) == 1);
 
@@ -571,11 +666,11 @@ static void test_replace(const char *base) {
     char empty[PATH_LEN];
     join_to(empty, base, "empty");
     CHECK(mkdir(empty, 0755) == 0);
-    CHECK(hf_export(empty, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(empty, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(empty, "config.json model.safetensors");
     char deep[PATH_LEN];
     join_to(deep, base, "x/y/z");
-    CHECK(hf_export(deep, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, err, sizeof err) == 0);
+    CHECK(hf_export(deep, &a.mc, &a.t, a.w, DTYPE_FP32, 0, 64, NULL, NULL, 0, err, sizeof err) == 0);
     CHECK_LISTING(path_in(base, "x/y"), "z");
     CHECK_LISTING(base, "empty foreign out plain x");
     model_free(&a);
@@ -598,7 +693,7 @@ static int export_fixture(const char *fixture, const char *out, int dtype, doubl
     if (params_init(&m.t, &m.mc, err, sizeof err)) return -1;
     m.w = malloc((size_t)m.t.total * sizeof *m.w);
     int ok = CHECK(hf_load_weights(hf, &m.t, m.w, err, sizeof err) == 0) &&
-             CHECK(hf_export(out, &m.mc, &m.t, m.w, dtype, shard_bytes, 128, err, sizeof err) == 0);
+             CHECK(hf_export(out, &m.mc, &m.t, m.w, dtype, shard_bytes, 128, hf, NULL, 0, err, sizeof err) == 0);
     if (!ok) fprintf(stderr, "  %s: %s\n", fixture, err);
     /* And back: the export reads as the fixture did. */
     float *r = ok ? read_back(out, &m, __LINE__) : NULL;
@@ -615,6 +710,7 @@ static void test_transformers(const char *base) {
         {"rope_theta", DTYPE_FP32, 0},     /* llama3 RoPE, theta 5e5, one kv head */
         {"llama3_v5", DTYPE_FP32, 20000},  /* from a v5 config; sharded */
         {"odd_sizes", DTYPE_BF16, 0},      /* bf16 weights stay exact in bf16; linear RoPE */
+        {"yarn", DTYPE_FP32, 0},           /* yarn RoPE: frequencies and attention factor */
     };
     const int n = sizeof cases / sizeof cases[0];
     char cmd[8 * PATH_LEN], out[8][PATH_LEN];
@@ -662,6 +758,9 @@ int main(void) {
     test_roundtrip(sub[2], tiny_untied(), "untied");
     test_roundtrip(sub[2], tied_gqa_llama3(), "tied_gqa_llama3");
     test_roundtrip(sub[2], odd_linear(), "odd_linear");
+    test_roundtrip(sub[2], yarn_all_keys(), "yarn_all_keys");
+    test_roundtrip(sub[2], dynamic_ntk(), "dynamic_ntk");
+    test_source_files(sub[2]);
     test_sharding(sub[3]);
     test_replace(sub[4]);
     test_transformers(sub[5]);

@@ -14,7 +14,7 @@
 #include "testutil.h"
 #include "train.h"
 
-static const char *cases[] = {"mha_untied", "gqa_tied", "odd_sizes", "rope_theta", "llama3_v5"};
+static const char *cases[] = {"mha_untied", "gqa_tied", "odd_sizes", "rope_theta", "llama3_v5", "yarn"};
 
 static struct runtime rt;
 

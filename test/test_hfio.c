@@ -434,10 +434,10 @@ static void test_hf_config(const char *dir) {
                    &mc) == 0);
     CHECK(mc.rope.type == ROPE_LINEAR && mc.rope.factor == 4.0 && mc.rope_theta == 5e5);
 
-    cfg_bad(dir, "{" BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}}",
-            "rope_scaling.rope_type: \"yarn\" is not supported (default, linear, llama3)", __LINE__);
-    cfg_bad(dir, "{" BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 4}}",
-            "rope_scaling.type: \"dynamic\" is not supported", __LINE__);
+    cfg_bad(dir, "{" BASE ", \"rope_scaling\": {\"rope_type\": \"su\", \"factor\": 4}}",
+            "rope_scaling.rope_type: \"su\" is not supported (default, linear, llama3, dynamic, yarn)", __LINE__);
+    cfg_bad(dir, "{" BASE ", \"rope_scaling\": {\"type\": \"ntk\", \"factor\": 4}}",
+            "rope_scaling.type: \"ntk\" is not supported", __LINE__);
     cfg_bad(dir, "{" BASE ", \"rope_parameters\": {\"rope_type\": \"longrope\"}}",
             "rope_parameters.rope_type: \"longrope\" is not supported", __LINE__);
     cfg_bad(dir, "{" BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8}}",

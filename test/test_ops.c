@@ -205,16 +205,19 @@ static void test_rmsnorm(void) {
 
 /* ---------- rope ---------- */
 
-typedef struct { const float *x, *R; float *tmp; const int64_t *pos; const double *inv_freq; int T, nh, D; } rp_ctx;
+typedef struct {
+    const float *x, *R; float *tmp; const int64_t *pos; const double *inv_freq; double scale; int T, nh, D;
+} rp_ctx;
 static double rp_loss(void *p) {
     rp_ctx *c = p;
     int64_t n = (int64_t)c->T * c->nh * c->D;
     memcpy(c->tmp, c->x, sizeof(float) * n);
-    cpu_rope_forward(c->tmp, c->pos, c->inv_freq, c->T, c->nh, c->D);
+    cpu_rope_forward(c->tmp, c->pos, c->inv_freq, c->scale, c->T, c->nh, c->D);
     return dot_d(c->tmp, c->R, n);
 }
 
-static void test_rope_one(int D) {
+/* scale: the attention factor (yarn's), multiplying cos and sin. */
+static void test_rope_one(int D, double scale) {
     int T = 6, nh = 3, n = T * nh * D;
     int64_t pos[6] = {0, 1, 7, 100, 12345, 1000003};
     double inv_freq[16];
@@ -227,39 +230,41 @@ static void test_rope_one(int D) {
             for (int i = 0; i < D / 2; i++) {
                 double a = (double)pos[t] * inv_freq[i];
                 const float *xh = x + (t * nh + h) * D;
-                ref[(t * nh + h) * D + i] = (float)(xh[i] * cos(a) - xh[i + D / 2] * sin(a));
-                ref[(t * nh + h) * D + i + D / 2] = (float)(xh[i + D / 2] * cos(a) + xh[i] * sin(a));
+                ref[(t * nh + h) * D + i] = (float)(scale * (xh[i] * cos(a) - xh[i + D / 2] * sin(a)));
+                ref[(t * nh + h) * D + i + D / 2] = (float)(scale * (xh[i + D / 2] * cos(a) + xh[i] * sin(a)));
             }
     memcpy(tmp, x, sizeof(float) * n);
-    cpu_rope_forward(tmp, pos, inv_freq, T, nh, D);
+    cpu_rope_forward(tmp, pos, inv_freq, scale, T, nh, D);
     char what[64];
-    snprintf(what, sizeof what, "rope D=%d forward vs double", D);
+    snprintf(what, sizeof what, "rope D=%d scale %g forward vs double", D, scale);
     check_ref(tmp, ref, n, EXACT_TOL, what);
-    /* position 0 is the identity, exactly */
-    CHECK(memcmp(tmp, x, sizeof(float) * nh * D) == 0);
-    /* backward of forward is the identity (rotation by -a after +a) */
-    cpu_rope_backward(tmp, pos, inv_freq, T, nh, D);
-    snprintf(what, sizeof what, "rope D=%d backward(forward(x)) == x", D);
-    check_ref(tmp, x, n, EXACT_TOL, what);
+    /* position 0 is the scaling alone, exactly (the identity at scale 1) */
+    for (int i = 0; i < nh * D; i++) CHECK(tmp[i] == (float)(scale * x[i]));
+    /* backward of forward is scale^2 times the identity (rotation by -a after +a) */
+    cpu_rope_backward(tmp, pos, inv_freq, scale, T, nh, D);
+    for (int i = 0; i < n; i++) ref[i] = (float)(scale * scale * x[i]);
+    snprintf(what, sizeof what, "rope D=%d scale %g backward(forward(x)) == scale^2 x", D, scale);
+    check_ref(tmp, ref, n, EXACT_TOL, what);
     /* FD: backward overwrites the gradient in place */
     float *dx = FALLOC(n);
     memcpy(dx, R, sizeof(float) * n);
-    cpu_rope_backward(dx, pos, inv_freq, T, nh, D);
-    rp_ctx c = {x, R, tmp, pos, inv_freq, T, nh, D};
-    snprintf(what, sizeof what, "rope D=%d dx", D);
+    cpu_rope_backward(dx, pos, inv_freq, scale, T, nh, D);
+    rp_ctx c = {x, R, tmp, pos, inv_freq, scale, T, nh, D};
+    snprintf(what, sizeof what, "rope D=%d scale %g dx", D, scale);
     fd_check(what, rp_loss, &c, x, dx, n, 1000);
     free(x); free(R); free(tmp); free(ref); free(dx);
 }
 
 static void test_rope(void) {
     printf("rope\n");
-    test_rope_one(8);
-    test_rope_one(6);
+    test_rope_one(8, 1.0);
+    test_rope_one(6, 1.0);
+    test_rope_one(8, 1.1386294361119891); /* yarn's attention factor at factor 4: 0.1 ln 4 + 1 */
     /* a hand value: D = 2, inv_freq 1, position 1: (1, 0) -> (cos 1, sin 1) */
     float x[2] = {1, 0};
     int64_t pos = 1;
     double f = 1.0;
-    cpu_rope_forward(x, &pos, &f, 1, 1, 2);
+    cpu_rope_forward(x, &pos, &f, 1.0, 1, 1, 2);
     CHECK_REL(x[0], cos(1.0), 1e-7);
     CHECK_REL(x[1], sin(1.0), 1e-7);
 }
@@ -919,7 +924,7 @@ static void test_large_paths(void) {
                     ry[(t * nh + h) * D + i] = (float)(xh[i] * cos(a) - xh[i + D / 2] * sin(a));
                     ry[(t * nh + h) * D + i + D / 2] = (float)(xh[i + D / 2] * cos(a) + xh[i] * sin(a));
                 }
-        cpu_rope_forward(y, pos, inv_freq, T, nh, D);
+        cpu_rope_forward(y, pos, inv_freq, 1.0, T, nh, D);
         check_ref(y, ry, n, EXACT_TOL, "rope forward T64 nh8 D64");
         free(x); free(y); free(ry);
     }

@@ -48,11 +48,13 @@ static void c_rms_bwd(const struct backend *be, void *dx, float *dw, const void 
                       const float *rstd, int T, int d) {
     (void)be, cpu_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, d);
 }
-static void c_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
-    (void)be, cpu_rope_forward(x, pos, f, T, nh, D);
+static void c_rope_fwd(const struct backend *be, void *x, const int64_t *pos, const double *f, double sc, int T,
+                       int nh, int D) {
+    (void)be, cpu_rope_forward(x, pos, f, sc, T, nh, D);
 }
-static void c_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, int T, int nh, int D) {
-    (void)be, cpu_rope_backward(x, pos, f, T, nh, D);
+static void c_rope_bwd(const struct backend *be, void *x, const int64_t *pos, const double *f, double sc, int T,
+                       int nh, int D) {
+    (void)be, cpu_rope_backward(x, pos, f, sc, T, nh, D);
 }
 static void c_swiglu_fwd(const struct backend *be, void *out, const void *g, const void *u, int64_t n) {
     (void)be, cpu_swiglu_forward(out, g, u, n);

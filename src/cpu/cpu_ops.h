@@ -23,10 +23,13 @@ void cpu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *
                           const float *rstd, int T, int d);
 
 /* RoPE in place on x (T, nh, D), HF rotate-half layout: for i < D/2, angle a = pos[t] * inv_freq[i]
- * (in double), x[i] <- x[i] cos a - x[i+D/2] sin a, x[i+D/2] <- x[i+D/2] cos a + x[i] sin a.
- * pos are global positions. The backward rotates the gradient by -a (in place). */
-void cpu_rope_forward(float *x, const int64_t *pos, const double *inv_freq, int T, int nh, int D);
-void cpu_rope_backward(float *dx, const int64_t *pos, const double *inv_freq, int T, int nh, int D);
+ * (in double), c = scale cos a, s = scale sin a, x[i] <- x[i] c - x[i+D/2] s, x[i+D/2] <- x[i+D/2] c +
+ * x[i] s. scale is the attention factor (rope.h; HF multiplies cos and sin by it). pos are global
+ * positions. The backward (the transpose) rotates the gradient by -a with the same scale (in place). */
+void cpu_rope_forward(float *x, const int64_t *pos, const double *inv_freq, double scale, int T, int nh,
+                      int D);
+void cpu_rope_backward(float *dx, const int64_t *pos, const double *inv_freq, double scale, int T, int nh,
+                       int D);
 
 /* SwiGLU: out (n) = silu(gate) * up. Backward overwrites dgate, dup (n). */
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);

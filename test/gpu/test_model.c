@@ -207,7 +207,7 @@ static void tile_tests(void) {
 }
 
 static void fixture_tests(void) {
-    static const char *cases[] = {"mha_untied", "gqa_tied", "odd_sizes", "rope_theta", "llama3_v5"};
+    static const char *cases[] = {"mha_untied", "gqa_tied", "odd_sizes", "rope_theta", "llama3_v5", "yarn"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[512], err[2048];
         snprintf(path, sizeof path, "test/fixtures/%s/job.yaml", cases[i]);

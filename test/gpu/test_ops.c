@@ -359,23 +359,26 @@ static void test_rmsnorm(int T, int d, int off) {
 
 /* ---------- RoPE ---------- */
 
-static void test_rope(int T, int nh, int D, int64_t maxpos, int llama3) {
+/* type: ROPE_DEFAULT (theta 1e4), ROPE_LLAMA3 (Llama 3.1's, theta 5e5) or ROPE_YARN (factor
+ * 4 over 4096 positions, theta 1e4: attention factor 1.139, which scales cos and sin). */
+static void test_rope(int T, int nh, int D, int64_t maxpos, int type) {
     char cname[64];
-    snprintf(cname, sizeof cname, "rope T=%d nh=%d D=%d pos<%lld%s", T, nh, D, (long long)maxpos,
-             llama3 ? " llama3" : "");
-    struct model_config mc;
-    memset(&mc, 0, sizeof mc);
-    mc.head_dim = D;
-    mc.rope_theta = llama3 ? 500000.0 : 10000.0;
-    if (llama3) {
-        mc.rope.type = ROPE_LLAMA3;
-        mc.rope.factor = 8.0;
-        mc.rope.low_freq_factor = 1.0;
-        mc.rope.high_freq_factor = 4.0;
-        mc.rope.original_max_pos = 8192;
+    snprintf(cname, sizeof cname, "rope T=%d nh=%d D=%d pos<%lld %s", T, nh, D, (long long)maxpos,
+             rope_type_name(type));
+    struct rope_scaling rs;
+    rope_defaults(&rs, type);
+    double theta = type == ROPE_LLAMA3 ? 500000.0 : 10000.0, scale;
+    if (type == ROPE_LLAMA3) {
+        rs.factor = 8.0;
+        rs.low_freq_factor = 1.0;
+        rs.high_freq_factor = 4.0;
+        rs.original_max_pos = 8192;
+    } else if (type == ROPE_YARN) {
+        rs.factor = 4.0;
+        rs.original_max_pos = 4096;
     }
     double *inv = xmalloc((size_t)(D / 2) * sizeof(double));
-    params_rope_inv_freq(&mc, inv);
+    rope_frequencies(&rs, theta, D, inv, &scale);
     int64_t *pos = xmalloc((size_t)T * sizeof(int64_t));
     for (int t = 0; t < T; t++) pos[t] = (int64_t)(rng_u64(301, (uint64_t)t) % (uint64_t)maxpos);
     pos[T - 1] = maxpos - 1;
@@ -395,11 +398,11 @@ static void test_rope(int T, int nh, int D, int64_t maxpos, int llama3) {
         }
         memcpy(ref, x.f, (size_t)n * 4);
         if (dir == 0) {
-            cpu_rope_forward(ref, pos, inv, T, nh, D);
-            cuda_rope_forward(x.dev, pos_d, inv_d, T, nh, D, 0);
+            cpu_rope_forward(ref, pos, inv, scale, T, nh, D);
+            cuda_rope_forward(x.dev, pos_d, inv_d, scale, T, nh, D, 0);
         } else {
-            cpu_rope_backward(ref, pos, inv, T, nh, D);
-            cuda_rope_backward(x.dev, pos_d, inv_d, T, nh, D, 0);
+            cpu_rope_backward(ref, pos, inv, scale, T, nh, D);
+            cuda_rope_backward(x.dev, pos_d, inv_d, scale, T, nh, D, 0);
         }
         sync_device();
         d2h_bf(got, x.dev, n);
@@ -685,7 +688,7 @@ static void time_memory_ops(void) {
         free(hp);
     }
     TIME_OP("rope fwd T=16384 H=32 D=128", 4.0 * T * nh * D,
-            cuda_rope_forward(o, pos, inv, T, nh, D, 0));
+            cuda_rope_forward(o, pos, inv, 1.0, T, nh, D, 0));
     int32_t *tok = (int32_t *)(v + 4 * T);
     {
         int32_t *ht = xmalloc((size_t)T * 4);
@@ -739,10 +742,11 @@ int main(void) {
     test_rmsnorm(4097, 1000, 0);
     test_rmsnorm(16384, 4096, 0);
 
-    test_rope(7, 3, 6, 100, 0);
-    test_rope(1000, 8, 128, 1000000, 1);
-    test_rope(4096, 32, 128, 1048576, 1);
-    test_rope(333, 4, 64, 1000000, 0);
+    test_rope(7, 3, 6, 100, ROPE_DEFAULT);
+    test_rope(1000, 8, 128, 1000000, ROPE_LLAMA3);
+    test_rope(4096, 32, 128, 1048576, ROPE_LLAMA3);
+    test_rope(333, 4, 64, 1000000, ROPE_DEFAULT);
+    test_rope(1000, 8, 128, 16384, ROPE_YARN);
 
     test_swiglu(7, 0);
     test_swiglu(1000003, 0);
