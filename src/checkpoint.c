@@ -86,11 +86,12 @@ static int list_steps(struct comm *ctl, const char *dir, char **names, int **don
         if (!d && errno != ENOENT) failed = 1, snprintf(err, errlen, "%s: cannot read: %s", dir, strerror(errno));
         for (struct dirent *e; d && (e = readdir(d));) {
             if (step_of(e->d_name) < 0) continue;
-            if (n == cap) list = realloc(list, (size_t)(cap = cap ? 2 * cap : 16) * CKPT_NAME_MAX);
+            if (n == cap && !(list = realloc(list, (size_t)(cap = cap ? 2 * cap : 16) * CKPT_NAME_MAX)))
+                RT_FATAL("checkpoint: out of memory listing %s", dir);
             memcpy(list + (size_t)n++ * CKPT_NAME_MAX, e->d_name, 14); /* step_of: 13 characters */
         }
         if (d) closedir(d);
-        qsort(list, (size_t)n, CKPT_NAME_MAX, cmp_desc);
+        if (n) qsort(list, (size_t)n, CKPT_NAME_MAX, cmp_desc);
     }
     if (agree(ctl, failed, err, errlen)) return free(list), -1;
     comm_broadcast(ctl, &n, 1, COMM_I32, 0);
