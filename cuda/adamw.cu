@@ -1,4 +1,4 @@
-/* adamw: the AdamW update on the GPU, the twin of cpu_adamw.c, on n fp32 values p, g, m, v,
+/* adamw: the AdamW update on the GPU, the twin of cpu_adamw.c, on n fp32 values p, g (times gs, the clipping coefficient), m, v,
  * then the bf16 working copy p_bf16 = bf16(p) (nearest even) when one is given. The per-call
  * scalars are formed on the host in double exactly as the CPU forms them; the per-element
  * arithmetic is the CPU's fp32 operations in the CPU's order, written with the _rn intrinsics
@@ -14,11 +14,12 @@ using namespace ops;
 namespace {
 
 struct adamw_consts {
-    float decay, b1, b2, c1, c2, step, bc2_sqrt, eps;
+    float decay, b1, b2, c1, c2, step, bc2_sqrt, eps, gs;
 };
 
-__device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float g,
+__device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float graw,
                                           const adamw_consts &k) {
+    const float g = __fmul_rn(graw, k.gs);
     const float pi = __fmul_rn(p, k.decay);
     const float mi = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(k.c1, g));
     const float vi = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(k.c2, g), g));
@@ -61,7 +62,7 @@ __global__ void adamw_kernel(float *p, bf16 *p_bf16, const float *g, float *m, f
 
 } // namespace
 
-extern "C" void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float *m, float *v, int64_t n,
+extern "C" void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float gs, float *m, float *v, int64_t n,
                            float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
                            cudaStream_t s) {
     if (n < 0) rt_fatal(__FILE__, __LINE__, "cuda_adamw: bad size n=%lld", (long long)n);
@@ -75,6 +76,7 @@ extern "C" void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float *m, 
     k.b1 = b1;
     k.b2 = b2;
     k.eps = eps;
+    k.gs = gs;
     const bool v8 = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) &&
                     (!p_bf16 || aligned16(p_bf16));
     const unsigned grid = grid_for(v8 ? n / 8 + 8 : n, kThreads);

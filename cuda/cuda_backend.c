@@ -264,18 +264,15 @@ static void g_xent(const struct backend *be, double *loss, void *dx, float *dw, 
     PROF(be, PROF_XENT, cuda_xent(ctx(be)->blas, loss, dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, XENT_CHUNK,
               ctx(be)->xent_scratch, st(be)));
 }
-static void g_adamw(const struct backend *be, float *p, const float *g, float *m, float *v, int64_t n, float lr,
-                    float b1, float b2, float eps, float wd, float bc1, float bc2) {
-    PROF(be, PROF_OPTIM, cuda_adamw(p, NULL, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, st(be)));
+static void g_adamw(const struct backend *be, float *p, const float *g, float gs, float *m, float *v, int64_t n,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    PROF(be, PROF_OPTIM, cuda_adamw(p, NULL, g, gs, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, st(be)));
 }
 static double g_sumsq(const struct backend *be, const float *x, int64_t n) {
     double r;
     cuda_sumsq(ctx(be)->sumsq_out, x, n, ctx(be)->sumsq_scratch, st(be));
     g_download(be, &r, ctx(be)->sumsq_out, sizeof r);
     return r;
-}
-static void g_scale(const struct backend *be, float *x, float s, int64_t n) {
-    cuda_scale(x, s, n, st(be));
 }
 static void g_add_f32(const struct backend *be, float *y, const float *x, int64_t n) {
     PROF(be, PROF_OPTIM, cuda_accum_f32(y, x, n, st(be)));
@@ -336,7 +333,6 @@ static const struct backend table = {
     .xent = g_xent,
     .adamw = g_adamw,
     .sumsq = g_sumsq,
-    .scale = g_scale,
     .add_f32 = g_add_f32,
     .sync = g_sync,
     .profile = g_profile,

@@ -104,7 +104,7 @@ void cuda_xent(struct cuda_blas *b, double *loss, rt_bf16 *dx, float *dw, const 
  * p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), the same fp32 operations in the same
  * order (no contraction to FMA), so the result is bitwise the CPU's. Then
  * p_bf16 (n) = bf16(p) when p_bf16 != NULL. */
-void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float *m, float *v, int64_t n, float lr,
+void cuda_adamw(float *p, rt_bf16 *p_bf16, const float *g, float gs, float *m, float *v, int64_t n, float lr,
                 float b1, float b2, float eps, float wd, float bc1, float bc2, cudaStream_t s);
 
 /* ---- vector helpers (vec.cu) ---- */
@@ -113,7 +113,6 @@ void cuda_to_f32(float *dst, const rt_bf16 *src, int64_t n, cudaStream_t s);  /*
 void cuda_add_bf16(rt_bf16 *y, const rt_bf16 *x, int64_t n, cudaStream_t s);  /* y += x */
 void cuda_accum_f32(float *y, const float *x, int64_t n, cudaStream_t s);     /* y += x */
 void cuda_accum_bf16(float *y, const rt_bf16 *x, int64_t n, cudaStream_t s);  /* y += x, in fp32 */
-void cuda_scale(float *x, float a, int64_t n, cudaStream_t s);                /* x *= a */
 /* *out (one double, overwritten) = sum of x^2 in double, deterministic: CUDA_SUMSQ_PARTS
  * fixed partial sums (a function of n only) into scratch (CUDA_SUMSQ_PARTS doubles), then
  * one block adds them in a fixed tree. Asynchronous like every op: read *out after a sync. */

@@ -1,7 +1,7 @@
 /* vec: vector helpers of the CUDA backend over n values: fp32 -> bf16 (nearest even) and
  * bf16 -> fp32 conversions, y += x on bf16 (in fp32, rounded once), fp32 y += fp32 or bf16 x
  * (the cuDNN attention path's accumulation), x *= a on fp32, and the
- * sum of squares of fp32 values in double (the twins of cpu_sumsq, cpu_scale, cpu_add).
+ * sum of squares of fp32 values in double (the twins of cpu_sumsq, cpu_add).
  * Elementwise kernels: grid-stride loops over groups of 8 values (16-byte accesses when every
  * pointer is 16-byte aligned), then the tail one by one.
  * cuda_sumsq is deterministic: P = min(CUDA_SUMSQ_PARTS, groups / 256) blocks (a function of n
@@ -77,18 +77,6 @@ struct AccumF32 {
     }
 };
 
-struct Scale {
-    float *x;
-    float a;
-    __device__ __forceinline__ void group(int64_t i) const {
-        float f[8];
-        load8(x + i, f);
-#pragma unroll
-        for (int j = 0; j < 8; j++) f[j] *= a;
-        store8(x + i, f);
-    }
-    __device__ __forceinline__ void one(int64_t i) const { x[i] *= a; }
-};
 
 /* Block b of P: thread k sums groups q = b*256 + k, + P*256, ... of 8 values each. */
 __global__ void sumsq_part_kernel(double *part, const float *x, int64_t n, bool v8) {
@@ -158,9 +146,6 @@ extern "C" void cuda_accum_bf16(float *y, const rt_bf16 *x, int64_t n, cudaStrea
                        aligned16(y) && aligned16(x), n, s);
 }
 
-extern "C" void cuda_scale(float *x, float a, int64_t n, cudaStream_t s) {
-    launch_elementwise("cuda_scale", "scale_kernel", Scale{x, a}, aligned16(x), n, s);
-}
 
 extern "C" void cuda_sumsq(double *out, const float *x, int64_t n, double *scratch,
                            cudaStream_t s) {

@@ -108,10 +108,10 @@ struct backend {
                  const void *w, const int32_t *labels, int T, int d, int V, float grad_scale);
 
     /* Optimizer and gradients (fp32); the model refreshes its working weights after. */
-    void (*adamw)(const struct backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+    /* On the gradient g * gs (gs: the clipping coefficient or 1; g is read only). */
+    void (*adamw)(const struct backend *be, float *p, const float *g, float gs, float *m, float *v, int64_t n,
                   float lr, float b1, float b2, float eps, float wd, float bc1, float bc2);
     double (*sumsq)(const struct backend *be, const float *x, int64_t n); /* waits */
-    void (*scale)(const struct backend *be, float *x, float s, int64_t n);
     void (*add_f32)(const struct backend *be, float *y, const float *x, int64_t n); /* y += x */
     /* Wait on the host for every op issued so far (and the fences it was made to wait for). */
     void (*sync)(const struct backend *be);

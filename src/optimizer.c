@@ -16,12 +16,13 @@ double opt_lr(const struct cfg_train *tc, int64_t step) {
 }
 
 void opt_adamw(const struct backend *be, const struct cfg_train *tc, const struct param_table *pt, int64_t lo,
-               int64_t hi, float *p, float *g, float *m, float *v, double grad_norm, double lr, int64_t t) {
+               int64_t hi, float *p, const float *g, float *m, float *v, double grad_norm, double lr, int64_t t) {
     if (lo < 0 || hi < lo || t < 1) RT_FATAL("optimizer: parameters [%lld, %lld) at update %lld", (long long)lo,
                                              (long long)hi, (long long)t);
+    float gs = 1.0f; /* clipping, fused into the update (g stays as reduced) */
     if (tc->grad_clip > 0) {
         double coef = tc->grad_clip / (grad_norm + 1e-6);
-        if (coef < 1.0) be->scale(be, g, (float)coef, hi - lo);
+        if (coef < 1.0) gs = (float)coef;
     }
     float bc1 = (float)(1.0 - pow(tc->beta1, (double)t));
     float bc2 = (float)(1.0 - pow(tc->beta2, (double)t));
@@ -30,7 +31,7 @@ void opt_adamw(const struct backend *be, const struct cfg_train *tc, const struc
         int64_t a = q->offset > lo ? q->offset : lo, b = q->offset + q->numel < hi ? q->offset + q->numel : hi;
         if (a >= b) continue;
         float wd = q->ndim >= 2 ? (float)tc->weight_decay : 0.0f;
-        be->adamw(be, p + (a - lo), g + (a - lo), m + (a - lo), v + (a - lo), b - a, (float)lr, (float)tc->beta1,
+        be->adamw(be, p + (a - lo), g + (a - lo), gs, m + (a - lo), v + (a - lo), b - a, (float)lr, (float)tc->beta1,
                   (float)tc->beta2, (float)tc->eps, wd, bc1, bc2);
     }
 }

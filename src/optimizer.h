@@ -16,11 +16,12 @@
 /* Learning rate at step (0-based). */
 double opt_lr(const struct cfg_train *tc, int64_t step);
 
-/* Clip g (when grad_clip > 0) given the global pre-clip norm, then the t-th AdamW update
+/* Clip g (when grad_clip > 0; fused into the update, g itself is left as it is) given the
+ * global pre-clip norm, then the t-th AdamW update
  * (t >= 1) at lr of the parameters [lo, hi): p[i - lo], g[i - lo], m[i - lo], v[i - lo] belong
  * to parameter i; each tensor's part of the range gets that tensor's weight-decay rule. The
  * ops run on `be` (whose memory the buffers are in). */
 void opt_adamw(const struct backend *be, const struct cfg_train *tc, const struct param_table *pt, int64_t lo,
-               int64_t hi, float *p, float *g, float *m, float *v, double grad_norm, double lr, int64_t t);
+               int64_t hi, float *p, const float *g, float *m, float *v, double grad_norm, double lr, int64_t t);
 
 #endif

@@ -137,6 +137,7 @@ void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world
         }
         ps->host_add = be->host_alloc(be, (size_t)ps->max_part * sizeof(float), "gradients on their way to the host");
         ps->fence = be->fence_new(be);
+        for (int k = 0; k < PSTORE_SLOTS + 2; k++) ps->gfence[k] = be->fence_new(be);
         ps->ss = rt_calloc((size_t)ps->n_units, sizeof *ps->ss, "gradient sums of squares");
         if (!be->recording) pw_start(&ps->worker, ps->n_units, pstore_host_job, ps);
     }
@@ -154,7 +155,8 @@ void pstore_free(struct pstore *ps) {
         for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
             if (dev[i]) be->free(be, dev[i]);
         if (ps->host_add) be->host_free(be, ps->host_add);
-        void *fences[] = {ps->fence, ps->stage_fence[0], ps->stage_fence[1]};
+        void *fences[] = {ps->fence,     ps->stage_fence[0], ps->stage_fence[1], ps->gfence[0],
+                          ps->gfence[1], ps->gfence[2],      ps->gfence[3]};
         for (size_t i = 0; i < sizeof fences / sizeof fences[0]; i++)
             if (fences[i]) be->fence_free(be, fences[i]);
     }

@@ -90,7 +90,9 @@ struct pstore {
     void    *stage_fence[2]; /* their copies in */
     int      stage_unit[2];  /* the unit whose part is in (or on its way to) a stage buffer, -1: none */
     float   *host_add;       /* (max_part) host: a later sequence's part before it is added */
-    void    *fence;          /* copies to the host shard */
+    void    *fence;          /* copies of later sequences' parts to host_add */
+    void    *gfence[PSTORE_SLOTS + 2]; /* the last copy out of each gradient buffer (layer slots,
+                                        * embedding, head) */
     int64_t  t;              /* AdamW updates taken */
     int      nseq;           /* sequences in this step */
     int      poison;         /* test switch: parameter 0's reduced gradient is NaN this step */

@@ -10,6 +10,11 @@
 
 static int is_layer(const struct pstore *ps, int u) { return u >= 1 && u <= ps->Ly; }
 
+/* The fence of unit i's gradient buffer: a layer slot, the embedding's or the head's. */
+static void *gfence_of(const struct pstore *ps, int i) {
+    return ps->gfence[is_layer(ps, i) ? i % PSTORE_SLOTS : i == 0 ? PSTORE_SLOTS : PSTORE_SLOTS + 1];
+}
+
 void pstore_begin_step(struct pstore *ps, int nseq) {
     ps->nseq = nseq;
     if (ps->grad_full) {
@@ -36,7 +41,7 @@ void pstore_acquire_grads(struct pstore *ps, int i) {
     } else {
         buf = ps->gglob[i == 0 ? 0 : 1];
     }
-    if (ps->host_opt && !ps->be->host_memory) ps->be->fence_wait(ps->be, ps->fence); /* its last copy out */
+    if (ps->host_opt && !ps->be->host_memory) ps->be->fence_wait(ps->be, gfence_of(ps, i)); /* its last copy out */
     ps->be->zero(ps->be, buf, (size_t)(ps->shards * u->s) * sizeof(float));
     u->g = buf;
 }
@@ -65,7 +70,7 @@ static void add_into_shard(struct pstore *ps, int i) {
         return;
     }
     if (first) {
-        be->copy_async(be, dst, src, bytes, ps->fence);
+        be->copy_async(be, dst, src, bytes, gfence_of(ps, i));
         return;
     }
     be->copy_async(be, ps->host_add, src, bytes, ps->fence);

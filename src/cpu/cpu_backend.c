@@ -107,12 +107,11 @@ static void c_xent(const struct backend *be, double *loss, void *dx, float *dw, 
     *loss += cpu_xent_forward_backward(dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, chunk, scratch);
     free(scratch);
 }
-static void c_adamw(const struct backend *be, float *p, const float *g, float *m, float *v, int64_t n, float lr,
-                    float b1, float b2, float eps, float wd, float bc1, float bc2) {
-    (void)be, cpu_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+static void c_adamw(const struct backend *be, float *p, const float *g, float gs, float *m, float *v, int64_t n,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    (void)be, cpu_adamw(p, g, gs, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
 }
 static double c_sumsq(const struct backend *be, const float *x, int64_t n) { return (void)be, cpu_sumsq(x, n); }
-static void c_scale(const struct backend *be, float *x, float s, int64_t n) { (void)be, cpu_scale(x, s, n); }
 static void c_add_f32(const struct backend *be, float *y, const float *x, int64_t n) { (void)be, cpu_add(y, x, n); }
 static void c_sync(const struct backend *be) { (void)be; }
 
@@ -157,7 +156,6 @@ const struct backend cpu_backend = {
     .xent = c_xent,
     .adamw = c_adamw,
     .sumsq = c_sumsq,
-    .scale = c_scale,
     .add_f32 = c_add_f32,
     .sync = c_sync,
 };

@@ -70,15 +70,15 @@ double cpu_xent_forward_backward(float *dx, float *dw, const float *x, const flo
                                  const int32_t *labels, int T, int d, int V, float grad_scale,
                                  int chunk, float *scratch);
 
-/* AdamW (torch semantics) on n values: p -= lr * wd * p; m = b1 m + (1-b1) g;
+/* AdamW (torch semantics) on n values of the gradient g * gs (gs: the clipping coefficient
+ * or 1; g is not written): p -= lr * wd * p; m = b1 m + (1-b1) g;
  * v = b2 v + (1-b2) g^2; p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),
  * with bc1 = 1 - b1^t, bc2 = 1 - b2^t computed by the caller. */
-void cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
+void cpu_adamw(float *p, const float *g, float gs, float *m, float *v, int64_t n, float lr, float b1,
                float b2, float eps, float wd, float bc1, float bc2);
 
 /* Small vector helpers. */
 double cpu_sumsq(const float *x, int64_t n);            /* sum of squares, in double */
-void   cpu_scale(float *x, float s, int64_t n);         /* x *= s */
 void   cpu_add(float *y, const float *x, int64_t n);    /* y += x */
 
 #endif

@@ -1,4 +1,4 @@
-/* cpu_vec: small vector helpers over n fp32 values: sum of squares (in double), scale, add.
+/* cpu_vec: small vector helpers over n fp32 values: sum of squares (in double), add.
  * The sum of squares adds fixed blocks of VEC_BLOCK values, then the block sums in block
  * order, so it is bitwise the same whatever the thread count. */
 #include "cpu_ops.h"
@@ -29,11 +29,6 @@ double cpu_sumsq(const float *x, int64_t n) {
     for (int64_t b = 0; b < nb; b++) s += part[b];
     if (part != &one) free(part);
     return s;
-}
-
-void cpu_scale(float *x, float s, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= VEC_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
 void cpu_add(float *y, const float *x, int64_t n) {
