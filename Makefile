@@ -26,7 +26,7 @@ BUILD      ?= build
 BIN        ?= ringtrain
 SANITIZE   ?=
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno -g -Wall -Wextra -Wpointer-arith -Werror -fopenmp -MMD -MP \
            -Isrc -Isrc/cpu -Impi -Itest $(BLAS_CFLAGS) $(HWLOC_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(EXTRA_LDFLAGS) $(BLAS_LIBS) $(YAML_LIBS) $(JSON_LIBS) $(HASH_LIBS) $(HWLOC_LIBS) -lm -fopenmp
 # SANITIZE=address,undefined: host code and links instrumented; any undefined behaviour is fatal.

@@ -16,7 +16,9 @@ void cpu_adamw(float *p, const float *g, float gs, float *m, float *v, int64_t n
     const float c1 = (float)(1.0 - (double)b1), c2 = (float)(1.0 - (double)b2);
     const float step = (float)((double)lr / bc1);
     const float bc2_sqrt = (float)sqrt((double)bc2);
-#pragma omp parallel for schedule(static) if (n >= ADAMW_PAR_MIN)
+/* simd: vectorised (sqrt and division are correctly rounded in every lane, and the build
+ * has -fno-math-errno and no FP contraction, so the lanes give the scalar loop's bits) */
+#pragma omp parallel for simd schedule(static) if (n >= ADAMW_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i] * gs;
         float pi = p[i] * decay;
