@@ -1,4 +1,5 @@
-/* train: the trainer of one job on this rank: communicators (world, cp ring, dp group),
+/* train: the trainer of one job on this rank: its groups (world, ring, data: groups.h) and
+ * their transports,
  * model (its parameter store shards weights, gradients and AdamW state by ZeRO stage,
  * pstore.h) and data, the
  * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
