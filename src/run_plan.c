@@ -391,8 +391,7 @@ int run_plan(const struct job *j, const struct runtime *rt, int standin) {
     if (c->device.memory_gib > 0) s.host_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : machine_gib();
     struct mem_plan p;
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
-    struct verdict v = {0};
-    if (!standin || rt->rank == 0) v = plan_ranks(t, &p, j, rt, &s);
+    struct verdict v = plan_ranks(t, &p, j, rt, &s); /* standin: rt is one rank (main.c) */
     if (rt->rank == 0) {
         print_plan(t, &p, &v);
         print_fit(c, &p, &v);
@@ -401,11 +400,9 @@ int run_plan(const struct job *j, const struct runtime *rt, int standin) {
         fflush(stdout);
     }
     int rc = v.fits ? 0 : 3;
-    if (!standin || rt->rank == 0) {
-        trainer_free(t);
-        mem_plan_free(&p);
-    }
+    trainer_free(t);
     free(t);
+    mem_plan_free(&p);
     return rc;
 }
 
