@@ -67,6 +67,25 @@ static void plan_text(const char *text, char *buf, size_t n) {
     if (a && e && e > a) snprintf(buf, n, "%.*s", (int)(e - a), a);
 }
 
+/* Bytes of "X unit" as mem_bytes_text prints them. */
+static double bytes_of(double x, const char *unit) {
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    for (int i = 0; i < 5; i++, x *= 1024)
+        if (!strcmp(unit, units[i])) return x;
+    return -1;
+}
+
+/* The largest host total of a rank and of a node, from the "largest device total" line. */
+static int host_totals(const char *text, double *rank, double *node) {
+    const char *l = strstr(text, "largest host total (pinned and plain): "), *m = l ? strstr(l, "): largest ") : NULL;
+    char u1[8], u2[8];
+    if (!m || sscanf(l, "largest host total (pinned and plain): %lf %7[A-Za-z]", rank, u1) != 2 ||
+        sscanf(m, "): largest %lf %7[A-Za-z]", node, u2) != 2)
+        return 0;
+    *rank = bytes_of(*rank, u1), *node = bytes_of(*node, u2);
+    return *rank > 0 && *node > 0;
+}
+
 /* --plan --ranks N (one process, stand-in communicators) against mpirun -np N --plan (every
  * rank plans its own share with MPI communicators): the same text, table and numbers. */
 static void same_as_mpirun(const char *args, int n, const char *fragments) {
@@ -234,7 +253,13 @@ int main(void) {
                    "(cp 2 x dp 2)|ZeRO-1|fits: ");
     snprintf(args, sizeof args, "--plan yaml/demo.yaml --ranks 4 --set parallel.cp=4 --set export.dir=%s/hf", dir);
     expect("", args, 0, "fp32 weights of the export (at the end)", &s);
-    CHECK(s.host_rank == 0);
+    double top, node;
+    CHECK(host_totals(out, &top, &node) && s.host_rank == 0);
+    printf("test_plan: demo with an export on 4 ranks: rank 0 %.0f B of host memory, the node %.0f B\n", top, node);
+    CHECK(node < 4 * top - 1000); /* the other ranks hold less */
+    snprintf(args, sizeof args, "yaml/demo.yaml --set parallel.cp=2 --set train.seqs_per_step=2 --set export.dir=%s/hf "
+             "--set device.memory_gib=0.01", dir);
+    same_as_mpirun(args, 4, "fp32 weights of the export|fits: ");
     /* Three data-parallel ranks at ZeRO-3 (each unit cut into 3 parts). */
     expect("", "--plan yaml/demo.yaml --ranks 3 --set parallel.cp=1 --set train.seqs_per_step=3 "
            "--set parallel.zero=3", 0, "3 ranks (cp 1 x dp 3)|ZeRO-3 over 3 ranks", &s);
