@@ -11,7 +11,9 @@ struct runtime {
     int      local_rank, local_size; /* among the ranks of this host */
     int      pid;
     char     host[64];
-    MPI_Comm world_comm;         /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN */
+    MPI_Comm world_comm;         /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN; MPI_COMM_NULL
+                                    in the runtime of a planned rank (run_plan.c, --plan --ranks N:
+                                    rank and world describe the job, no communication) */
 };
 
 void rt_init(struct runtime *rt, int *argc, char ***argv);

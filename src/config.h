@@ -90,6 +90,8 @@ struct cfg_device {
     int attention;                 /* enum cfg_attn_impl */
     int bind;                      /* enum cfg_bind: cores and NUMA node of each rank */
     double memory_gib;             /* one GPU's memory for --plan; 0 = the GPU's (a run measures it) */
+    double host_memory_gib;        /* one node's host memory for --plan; 0 = this machine's */
+    int    gpus_per_node;          /* --plan: ranks (one GPU each) per node, for host memory per node */
 };
 
 struct cfg_checkpoint {

@@ -162,6 +162,13 @@ const struct cfg_key cfg_schema[] = {
         "the H200 of docs/benchmarks.md; with it `memory.offload: auto` decides in the plan as it would on that "
         "GPU. `0` = the GPU's own: `--plan`, which touches no GPU, then prints the plan without the check. A cuda "
         "run always checks the plan against what its GPU has free at start-up, before it allocates anything."),
+    KEY("device.host_memory_gib", CFGT_FLOAT, device.host_memory_gib, GE(0), NULL, "0",
+        "GiB of host memory of one node for the fit check of `--plan` (with `device.memory_gib` set): the "
+        "pinned and plain host memory of the node's ranks (`device.gpus_per_node` of them) must fit in it. "
+        "`0` = the physical memory of the machine `--plan` runs on."),
+    KEY("device.gpus_per_node", CFGT_INT, device.gpus_per_node, IN(1, 1 << 16), NULL, "8",
+        "GPUs of one node, for `--plan`: it assumes one rank per GPU, ranks 0..n-1 on the first node and "
+        "so on, and checks each node's host memory (`device.host_memory_gib`) against its ranks' sum."),
     KEY("device.bind", CFGT_ENUM, device.bind, NOBOUND, "auto|none", "auto",
         "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 

@@ -2,7 +2,8 @@
  * writes, locking checkpoint.dir for a training run (exit 2 on bad input, before anything
  * is allocated), and broadcasts it; every rank checks that it sees that checkpoint.dir; every rank binds to its cores
  * (affinity.c), then trains, evaluates or exports (run.c), or, with --plan, plans its
- * memory without touching a GPU (run_plan.c). Exit codes: 0 ok, 1 runtime failure, 2 bad
+ * memory without touching a GPU (run_plan.c; --plan --ranks N: one process plans the N
+ * ranks). Exit codes: 0 ok, 1 runtime failure, 2 bad
  * input, 3 does not fit, 130 stopped by SIGINT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ enum mode { MODE_TRAIN, MODE_EVAL, MODE_PLAN, MODE_EXPORT };
 struct args {
     int         mode;
     int         no_resume;
+    int         ranks;      /* --ranks N: plan an N-rank job in this process (0: the MPI world's) */
     const char *job;
     const char *export_dir;
     const char *sets[64];
@@ -33,9 +35,12 @@ static const char *usage =
     "       ringtrain --eval JOB.yaml [--set key=value]...  mean token loss over data.eval (or data.train) of the\n"
     "                                                      newest checkpoint (the initial weights with --no-resume)\n"
     "       ringtrain --export DIR JOB.yaml                 write the newest checkpoint as an HF model dir\n"
-    "       ringtrain --plan JOB.yaml [--set key=value]...  memory plan (every buffer of a rank), offload, expected\n"
-    "                                                      step time; touches no GPU; exit 3 when it does not fit\n"
-    "                                                      device.memory_gib (e.g. --set device.memory_gib=139.5)\n"
+    "       ringtrain --plan JOB.yaml [--ranks N] [--set key=value]...  memory plan (every buffer of a rank),\n"
+    "                                                      offload, expected step time; touches no GPU; exit 3 when\n"
+    "                                                      it does not fit device.memory_gib (e.g. --set\n"
+    "                                                      device.memory_gib=139.5) or the host memory of a node\n"
+    "                                                      (device.host_memory_gib); --ranks N plans every rank of\n"
+    "                                                      an N-rank job in this one process (no mpirun)\n"
     "       ringtrain --help | --help-config[=markdown] | --version\n"
     "Run under mpirun for several ranks: mpirun -np 4 ./ringtrain job.yaml\n"
     "Signals: SIGTERM saves a checkpoint and exits 0, SIGUSR1 saves and continues, SIGINT stops.\n"
@@ -62,6 +67,12 @@ static int parse_args(int argc, char **argv, struct args *a, int print, char *er
             a->mode = MODE_EVAL;
         } else if (!strcmp(s, "--plan")) {
             a->mode = MODE_PLAN;
+        } else if (!strcmp(s, "--ranks")) {
+            char *end = "";
+            long n = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (n < 1 || n > 1 << 20 || *end) return snprintf(err, errlen, "--ranks needs a number of ranks in [1, %d]", 1 << 20), 2;
+            a->ranks = (int)n;
+            i++;
         } else if (!strcmp(s, "--no-resume")) {
             a->no_resume = 1;
         } else if (!strcmp(s, "--export")) {
@@ -82,6 +93,7 @@ static int parse_args(int argc, char **argv, struct args *a, int print, char *er
         }
     }
     if (!a->job) return snprintf(err, errlen, "no job file given (see --help)"), 2;
+    if (a->ranks && a->mode != MODE_PLAN) return snprintf(err, errlen, "--ranks goes with --plan only"), 2;
     return 0;
 }
 
@@ -112,12 +124,17 @@ int main(int argc, char **argv) {
     struct args a;
     char err[2048] = "";
     int rc = parse_args(argc, argv, &a, rt.rank == 0, err, sizeof err);
+    if (rc == 0 && a.ranks && rt.world > 1) {
+        snprintf(err, sizeof err, "--plan --ranks %d plans every rank in one process: run it without mpirun (this "
+                 "is %d ranks); mpirun -np N ringtrain --plan plans N ranks without --ranks", a.ranks, rt.world);
+        rc = 2;
+    }
     /* Training acts on SIGTERM / SIGUSR1 / SIGINT from here on, loading included (a signal
      * before the first step is handled at it); the other modes keep the default actions. */
     if (rc == 0 && a.mode == MODE_TRAIN) signals_install();
     struct job *j = rt_calloc(1, sizeof *j, "job");
     struct ckpt_lock lock = {.fd = -1};
-    if (rc == 0 && rt.rank == 0 && load_job(&a, rt.world, j, err, sizeof err)) rc = 2;
+    if (rc == 0 && rt.rank == 0 && load_job(&a, a.ranks ? a.ranks : rt.world, j, err, sizeof err)) rc = 2;
     if (rc == 0 && rt.rank == 0 && check_outputs(&a, &j->cfg, &lock, err, sizeof err)) rc = 2;
     MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, rt.world_comm));
     if (rc) {
@@ -136,7 +153,7 @@ int main(int argc, char **argv) {
     }
     /* A plan touches no GPU, so it neither looks for one nor binds near it. */
     if (a.mode != MODE_PLAN) affinity_setup(&rt, &j->cfg.device);
-    if (a.mode == MODE_PLAN) rc = run_plan(j, &rt);
+    if (a.mode == MODE_PLAN) rc = run_plan(j, &rt, a.ranks > 0);
     else if (a.mode == MODE_EVAL) rc = run_eval(j, &rt, !a.no_resume);
     else if (a.mode == MODE_EXPORT) rc = run_export(j, &rt, a.export_dir);
     else rc = run_train(j, &rt, !a.no_resume);

@@ -67,6 +67,10 @@ size_t mem_plan_need(const struct mem_plan *p) {
     return p->total[MEM_DEVICE] - (p->measured ? p->allowance[MEM_DEVICE] : 0);
 }
 
+size_t mem_plan_host(const struct mem_plan *p) {
+    return p->total[MEM_HOST] + p->total[MEM_PLAIN] + (p->be.host_memory ? p->total[MEM_DEVICE] : 0);
+}
+
 int mem_plan_fits(const struct mem_plan *p) {
     return p->gpu_gib <= 0 || (double)p->ranks_per_gpu * (double)mem_plan_need(p) <= p->gpu_gib * MEM_GIB;
 }
@@ -118,8 +122,9 @@ const char *mem_bytes_text(double b, char *buf, size_t n) {
 }
 
 static void print_part(const struct mem_plan *p, FILE *f, const char *indent, int where, int width) {
-    static const char *names[2][2] = {{"device memory", "pinned host memory"},
-                                      {"backend memory (host RAM on this backend)", "offload host memory"}};
+    static const char *names[2][MEM_NWHERE] = {
+        {"device memory", "pinned host memory", "plain host memory"},
+        {"backend memory (host RAM on this backend)", "offload host memory", "plain host memory"}};
     char each[32], all[32];
     int rows = 0;
     for (int i = 0; i < p->n; i++) rows += p->groups[i].where == where;
@@ -150,4 +155,5 @@ void mem_plan_print(const struct mem_plan *p, FILE *f, const char *indent) {
     }
     print_part(p, f, indent, MEM_DEVICE, width);
     print_part(p, f, indent, MEM_HOST, width);
+    print_part(p, f, indent, MEM_PLAIN, width);
 }

@@ -1,6 +1,6 @@
 /* mem_plan: the memory plan of one rank -- every buffer its trainer allocates at start-up,
  * grouped by name and size, in device memory (the backend's memory: host RAM on the cpu
- * backend) or in pinned host memory.
+ * backend), in pinned host memory, or in plain host memory.
  * A plan is filled by running the trainer's own allocation sequence (train.h: trainer_plan)
  * against the plan backend: a struct backend whose alloc and host_alloc record the buffer
  * and return a distinct fake address that is never dereferenced, whose other memory ops do
@@ -18,7 +18,9 @@
 
 #include "backend.h"
 
-enum mem_where { MEM_DEVICE, MEM_HOST };
+/* MEM_HOST: pinned host memory (the backend's host_alloc); MEM_PLAIN: plain host memory the
+ * trainer allocates itself (malloc) that is large enough to count. */
+enum mem_where { MEM_DEVICE, MEM_HOST, MEM_PLAIN, MEM_NWHERE };
 
 /* Buffers of one name, place and size. */
 struct mem_group {
@@ -33,8 +35,8 @@ struct mem_plan {
     struct backend    be;            /* the plan backend; be.ctx is this plan */
     struct mem_group *groups;        /* in the order of their first allocation */
     int               n, cap;
-    size_t            total[2];      /* bytes by enum mem_where, allowances included */
-    size_t            allowance[2];  /* the allowances among them */
+    size_t            total[MEM_NWHERE];     /* bytes by enum mem_where, allowances included */
+    size_t            allowance[MEM_NWHERE]; /* the allowances among them */
     double            gpu_gib;       /* memory of one GPU the job must fit in; 0: unknown */
     int               measured;      /* 1: gpu_gib is what was free with the CUDA context made:
                                         the allowances are not held against it */
@@ -53,6 +55,9 @@ void mem_plan_init(struct mem_plan *p, double gpu_gib, int measured, int ranks_p
 /* Bytes of one rank's device memory that count against gpu_gib (the allowances too unless
  * measured), and whether ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
 size_t mem_plan_need(const struct mem_plan *p);
+/* Bytes of one rank's host memory: pinned and plain, and on a backend whose memory is host
+ * RAM (the cpu backend) its memory too. */
+size_t mem_plan_host(const struct mem_plan *p);
 int mem_plan_fits(const struct mem_plan *p);
 void mem_plan_free(struct mem_plan *p);
 /* The plan backend takes the name, activation size and weight sharing of `real` (a backend
@@ -63,8 +68,8 @@ const struct backend *mem_plan_backend(struct mem_plan *p);
 /* Record count buffers of `bytes` each (what: their name; allowance: an estimate). */
 void mem_plan_add(struct mem_plan *p, const char *what, int where, int allowance, size_t bytes, int64_t count);
 
-/* The table: every group with count, size and total, device part then host part, each with
- * its total. `indent` starts every line. */
+/* The table: every group with count, size and total, device part, pinned host part, then
+ * plain host part, each with its total. `indent` starts every line. */
 void mem_plan_print(const struct mem_plan *p, FILE *f, const char *indent);
 /* "1.50 GiB", "32.00 MiB", "8 B" into buf. */
 const char *mem_bytes_text(double bytes, char *buf, size_t n);

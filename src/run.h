@@ -19,9 +19,11 @@ int run_eval(const struct job *j, const struct runtime *rt, int resume);
 int run_export(const struct job *j, const struct runtime *rt, const char *dir);
 
 /* The memory plan (run_plan.c): --plan prints it (0: fits or unchecked, 3: does not fit);
- * run_check_fit checks it against the GPU before a cuda run allocates (0 at once on other
- * backends; 3, with the table, when the job cannot fit). Collective. */
-int run_plan(const struct job *j, const struct runtime *rt);
+ * with `standin` (--plan --ranks N, rt a 1-rank runtime) this process plans every rank of the
+ * job, else every rank of rt plans its own (collective). run_check_fit checks it against the
+ * GPU before a cuda run allocates (0 at once on other backends; 3, with the table, when the
+ * job cannot fit). Collective. */
+int run_plan(const struct job *j, const struct runtime *rt, int standin);
 int run_check_fit(const struct job *j, const struct runtime *rt);
 
 struct trainer;

@@ -1,18 +1,27 @@
 /* run_plan: the memory plan of a job (mem_plan.h) as a command and as a check.
- * --plan (run_plan): every rank plans its own share by running the trainer's allocation
+ * --plan (run_plan): every rank of the job is planned by running the trainer's allocation
  * sequence against the plan backend (train.h: trainer_plan: no GPU is touched, no weights
- * are made); rank 0 prints its table, what memory.offload decided, the optimizer's ZeRO
- * slice, the expected step time, and whether the job fits device.memory_gib. Exit 0 when it
- * fits or the fit is not checked, 3 (with what to change) when it does not.
+ * are made): under mpirun -np N each rank plans its own share with MPI communicators; with
+ * --ranks N this one process plans rank 0..N-1 in turn, each with a planned runtime (rank r
+ * of N, device.gpus_per_node ranks per node) and stand-in communicators (comm_plan.h). Rank 0
+ * prints its table, what memory.offload decided, the optimizer's ZeRO slice, the expected
+ * step time, the largest device and host need of a rank (and whose), the largest host need
+ * of a node, and whether the job fits device.memory_gib and, per node,
+ * device.host_memory_gib (0: this machine's physical memory); the fit is checked only with
+ * device.memory_gib set. Exit 0 when it fits or the fit is not checked, 3 when it does not,
+ * with what to change: the smallest change of parallel.zero / memory.optimizer that fits,
+ * found by planning every rank with it, and the activation levers.
  * A cuda run (run_check_fit), before anything is allocated: the same plan against what the
  * GPU has free once the CUDA context exists. Its allowances are then not held against that
  * memory (the context is already out of it; the libraries' handles are small), so the check
  * fails only where the job surely cannot run: exit 3 with the table at start-up instead of
- * a failing cudaMalloc later (which still reports its own no-fit as the backstop). */
+ * a failing cudaMalloc later (which still reports its own no-fit as the backstop). The host
+ * is not checked there. */
 #include "run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #ifdef RT_HAVE_CUDA
 #include "cuda_backend.h"
@@ -27,20 +36,114 @@
 #define MFU_CUDNN  0.45
 #define MFU_NATIVE 0.30
 
-/* The plan over all ranks: the largest device need, whose it is, and whether all fit. */
-struct verdict {
-    double need;
-    int    rank, fits;
+/* How the plans of a job are made: the plan backend's GPU (mem_plan_init's arguments) and the
+ * host memory of one node the ranks' host memory is checked against (0: not checked). */
+struct setup {
+    double gpu_gib, host_gib;
+    int    measured, ranks_per_gpu;
+    int    standin; /* plan every rank in this process with stand-in communicators (--ranks) */
 };
 
-static void plan_job(struct trainer *t, struct mem_plan *p, struct verdict *v, const struct job *j,
-                     const struct runtime *rt) {
-    trainer_plan(t, j, rt, p);
-    struct { double v; int r; } in = {(double)mem_plan_need(p), rt->rank}, out;
-    MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_DOUBLE_INT, MPI_MAXLOC, rt->world_comm));
-    int fits = mem_plan_fits(p) && !p->no_fit[0];
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fits, 1, MPI_INT, MPI_MIN, rt->world_comm));
-    *v = (struct verdict){out.v, out.r, fits};
+/* What one rank needs. */
+struct need {
+    double device, host;
+    int    device_fits;
+};
+
+/* The plan over all ranks: the largest device and host need per rank and whose it is, the
+ * largest node's host need (ranks per_node at a time), and whether it all fits. */
+struct verdict {
+    int    ranks, per_node;
+    double device, host, node_host, host_gib;
+    int    device_rank, host_rank, node;
+    int    device_fits, host_fits, fits;
+};
+
+/* The runtime of rank r of a job of n ranks planned in this process: per_node ranks per node,
+ * no communicator (train.h: trainer_plan). */
+static struct runtime planned_runtime(const struct runtime *rt, int r, int n, int per_node) {
+    struct runtime p = *rt;
+    p.rank = r;
+    p.world = n;
+    p.local_rank = r % per_node;
+    int first = r / per_node * per_node;
+    p.local_size = n - first < per_node ? n - first : per_node;
+    p.world_comm = MPI_COMM_NULL;
+    return p;
+}
+
+static struct need need_of(const struct mem_plan *p) {
+    return (struct need){(double)mem_plan_need(p), (double)mem_plan_host(p), mem_plan_fits(p) && !p->no_fit[0]};
+}
+
+static void plan_init(struct mem_plan *p, const struct setup *s) {
+    mem_plan_init(p, s->gpu_gib, s->measured, s->ranks_per_gpu);
+}
+
+/* The largest of n numbers and its index. */
+static double largest(const double *x, int n, int *at) {
+    *at = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[*at]) *at = i;
+    return x[*at];
+}
+
+static struct verdict judge(const struct need *need, int n, int per_node, double host_gib) {
+    struct verdict v = {.ranks = n, .per_node = per_node, .host_gib = host_gib, .device_fits = 1};
+    double *dev = rt_malloc((size_t)n * sizeof *dev, "plan needs"), *host = rt_malloc((size_t)n * sizeof *host, "plan needs");
+    int nodes = (n + per_node - 1) / per_node;
+    double *node = rt_calloc((size_t)nodes, sizeof *node, "plan needs");
+    for (int r = 0; r < n; r++) {
+        dev[r] = need[r].device;
+        host[r] = need[r].host;
+        node[r / per_node] += need[r].host;
+        v.device_fits &= need[r].device_fits;
+    }
+    v.device = largest(dev, n, &v.device_rank);
+    v.host = largest(host, n, &v.host_rank);
+    v.node_host = largest(node, nodes, &v.node);
+    v.host_fits = host_gib <= 0 || v.node_host <= host_gib * MEM_GIB;
+    v.fits = v.device_fits && v.host_fits;
+    free(dev), free(host), free(node);
+    return v;
+}
+
+/* Every rank of job j planned (rank 0 of the plan into t0 and p0, made here with plan_init);
+ * the verdict on rank 0 of rt (every rank: whether it fits). With s->standin rank 0 of rt plans
+ * every rank of the job in turn; else every rank of rt plans its own share (collective). */
+static struct verdict plan_ranks(struct trainer *t0, struct mem_plan *p0, const struct job *j,
+                                 const struct runtime *rt, const struct setup *s) {
+    int n = j->cp * j->dp, per_node = j->cfg.device.gpus_per_node < n ? j->cfg.device.gpus_per_node : n;
+    struct need *need = rt_calloc((size_t)n, sizeof *need, "plan needs");
+    struct verdict v = {0};
+    plan_init(p0, s);
+    if (s->standin) {
+        for (int r = 0; r < n; r++) {
+            struct runtime pr = planned_runtime(rt, r, n, per_node);
+            if (r == 0) {
+                trainer_plan(t0, j, &pr, p0);
+                need[0] = need_of(p0);
+                continue;
+            }
+            struct mem_plan p;
+            struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
+            plan_init(&p, s);
+            trainer_plan(t, j, &pr, &p);
+            need[r] = need_of(&p);
+            trainer_free(t);
+            free(t);
+            mem_plan_free(&p);
+        }
+        v = judge(need, n, per_node, s->host_gib);
+    } else {
+        trainer_plan(t0, j, rt, p0);
+        struct need mine = need_of(p0);
+        MPI_CHECK(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, need, (int)sizeof mine, MPI_BYTE, 0, rt->world_comm));
+        if (rt->rank == 0) v = judge(need, n, per_node, s->host_gib);
+        MPI_CHECK(MPI_Bcast(&v, (int)sizeof v, MPI_BYTE, 0, rt->world_comm));
+    }
+    free(need);
+    return v;
 }
 
 /* The tile the model chose (model_tile). */
@@ -59,11 +162,12 @@ static void print_tiles(const struct trainer *t) {
                "their scratch is sized by the tile\n", n, tile, set);
 }
 
-static void print_header(const struct trainer *t, const struct mem_plan *p, const struct runtime *rt) {
+static void print_header(const struct trainer *t, const struct mem_plan *p) {
     const struct job *j = &t->job;
     const struct cfg *c = &j->cfg;
+    int world = t->groups.world.size;
     printf("memory plan of %s: %d rank%s (cp %d x dp %d), seq_len %lld (%lld tokens per rank), %d sequence%s "
-           "per step, backend %s, checkpointing %s\n", c->path, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp,
+           "per step, backend %s, checkpointing %s\n", c->path, world, world > 1 ? "s" : "", j->cp, j->dp,
            (long long)t->L, (long long)t->T, c->train.seqs_per_step, c->train.seqs_per_step > 1 ? "s" : "",
            p->be.name, (const char *[]){"none", "full", "selective"}[c->memory.checkpointing]);
     print_tiles(t);
@@ -111,8 +215,9 @@ static void print_offload(const struct trainer *t, const struct mem_plan *p) {
         printf("  (each saved tensor keeps %d layers and %d copy slots on the device)\n", Ly - k, OFFLOAD_SLOTS);
 }
 
-static void print_step_time(const struct trainer *t, const struct mem_plan *p, const struct runtime *rt) {
+static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
     const struct cfg *c = &t->job.cfg;
+    int world = t->groups.world.size;
     double flops = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step;
     printf("step: %.3e model FLOPs (%d x %lld tokens, forward and backward; recomputation not counted)\n", flops,
            c->train.seqs_per_step, (long long)t->L);
@@ -121,19 +226,72 @@ static void print_step_time(const struct trainer *t, const struct mem_plan *p, c
         return;
     }
     double mfu = p->cudnn ? MFU_CUDNN : MFU_NATIVE;
-    double s = flops / (mfu * TRAIN_PEAK_FLOPS * rt->world);
+    double s = flops / (mfu * TRAIN_PEAK_FLOPS * world);
     printf("expected step time: %.2f s (%.0f tokens/s) at an assumed %.0f%% MFU of %d GPU%s: what %s reached on "
            "one H200 at 16K-64K tokens (docs/benchmarks.md)%s\n", s, (double)c->train.seqs_per_step * t->L / s,
-           100 * mfu, rt->world, rt->world > 1 ? "s" : "", p->cudnn ? "cuDNN's attention" : "the native attention",
+           100 * mfu, world, world > 1 ? "s" : "", p->cudnn ? "cuDNN's attention" : "the native attention",
            t->job.cp > 1 ? "; ring communication that the compute does not hide is not counted" : "");
 }
 
-static void print_advice(const struct trainer *t, FILE *f) {
+/* The smallest change of model state placement that makes job j fit: ZeRO stages above the
+ * current one with the optimizer where it is, then the optimizer moved (device <-> host) at
+ * the current stage and above; each candidate is planned for every rank (stand-ins, this
+ * process). Returns 1 with the settings in *zero, *opt and their verdict in *v; 0 when none
+ * fits. */
+static int state_fix(const struct job *j, const struct runtime *rt, const struct setup *s, int *zero, int *opt,
+                     struct verdict *v) {
+    const struct cfg *c = &j->cfg;
+    int world = j->cp * j->dp, other = c->memory.optimizer == OPTIMIZER_HOST ? OPTIMIZER_DEVICE : OPTIMIZER_HOST;
+    int opts[2] = {c->memory.optimizer, other};
+    struct setup s1 = *s;
+    s1.standin = 1;
+    for (int k = 0; k < 2; k++)
+        for (int z = c->parallel.zero; z <= (world > 1 ? 3 : c->parallel.zero); z++) {
+            if (k == 0 && z == c->parallel.zero) continue;
+            struct job *j1 = rt_malloc(sizeof *j1, "job");
+            *j1 = *j;
+            j1->cfg.parallel.zero = z;
+            j1->cfg.memory.optimizer = opts[k];
+            struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
+            struct mem_plan p;
+            *v = plan_ranks(t, &p, j1, rt, &s1);
+            trainer_free(t);
+            free(t);
+            mem_plan_free(&p);
+            free(j1);
+            if (v->fits) {
+                *zero = z, *opt = opts[k];
+                return 1;
+            }
+        }
+    return 0;
+}
+
+static void print_advice(const struct trainer *t, const struct verdict *v, const struct runtime *rt,
+                         const struct setup *s, FILE *f) {
     const struct cfg *c = &t->job.cfg;
     size_t bytes[2];
-    char b[32];
+    char b[32], d[32], h[32];
     model_saved_sizes(&t->model, bytes);
     fprintf(f, "what to change:\n");
+    int zero, opt;
+    struct verdict fix;
+    const char *where[] = {[OPTIMIZER_DEVICE] = "device", [OPTIMIZER_HOST] = "host"};
+    if (state_fix(&t->job, rt, s, &zero, &opt, &fix)) {
+        fprintf(f, "  - model state: --set parallel.zero=%d --set memory.optimizer=%s fits (planned for every rank: "
+                "device %s per rank, host %s per node): the smallest change of ZeRO stage (now %d) and optimizer "
+                "placement (now %s) that does\n", zero, where[opt], mem_bytes_text(fix.device, d, sizeof d),
+                mem_bytes_text(fix.node_host, h, sizeof h), c->parallel.zero, where[c->memory.optimizer]);
+    } else {
+        fprintf(f, "  - model state: no ZeRO stage (now %d) or optimizer placement (now %s) makes it fit alone\n",
+                c->parallel.zero, where[c->memory.optimizer]);
+    }
+    if (!v->host_fits) {
+        fprintf(f, "  - host memory: fewer ranks per node (now %d, device.gpus_per_node), fewer offloaded layers "
+                "(memory.offload), or the optimizer on the device (memory.optimizer) lower what a node holds\n",
+                v->per_node);
+    }
+    if (v->device_fits) return;
     fprintf(f, "  - fewer tokens per rank (now %lld = data.seq_len %lld / parallel.cp %d): more ranks in the ring "
             "(parallel.cp), or a shorter data.seq_len; the activations shrink with them\n", (long long)t->T,
             (long long)t->L, t->job.cp);
@@ -145,21 +303,20 @@ static void print_advice(const struct trainer *t, FILE *f) {
     else if (c->memory.checkpointing == CKPT_SELECTIVE)
         fprintf(f, "  - memory.checkpointing: full (now selective) saves no attention output (%s per layer), at "
                 "the cost of re-running the ring in the backward\n", mem_bytes_text((double)bytes[1], b, sizeof b));
-    const struct pstore *ps = &t->model.ps;
-    if (ps->stage < 3 && t->world.size > 1)
-        fprintf(f, "  - parallel.zero: %d (now %d) shards %s over the %d ranks\n", ps->stage + 1, ps->stage,
-                (const char *[]){"the master weights and AdamW moments", "the gradients", "the working weights"}[ps->stage],
-                t->world.size);
-    if (!ps->host_opt)
-        fprintf(f, "  - memory.optimizer: host (now device) keeps the master weights, moments and reduced gradients "
-                "in pinned host memory (%s per rank)\n", mem_bytes_text(4.0 * (double)ps->S * sizeof(float), b, sizeof b));
+}
+
+/* The node whose host memory is largest: "node 1 (ranks 8-15)". */
+static const char *node_text(const struct verdict *v, char *buf, size_t n) {
+    int lo = v->node * v->per_node, hi = lo + v->per_node - 1 < v->ranks - 1 ? lo + v->per_node - 1 : v->ranks - 1;
+    if (lo == hi) snprintf(buf, n, "node %d (rank %d)", v->node, lo);
+    else snprintf(buf, n, "node %d (ranks %d-%d)", v->node, lo, hi);
+    return buf;
 }
 
 /* The table and everything about it (rank 0). */
-static void print_plan(const struct trainer *t, const struct mem_plan *p, const struct verdict *v,
-                       const struct runtime *rt) {
-    print_header(t, p, rt);
-    printf("rank 0%s:\n", rt->world > 1 ? " (every rank plans its own share)" : "");
+static void print_plan(const struct trainer *t, const struct mem_plan *p, const struct verdict *v) {
+    print_header(t, p);
+    printf("rank 0%s:\n", v->ranks > 1 ? " (every rank is planned; ranks differ only where their shares do)" : "");
     mem_plan_print(p, stdout, "  ");
     print_offload(t, p);
     run_print_optimizer(t);
@@ -168,46 +325,77 @@ static void print_plan(const struct trainer *t, const struct mem_plan *p, const 
         printf("ZeRO-%d: each of the %d units (embedding, %d layers, head) cut into %d parts (whole multiples of %d "
                "floats); a layer's part is %lld parameters\n", ps->stage, ps->n_units, ps->Ly, ps->shards,
                PSTORE_ALIGN, (long long)ps->u[1].s);
-    print_step_time(t, p, rt);
-    char need[32];
-    mem_bytes_text(v->need, need, sizeof need);
-    if (rt->world > 1) printf("largest device total: %s, rank %d\n", need, v->rank);
+    print_step_time(t, p);
+    char dev[32], host[32], node[32], which[48];
+    mem_bytes_text(v->device, dev, sizeof dev);
+    mem_bytes_text(v->host, host, sizeof host);
+    mem_bytes_text(v->node_host, node, sizeof node);
+    if (v->ranks > 1)
+        printf("largest device total: %s, rank %d; largest host total (pinned and plain): %s, rank %d; host per node "
+               "(%d ranks each, device.gpus_per_node): largest %s, %s\n", dev, v->device_rank, host, v->host_rank,
+               v->per_node, node, node_text(v, which, sizeof which));
 }
 
 /* One line for scripts, after everything else (rank 0). */
 static void print_summary(const struct trainer *t, const struct mem_plan *p, const struct verdict *v) {
     const char *fit = p->gpu_gib <= 0 ? "unchecked" : v->fits ? "yes" : "no";
-    printf("plan: device %.2f GiB per rank, host %.2f GiB per rank, offload %d of %d layers, fits %s\n",
-           v->need / MEM_GIB, p->total[MEM_HOST] / MEM_GIB, t->model.n_host, t->job.mc.n_layers, fit);
+    printf("plan: device %.2f GiB per rank (rank %d), host %.2f GiB per rank (rank %d), %.2f GiB per node (%d ranks), "
+           "offload %d of %d layers, fits %s\n", v->device / MEM_GIB, v->device_rank, v->host / MEM_GIB, v->host_rank,
+           v->node_host / MEM_GIB, v->per_node, t->model.n_host, t->job.mc.n_layers, fit);
 }
 
-int run_plan(const struct job *j, const struct runtime *rt) {
+/* The physical memory of this machine in GiB. */
+static double machine_gib(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0) RT_FATAL("sysconf: the physical memory of this machine is unknown");
+    return (double)pages * (double)size / MEM_GIB;
+}
+
+/* The fit line (rank 0). */
+static void print_fit(const struct cfg *c, const struct mem_plan *p, const struct verdict *v) {
+    double gpu = p->gpu_gib * MEM_GIB, hostmem = v->host_gib * MEM_GIB;
+    char need[32], have[32], spare[32], node[32], hmem[32], which[48];
+    mem_bytes_text(v->device, need, sizeof need);
+    mem_bytes_text(gpu, have, sizeof have);
+    mem_bytes_text(v->node_host, node, sizeof node);
+    mem_bytes_text(hostmem, hmem, sizeof hmem);
+    const char *hsrc = c->device.host_memory_gib > 0 ? "device.host_memory_gib" : "this machine's physical memory, "
+                                                                                   "device.host_memory_gib 0";
+    if (p->gpu_gib <= 0 && c->device.backend == BACKEND_CUDA) {
+        printf("fit: not checked: device.memory_gib is not set; add --set device.memory_gib=GIB (one GPU's "
+               "memory, e.g. 139.5 for an H200) to check it and to let memory.offload: auto decide\n");
+        return;
+    }
+    if (p->gpu_gib <= 0) {
+        printf("fit: not checked: device.memory_gib is not set (--set device.memory_gib=GIB checks the backend "
+               "memory against it)\n");
+        return;
+    }
+    if (v->device_fits)
+        printf("%s: %s of device memory per rank, of the %s GPU (device.memory_gib), %s to spare\n",
+               v->fits ? "fits" : "device memory fits", need, have, mem_bytes_text(gpu - v->device, spare, sizeof spare));
+    else
+        printf("does not fit: %s of device memory per rank, the GPU has %s (device.memory_gib)%s\n", need, have,
+               p->no_fit[0] ? "; memory.offload auto cannot make it fit (above)" : "");
+    if (v->host_fits)
+        printf("host memory fits: %s per node at most, %s, of %s (%s)\n", node, node_text(v, which, sizeof which),
+               hmem, hsrc);
+    else
+        printf("does not fit: host memory: %s per node, %s (the pinned and plain host memory of its ranks), the node "
+               "has %s (%s)\n", node, node_text(v, which, sizeof which), hmem, hsrc);
+}
+
+int run_plan(const struct job *j, const struct runtime *rt, int standin) {
     const struct cfg *c = &j->cfg;
+    struct setup s = {.gpu_gib = c->device.memory_gib, .measured = 0, .ranks_per_gpu = 1, .standin = standin};
+    if (c->device.memory_gib > 0) s.host_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : machine_gib();
     struct mem_plan p;
-    struct verdict v;
-    mem_plan_init(&p, c->device.memory_gib, 0, 1);
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
-    plan_job(t, &p, &v, j, rt);
+    struct verdict v = plan_ranks(t, &p, j, rt, &s); /* standin: rt is one rank (main.c) */
     if (rt->rank == 0) {
-        print_plan(t, &p, &v, rt);
-        double gpu = p.gpu_gib * MEM_GIB;
-        char need[32], have[32], spare[32];
-        mem_bytes_text(v.need, need, sizeof need);
-        mem_bytes_text(gpu, have, sizeof have);
-        if (p.gpu_gib <= 0 && c->device.backend == BACKEND_CUDA) {
-            printf("fit: not checked: device.memory_gib is not set; add --set device.memory_gib=GIB (one GPU's "
-                   "memory, e.g. 139.5 for an H200) to check it and to let memory.offload: auto decide\n");
-        } else if (p.gpu_gib <= 0) {
-            printf("fit: not checked: device.memory_gib is not set (--set device.memory_gib=GIB checks the backend "
-                   "memory against it)\n");
-        } else if (v.fits) {
-            printf("fits: %s of device memory per rank, of the %s GPU (device.memory_gib), %s to spare\n", need, have,
-                   mem_bytes_text(gpu - v.need, spare, sizeof spare));
-        } else {
-            printf("does not fit: %s of device memory per rank, the GPU has %s (device.memory_gib)%s\n", need, have,
-                   p.no_fit[0] ? "; memory.offload auto cannot make it fit (above)" : "");
-            print_advice(t, stdout);
-        }
+        print_plan(t, &p, &v);
+        print_fit(c, &p, &v);
+        if (!v.fits) print_advice(t, &v, rt, &s, stdout);
         print_summary(t, &p, &v);
         fflush(stdout);
     }
@@ -226,13 +414,13 @@ int run_check_fit(const struct job *j, const struct runtime *rt) {
     MPI_CHECK(MPI_Barrier(rt->world_comm));              /* and every other rank's */
     cuda_device_memory(rt->local_rank, &free_b, &total);
     int gpus = cuda_device_count();
+    /* The host is not checked here: the run's host memory is what it is. */
+    struct setup s = {.gpu_gib = free_b / MEM_GIB, .measured = 1, .ranks_per_gpu = (rt->local_size + gpus - 1) / gpus};
     struct mem_plan p;
-    struct verdict v;
-    mem_plan_init(&p, free_b / MEM_GIB, 1, (rt->local_size + gpus - 1) / gpus);
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
-    plan_job(t, &p, &v, j, rt);
+    struct verdict v = plan_ranks(t, &p, j, rt, &s);
     char need[32], have[32], all[32];
-    mem_bytes_text(v.need, need, sizeof need);
+    mem_bytes_text(v.device, need, sizeof need);
     mem_bytes_text((double)free_b, have, sizeof have);
     mem_bytes_text((double)p.total[MEM_DEVICE], all, sizeof all);
     if (rt->rank == 0 && v.fits) {
@@ -240,13 +428,13 @@ int run_check_fit(const struct job *j, const struct runtime *rt) {
                "of %d tokens); %s free on the GPU at start-up\n", need, all, t->model.n_host, t->job.mc.n_layers,
                t->model.tile, have);
     } else if (rt->rank == 0) {
-        print_plan(t, &p, &v, rt);
+        print_plan(t, &p, &v);
         print_summary(t, &p, &v);
         fflush(stdout);
         fprintf(stderr, "ringtrain: does not fit: the plan above needs %s of device memory per rank (its buffers, "
                 "without the allowances)%s, %s is free on the GPU%s%s\n", need, p.ranks_per_gpu > 1 ? " (ranks sharing the GPU split it)" : "", have,
                 p.no_fit[0] ? "; memory.offload auto: " : "", p.no_fit);
-        print_advice(t, stderr);
+        print_advice(t, &v, rt, &s, stderr);
     }
     fflush(stdout);
     trainer_free(t);

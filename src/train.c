@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "comm_mpi.h"
+#include "comm_plan.h"
 #include "corpus.h"
 #include "hf.h"
 #include "optimizer.h"
@@ -65,6 +66,22 @@ static void init_weights(struct trainer *t) {
     hf_reader_close(w.hf);
 }
 
+/* The plain host memory a run allocates besides the backend's (trainer_build's token
+ * buffers below; ckpt_io.c's staging buffer during a save or a load; on rank 0 the export's
+ * full fp32 weights, trainer_gather_params, while the rest is still allocated). */
+static void plan_plain_host(const struct trainer *t, struct mem_plan *plan) {
+    const struct cfg *c = &t->job.cfg;
+    size_t nseq = (size_t)c->train.seqs_per_step * (size_t)t->L;
+    mem_plan_add(plan, "step sequences and labels", MEM_PLAIN, 0, nseq * sizeof(int32_t), 2);
+    mem_plan_add(plan, "shard tokens, labels and positions", MEM_PLAIN, 0,
+                 (size_t)t->T * (2 * sizeof(int32_t) + sizeof(int64_t)), 1);
+    if (c->checkpoint.dir[0])
+        mem_plan_add(plan, "checkpoint staging buffer (during a save or a load)", MEM_PLAIN, 0, CKPT_STAGE_BYTES, 1);
+    if (c->export_.dir[0] && t->groups.rank == 0)
+        mem_plan_add(plan, "fp32 weights of the export (at the end)", MEM_PLAIN, 0,
+                     (size_t)t->model.pt.total * sizeof(float), 1);
+}
+
 /* The trainer's start-up, shared by a run (plan NULL) and a memory plan (every backend
  * buffer recorded into plan, no weights made or loaded). */
 static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
@@ -72,13 +89,12 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     memset(t, 0, sizeof *t);
     t->job = *j;
     const struct cfg *c = &t->job.cfg;
-    /* rank = dp_rank * cp + cp_rank: the ranks of one ring are consecutive. */
-    t->cp_rank = rt->rank % j->cp;
-    t->dp_rank = rt->rank / j->cp;
+    groups_init(&t->groups, rt->world, j->cp, rt->rank);
     t->L = c->data.seq_len;
     t->T = t->L / j->cp;
     t->gpu_sharing = 1;
-    comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
+    if (rt->world_comm == MPI_COMM_NULL) comm_plan_init(&t->ctl, &t->groups.world, "ctl");
+    else comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
@@ -96,7 +112,10 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
         n_host = j->mc.n_layers;
     }
     model_place_saved(&t->model, n_host);
-    if (plan) return; /* a plan reads no data: no token buffers (seq_len x seqs_per_step on every rank) */
+    if (plan) { /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
+        plan_plain_host(t, plan);
+        return;
+    }
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))
@@ -132,12 +151,12 @@ void trainer_free(struct trainer *t) {
 
 static void run_one(struct trainer *t, int i, float grad_scale, int train) {
     int zigzag = t->job.cfg.parallel.attention == RING_ZIGZAG;
-    data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->cp_rank, zigzag,
+    data_shard(t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L, t->L, t->job.cp, t->groups.ring.index, zigzag,
                t->tok, t->lab, t->pos);
     model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
 }
 
-/* Sum of this rank's token losses over sequences i = dp_rank, dp_rank + dp, ... (read from
+/* Sum of this rank's token losses over sequences i = d, d + dp, ... (d: its data index) (read from
  * the backend once, after all of them). Training steps give every rank as many sequences
  * (job.c); the last evaluation batch may not, and a ZeRO-3 store gathers each layer's
  * weights over the world, so a rank without a sequence then runs the batch's first one
@@ -145,13 +164,14 @@ static void run_one(struct trainer *t, int i, float grad_scale, int train) {
 /* Whether this rank runs a stand-in sequence (no data parallel share of the step's
  * sequences, but its ZeRO-3 gathers are collective). */
 static int stand_in(const struct trainer *t, int nseq) {
-    return t->dp_rank >= nseq && t->model.ps.wmode == PW_GATHER;
+    return t->groups.data.index >= nseq && t->model.ps.wmode == PW_GATHER;
 }
 
 /* The sequences this rank runs in a step of nseq. */
 static int local_seqs(const struct trainer *t, int nseq) {
     if (stand_in(t, nseq)) return 1;
-    return t->dp_rank < nseq ? (nseq - t->dp_rank + t->job.dp - 1) / t->job.dp : 0;
+    int d = t->groups.data.index;
+    return d < nseq ? (nseq - d + t->job.dp - 1) / t->job.dp : 0;
 }
 
 static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
@@ -160,7 +180,7 @@ static double run_sequences(struct trainer *t, int nseq, float grad_scale, int t
         model_take_loss(&t->model);
         return 0.0;
     }
-    for (int i = t->dp_rank; i < nseq; i += t->job.dp) run_one(t, i, grad_scale, train);
+    for (int i = t->groups.data.index; i < nseq; i += t->job.dp) run_one(t, i, grad_scale, train);
     return model_take_loss(&t->model);
 }
 

@@ -1,4 +1,5 @@
-/* train: the trainer of one job on this rank: communicators (world, cp ring, dp group),
+/* train: the trainer of one job on this rank: its groups (world, ring, data: groups.h) and
+ * their transports,
  * model (its parameter store shards weights, gradients and AdamW state by ZeRO stage,
  * pstore.h) and data, the
  * step (draw seqs_per_step sequences, shard, forward and backward, reduce, clip, AdamW) and
@@ -15,6 +16,7 @@
 #include "checkpoint.h"
 #include "comm.h"
 #include "data.h"
+#include "groups.h"
 #include "job.h"
 #include "mem_plan.h"
 #include "model.h"
@@ -29,8 +31,9 @@ struct train_opts {
 struct trainer {
     struct job        job;
     struct comm       ctl;           /* MPI over all ranks, host buffers: losses, signals, broadcasts */
-    struct comm       world, cp;     /* the backend's transport: gradients (world), the ring (cp) */
-    int               cp_rank, dp_rank;
+    struct groups     groups;        /* this rank's world, ring and data groups (groups.h) */
+    struct comm       world, cp;     /* the backend's transport over groups.world (gradients, ZeRO) and
+                                        groups.ring (the ring); stand-ins in a plan without MPI */
     struct model      model;         /* its parameter store model.ps holds the optimizer state */
     struct data_source data;
     int64_t           L, T;          /* global and local tokens per sequence */
@@ -64,11 +67,15 @@ struct step_stats {
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o);
 /* trainer_init's allocation sequence against the plan backend of `plan` (mem_plan.h, made
- * with mem_plan_init), which records every buffer: no weights are made or loaded, nothing
- * touches a GPU, the transports are MPI on host buffers (only barriers run on them); the
- * data is opened as in a run. memory.offload: auto decides from plan->gpu_gib; when nothing
- * fits it leaves every layer offloaded and says why in plan->no_fit. The trainer holds the
- * planned shape (model, zero, opt, T); trainer_free it after. Collective. */
+ * with mem_plan_init), which records every buffer: no weights are made or loaded, no data is
+ * read, nothing touches a GPU. With a runtime of MPI_COMM_NULL (a planned rank, runtime.h)
+ * every communicator is a stand-in (comm_plan.h) and nothing is collective; else the
+ * transports are MPI on host buffers (only barriers run on them) and the call is collective.
+ * The plain host buffers a run adds (the step's token buffers, checkpoint staging, the
+ * export's weights on rank 0) are recorded as such. memory.offload: auto decides from
+ * plan->gpu_gib; when nothing fits it leaves every layer offloaded and says why in
+ * plan->no_fit. The trainer holds the planned shape (model, zero, opt, T); trainer_free it
+ * after. */
 void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan);
 void trainer_free(struct trainer *t);
 

@@ -3,6 +3,7 @@
 #include "train_backend.h"
 
 #include "comm_mpi.h"
+#include "comm_plan.h"
 #ifdef RT_HAVE_CUDA
 #include "comm_nccl.h"
 #include "comm_staged.h"
@@ -34,12 +35,13 @@ static int use_nccl(const struct trainer *t, const struct runtime *rt, int gpus)
 
 /* The staged transport's buffer sizes. The world moves one padded unit of the parameter
  * store at a time (pstore.h: gradients reduced, working weights gathered); the ring moves K|V. */
-static void staged_bytes(const struct trainer *t, const struct runtime *rt, size_t *world, size_t *ring) {
+static void staged_bytes(const struct trainer *t, size_t *world, size_t *ring) {
     const struct cfg *c = &t->job.cfg;
     const struct model_config *mc = &t->job.mc;
     size_t kv = (size_t)2 * t->T * mc->n_kv_heads * mc->head_dim * sizeof(float);
     struct pstore ps;
-    pstore_layout(&ps, mc, c->parallel.zero, c->memory.optimizer == OPTIMIZER_HOST, rt->world, rt->rank);
+    pstore_layout(&ps, mc, c->parallel.zero, c->memory.optimizer == OPTIMIZER_HOST, t->groups.world.size,
+                  t->groups.rank);
     size_t unit = (size_t)pstore_max_unit(&ps) * sizeof(float);
     pstore_free(&ps);
     *world = unit > kv ? unit : kv;
@@ -50,7 +52,7 @@ static void staged_bytes(const struct trainer *t, const struct runtime *rt, size
 const struct backend *train_backend_open(struct trainer *t, const struct runtime *rt) {
     const struct cfg *c = &t->job.cfg;
     MPI_Comm ring;
-    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
+    groups_split_ring(&t->groups, rt->world_comm, &ring);
     const struct backend *be = &cpu_backend;
     if (c->device.backend == BACKEND_CPU) {
         comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
@@ -66,7 +68,7 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
             comm_nccl_init(&t->cp, ring, "cp", c->parallel.timeout_s, s);
         } else {
             size_t world_bytes, ring_bytes;
-            staged_bytes(t, rt, &world_bytes, &ring_bytes);
+            staged_bytes(t, &world_bytes, &ring_bytes);
             comm_staged_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s, s, world_bytes);
             comm_staged_init(&t->cp, ring, "cp", c->parallel.timeout_s, s, ring_bytes);
         }
@@ -84,8 +86,6 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
 
 const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p) {
     const struct cfg *c = &t->job.cfg;
-    MPI_Comm ring;
-    MPI_CHECK(MPI_Comm_split(rt->world_comm, t->dp_rank, t->cp_rank, &ring));
     if (c->device.backend == BACKEND_CPU) {
         mem_plan_like(p, &cpu_backend);
     } else {
@@ -95,7 +95,7 @@ const struct backend *train_backend_plan(struct trainer *t, const struct runtime
         int gpus = (rt->local_size + p->ranks_per_gpu - 1) / p->ranks_per_gpu;
         if (!use_nccl(t, rt, gpus)) {
             size_t world_bytes, ring_bytes;
-            staged_bytes(t, rt, &world_bytes, &ring_bytes);
+            staged_bytes(t, &world_bytes, &ring_bytes);
             mem_plan_add(p, "MPI staging buffers (world)", MEM_HOST, 0, world_bytes, COMM_STAGED_BUFFERS);
             mem_plan_add(p, "MPI staging buffers (cp)", MEM_HOST, 0, ring_bytes, COMM_STAGED_BUFFERS);
         }
@@ -104,9 +104,16 @@ const struct backend *train_backend_plan(struct trainer *t, const struct runtime
         RT_FATAL("device.backend cuda: this build has no CUDA backend");
 #endif
     }
-    comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
-    comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
-    MPI_CHECK(MPI_Comm_free(&ring));
+    if (rt->world_comm == MPI_COMM_NULL) {
+        comm_plan_init(&t->world, &t->groups.world, "world");
+        comm_plan_init(&t->cp, &t->groups.ring, "cp");
+    } else {
+        MPI_Comm ring;
+        groups_split_ring(&t->groups, rt->world_comm, &ring);
+        comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
+        comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
+        MPI_CHECK(MPI_Comm_free(&ring));
+    }
     return mem_plan_backend(p);
 }
 

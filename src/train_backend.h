@@ -14,8 +14,9 @@
 const struct backend *train_backend_open(struct trainer *t, const struct runtime *rt);
 /* The same as a memory plan: the plan backend of p stands in for the backend, which records
  * its own buffers (and the staged transport its pinned ones) into p; t->world and t->cp are
- * MPI on host buffers whatever the backend (only barriers run on them); p->ranks_per_gpu
- * stands for the GPUs of the host. No CUDA call. Collective. */
+ * MPI on host buffers whatever the backend (only barriers run on them), or stand-ins
+ * (comm_plan.h) for a planned rank (rt->world_comm MPI_COMM_NULL); p->ranks_per_gpu stands
+ * for the GPUs of the host. No CUDA call. Collective unless a planned rank. */
 const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p);
 /* The transports, then the backend (either kind of opening). */
 void train_backend_close(struct trainer *t);

@@ -35,6 +35,7 @@ run $b/test_checkpoint
 run $mpirun -np 3 $b/test_checkpoint
 run $b/test_hf_reference
 run $mpirun -np 4 $b/test_hf_reference
+for n in 1 4 6; do run $mpirun -np $n $b/test_groups; done
 for n in 1 2 3 4 6 8; do
     run $mpirun -np $n $b/test_comm
     run $mpirun -np $n $b/test_ring

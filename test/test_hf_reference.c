@@ -49,7 +49,7 @@ static void check_logits(struct trainer *t, const struct st_file *ref, const cha
     struct model *m = &t->model;
     int V = m->mc.vocab_size, d = m->mc.dim;
     data_next(&t->data, t->seq_in, t->seq_lab);
-    data_shard(t->seq_in, t->seq_lab, t->L, t->job.cp, t->cp_rank, t->job.cfg.parallel.attention == RING_ZIGZAG,
+    data_shard(t->seq_in, t->seq_lab, t->L, t->job.cp, t->groups.ring.index, t->job.cfg.parallel.attention == RING_ZIGZAG,
                t->tok, t->lab, t->pos);
     model_forward_backward(m, t->tok, t->lab, t->pos, 0.0f, 0);
     model_take_loss(m);

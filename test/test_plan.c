@@ -11,7 +11,14 @@
  * checked (exit 0); 4 ranks plan a cp=4 7B job; and a plan makes no CUDA call (under
  * build/nocuda.so, which does stop a real run). In every build: the cpu demo plans (exit 0),
  * 4 ranks plan a cp=4 demo with rank 0 alone printing, and bad input is still reported as
- * usual (exit 2). Runs from the repository root. */
+ * usual (exit 2). --plan --ranks N (one process) prints the same plan as mpirun -np N --plan
+ * (ZeRO-3 with the host optimizer, ZeRO-1 on cp 2 x dp 2; the 7B shape too in a CUDA build);
+ * an export makes rank 0 the largest host user; a node whose host memory
+ * (device.host_memory_gib) is too small does not fit (exit 3, naming host memory; in a CUDA
+ * build the same job fits with fewer ranks per node); when model state does not fit, the
+ * advice names a parallel.zero / memory.optimizer change and planning with it fits (the demo
+ * at ZeRO-1; 7B on 4 ranks of 40 GiB cards); --ranks is refused without --plan and under
+ * mpirun. Runs from the repository root. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +32,16 @@ static char out[1 << 16];
 
 /* The summary line of a plan. */
 struct summary {
-    double device, host;
-    int    offload, layers;
+    double device, host, node;
+    int    device_rank, host_rank, per_node, offload, layers;
     char   fits[16];
 };
 
 static int summary_of(const char *text, struct summary *s) {
     const char *l = strstr(text, "\nplan: device ");
-    return l && sscanf(l + 1, "plan: device %lf GiB per rank, host %lf GiB per rank, offload %d of %d layers, fits %15s",
-                       &s->device, &s->host, &s->offload, &s->layers, s->fits) == 5;
+    return l && sscanf(l + 1, "plan: device %lf GiB per rank (rank %d), host %lf GiB per rank (rank %d), %lf GiB per "
+                       "node (%d ranks), offload %d of %d layers, fits %15s", &s->device, &s->device_rank, &s->host,
+                       &s->host_rank, &s->node, &s->per_node, &s->offload, &s->layers, s->fits) == 9;
 }
 
 /* ringtrain ARGS (prefixed by PRE, e.g. an mpirun) must exit `code` with every fragment
@@ -48,6 +56,70 @@ static int expect(const char *pre, const char *args, int code, const char *fragm
     if (sm) ok &= summary_of(out, sm);
     if (!CHECK(ok)) fprintf(stderr, "  %s: exit %d (want %d), output:\n%s\n  (wanted: %s)\n", cmd, rc, code, out, fragments);
     return ok;
+}
+
+
+/* The plan's text from its header to its summary line (what rank 0 prints), into buf. */
+static void plan_text(const char *text, char *buf, size_t n) {
+    const char *a = strstr(text, "memory plan of"), *b = strstr(text, "\nplan: device ");
+    const char *e = b ? strchr(b + 1, '\n') : NULL;
+    buf[0] = 0;
+    if (a && e && e > a) snprintf(buf, n, "%.*s", (int)(e - a), a);
+}
+
+/* Bytes of "X unit" as mem_bytes_text prints them. */
+static double bytes_of(double x, const char *unit) {
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    for (int i = 0; i < 5; i++, x *= 1024)
+        if (!strcmp(unit, units[i])) return x;
+    return -1;
+}
+
+/* The largest host total of a rank and of a node, from the "largest device total" line. */
+static int host_totals(const char *text, double *rank, double *node) {
+    const char *l = strstr(text, "largest host total (pinned and plain): "), *m = l ? strstr(l, "): largest ") : NULL;
+    char u1[8], u2[8];
+    if (!m || sscanf(l, "largest host total (pinned and plain): %lf %7[A-Za-z]", rank, u1) != 2 ||
+        sscanf(m, "): largest %lf %7[A-Za-z]", node, u2) != 2)
+        return 0;
+    *rank = bytes_of(*rank, u1), *node = bytes_of(*node, u2);
+    return *rank > 0 && *node > 0;
+}
+
+/* --plan --ranks N (one process, stand-in communicators) against mpirun -np N --plan (every
+ * rank plans its own share with MPI communicators): the same text, table and numbers. */
+static void same_as_mpirun(const char *args, int n, const char *fragments) {
+    static char one[1 << 16], many[1 << 16];
+    char a[1024], pre[64];
+    snprintf(a, sizeof a, "--plan %s --ranks %d", args, n);
+    expect("", a, 0, fragments, NULL);
+    plan_text(out, one, sizeof one);
+    snprintf(a, sizeof a, "--plan %s", args);
+    snprintf(pre, sizeof pre, "scripts/mpirun.sh -np %d", n);
+    expect(pre, a, 0, fragments, NULL);
+    plan_text(out, many, sizeof many);
+    if (!CHECK(one[0] && !strcmp(one, many)))
+        fprintf(stderr, "  --ranks %d:\n%s\n  mpirun -np %d:\n%s\n", n, one, n, many);
+}
+
+/* A job that does not fit with its model state placement: the advice names the smallest
+ * change of parallel.zero / memory.optimizer, and that change, planned, fits. */
+static void advice_fits(const char *args, const char *want) {
+    char a[1500], sets[128];
+    struct summary s;
+    snprintf(a, sizeof a, "--plan %s", args);
+    if (!expect("", a, 3, "does not fit: |what to change:|  - model state: --set parallel.zero=", &s)) return;
+    const char *l = strstr(out, "  - model state: ");
+    int zero;
+    char opt[16];
+    if (!CHECK(sscanf(l, "  - model state: --set parallel.zero=%d --set memory.optimizer=%15s fits", &zero, opt) == 2))
+        return;
+    snprintf(sets, sizeof sets, "--set parallel.zero=%d --set memory.optimizer=%s", zero, opt);
+    printf("test_plan: advice for %s: %s\n", args, sets);
+    CHECK(!strcmp(sets, want));
+    snprintf(a, sizeof a, "--plan %s %s", args, sets);
+    expect("", a, 0, "fits: ", &s);
+    CHECK(!strcmp(s.fits, "yes"));
 }
 
 #ifdef RT_HAVE_CUDA
@@ -87,7 +159,8 @@ static void cuda_plans(void) {
     }
 
     struct summary s;
-    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5", 0, "fits: ", &s);
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5 "
+           "--set device.host_memory_gib=560", 0, "fits: ", &s);
     CHECK(s.offload == s.layers);
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=327680 --set device.memory_gib=139.5", 3,
            "does not fit: |device memory|saved layer inputs|AdamW second moment|pinned host memory|what to change:|"
@@ -108,11 +181,35 @@ static void cuda_plans(void) {
      * layers, less the layer buffers and the act shard), 25.1 GiB of shards go to the host. */
     struct summary z3;
     expect("scripts/mpirun.sh -np 4", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 "
-           "--set device.memory_gib=139.5 --set parallel.zero=3 --set memory.optimizer=host", 0,
+           "--set device.memory_gib=139.5 --set parallel.zero=3 --set memory.optimizer=host --set device.host_memory_gib=560", 0,
            "ZeRO-3 over 4 ranks|gradients (reduced shard)|fits: ", &z3);
     printf("test_plan: 7B 256K on 4 ranks: ZeRO-1 %.2f GiB device + %.2f host; ZeRO-3, optimizer on the host: %.2f "
            "GiB device + %.2f host\n", s.device, s.host, z3.device, z3.host);
     CHECK(z3.device < s.device - 45 && z3.host > s.host + 20);
+
+
+    /* One process plans every rank as mpirun's ranks plan their own: ZeRO-3 with the
+     * optimizer on the host, and ZeRO-1 with two rings (cp 2 x dp 2). */
+    same_as_mpirun("yaml/bench_7b.yaml --set data.seq_len=262144 --set parallel.cp=4 --set device.memory_gib=139.5 "
+                   "--set parallel.zero=3 --set memory.optimizer=host --set device.host_memory_gib=560", 4,
+                   "ZeRO-3 over 4 ranks|gradients (reduced shard)|fits: ");
+    same_as_mpirun("yaml/bench_7b.yaml --set data.seq_len=131072 --set parallel.cp=2 --set train.seqs_per_step=2 "
+                   "--set device.memory_gib=139.5 --set device.host_memory_gib=560", 4, "(cp 2 x dp 2)|ZeRO-1|fits: ");
+    /* Model state that does not fit 40 GiB cards at ZeRO-1: the advice re-plans, and its change fits. */
+    advice_fits("yaml/bench_7b.yaml --ranks 4 --set parallel.cp=4 --set data.seq_len=65536 --set device.memory_gib=40 "
+                "--set device.host_memory_gib=560 --set parallel.zero=1",
+                "--set parallel.zero=1 --set memory.optimizer=host");
+    /* The host memory of a node: the same ZeRO-3 host-optimizer job on 4 ranks of a node
+     * with 64 GiB does not fit, with 2 ranks per node it does. */
+    expect("", "--plan yaml/bench_7b.yaml --ranks 4 --set data.seq_len=262144 --set parallel.cp=4 "
+           "--set device.memory_gib=139.5 --set parallel.zero=3 --set memory.optimizer=host "
+           "--set device.host_memory_gib=64", 3, "device memory fits: |does not fit: host memory: |node 0 (ranks 0-3)|"
+           "  - host memory: fewer ranks per node", &s);
+    CHECK(s.per_node == 4 && s.node > 64 && !strcmp(s.fits, "no"));
+    expect("", "--plan yaml/bench_7b.yaml --ranks 4 --set data.seq_len=262144 --set parallel.cp=4 "
+           "--set device.memory_gib=139.5 --set parallel.zero=3 --set memory.optimizer=host "
+           "--set device.host_memory_gib=64 --set device.gpus_per_node=2", 0, "host memory fits: |node 0 (ranks 0-1)", &s);
+    CHECK(s.per_node == 2 && s.node < 64 && !strcmp(s.fits, "yes"));
 
     /* No CUDA call: the shim lets a plan through and stops a run at its first call. */
     expect("LD_PRELOAD=build/nocuda.so", "--plan yaml/bench_7b.yaml --set data.seq_len=65536 "
@@ -145,6 +242,39 @@ int main(void) {
     expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4 --set parallel.zero=3 "
            "--set memory.optimizer=host", 0, "ZeRO-3 over 4 ranks|working weights (layer buffers)|gradients (layer "
            "buffers)|gradients (reduced shard)", &s);
+
+
+    /* --plan --ranks N plans every rank in this one process, as mpirun's N ranks do: the
+     * same output for ZeRO-3 with the optimizer on the host and for ZeRO-1 on two rings;
+     * an export makes rank 0 the largest host user (the full fp32 weights at the end). */
+    same_as_mpirun("yaml/demo.yaml --set parallel.cp=4 --set parallel.zero=3 --set memory.optimizer=host "
+                   "--set device.memory_gib=0.01", 4, "ZeRO-3 over 4 ranks|gradients (reduced shard)|fits: ");
+    same_as_mpirun("yaml/demo.yaml --set parallel.cp=2 --set train.seqs_per_step=2 --set device.memory_gib=0.01", 4,
+                   "(cp 2 x dp 2)|ZeRO-1|fits: ");
+    snprintf(args, sizeof args, "--plan yaml/demo.yaml --ranks 4 --set parallel.cp=4 --set export.dir=%s/hf", dir);
+    expect("", args, 0, "fp32 weights of the export (at the end)", &s);
+    double top, node;
+    CHECK(host_totals(out, &top, &node) && s.host_rank == 0);
+    printf("test_plan: demo with an export on 4 ranks: rank 0 %.0f B of host memory, the node %.0f B\n", top, node);
+    CHECK(node < 4 * top - 1000); /* the other ranks hold less */
+    snprintf(args, sizeof args, "yaml/demo.yaml --set parallel.cp=2 --set train.seqs_per_step=2 --set export.dir=%s/hf "
+             "--set device.memory_gib=0.01", dir);
+    same_as_mpirun(args, 4, "fp32 weights of the export|fits: ");
+    /* Three data-parallel ranks at ZeRO-3 (each unit cut into 3 parts). */
+    expect("", "--plan yaml/demo.yaml --ranks 3 --set parallel.cp=1 --set train.seqs_per_step=3 "
+           "--set parallel.zero=3", 0, "3 ranks (cp 1 x dp 3)|ZeRO-3 over 3 ranks", &s);
+    /* Host memory of a node: a tiny one does not fit (exit 3, naming host memory). */
+    expect("", "--plan yaml/demo.yaml --ranks 4 --set parallel.cp=4 --set device.memory_gib=0.01 "
+           "--set device.host_memory_gib=0.001", 3, "does not fit: host memory: |device.host_memory_gib)|"
+           "what to change:", &s);
+    CHECK(!strcmp(s.fits, "no") && s.per_node == 4);
+    /* State that does not fit: the optimizer on the host is the change the plan finds. */
+    advice_fits("yaml/demo.yaml --ranks 4 --set parallel.cp=4 --set device.memory_gib=0.00122",
+                "--set parallel.zero=1 --set memory.optimizer=host");
+    /* --ranks is for a plan in one process. */
+    expect("", "yaml/demo.yaml --ranks 4", 2, "--ranks goes with --plan only", NULL);
+    expect("scripts/mpirun.sh -np 2", "--plan yaml/demo.yaml --ranks 4", 2, "run it without mpirun", NULL);
+    expect("", "--plan yaml/demo.yaml --ranks 3 --set parallel.cp=2", 2, "parallel.cp", NULL);
 
     /* Bad input is reported as without --plan. */
     snprintf(path, sizeof path, "%s/unknown.yaml", dir);
