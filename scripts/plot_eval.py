@@ -64,13 +64,14 @@ def plot_buckets(series, out, title):
         for ax, key in ((ax_p, "ppl"), (ax_l, "loss")):
             ys = [r[key] if math.isfinite(r[key]) else math.nan for r in rows]
             ax.errorbar(xs, ys, xerr=xerr, marker="o", capsize=3, label=label)
-    ax_p.set_ylabel("perplexity")
+    ax_p.set_ylabel("perplexity (log scale)")
+    ax_p.set_yscale("log")
     ax_l.set_ylabel("mean token loss (nats)")
+    ax_l.set_ylim(bottom=0)
     for ax, name in ((ax_p, "perplexity by context length"), (ax_l, "loss by context length")):
         ax.set_title(name)
         ax.set_xlabel("context length (tokens seen by the prediction)")
         ax.grid(True, alpha=0.3)
-        ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)

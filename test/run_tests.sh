@@ -29,6 +29,7 @@ run $b/test_data
 run python3 scripts/prepare_data.py --self-test
 run python3 scripts/plot_metrics.py --self-test
 run python3 scripts/plot_eval.py --self-test
+run python3 scripts/passkey_ids.py --self-test
 run $b/test_cli
 run $b/test_mem_plan
 run $b/test_plan
