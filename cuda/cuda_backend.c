@@ -3,6 +3,7 @@
  * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once. */
 #include "cuda_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@
 
 struct cuda_ctx {
     int device;
+    char device_name[256];                 /* cudaDeviceProp.name (backend.device_name) */
     cudaStream_t stream;
     cudaStream_t copy_stream;              /* offload copies (copy_async) */
     cudaEvent_t issued;                    /* recorded on stream: what copy_async waits for */
@@ -259,10 +261,10 @@ static void g_attn_local_bwd(const struct backend *be, void *dq, void *dk, void 
     PROF(be, PROF_ATTN, cuda_to_bf16(dk, dk32, (int64_t)nk, st(be)));
     PROF(be, PROF_ATTN, cuda_to_bf16(dv, dv32, (int64_t)nk, st(be)));
 }
-static void g_xent(const struct backend *be, double *loss, void *dx, float *dw, const void *x, const void *w,
-                   const int32_t *labels, int T, int d, int V, float grad_scale) {
-    PROF(be, PROF_XENT, cuda_xent(ctx(be)->blas, loss, dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, XENT_CHUNK,
-              ctx(be)->xent_scratch, st(be)));
+static void g_xent(const struct backend *be, double *loss, double *tok_loss, int32_t *tok_pred, void *dx, float *dw,
+                   const void *x, const void *w, const int32_t *labels, int T, int d, int V, float grad_scale) {
+    PROF(be, PROF_XENT, cuda_xent(ctx(be)->blas, loss, tok_loss, tok_pred, dx, dx ? dw : NULL, x, w, labels, T, d, V,
+                                  grad_scale, XENT_CHUNK, ctx(be)->xent_scratch, st(be)));
 }
 static void g_adamw(const struct backend *be, float *p, const float *g, float gs, float *m, float *v, int64_t n,
                     float lr, float b1, float b2, float eps, float wd, float bc1, float bc2) {
@@ -434,6 +436,10 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     be->ctx = c;
     c->device = local_rank % n;
     CUDA_CHECK(cudaSetDevice(c->device));
+    struct cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, c->device));
+    snprintf(c->device_name, sizeof c->device_name, "%s", prop.name);
+    be->device_name = c->device_name;
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->issued, cudaEventDisableTiming));

@@ -93,9 +93,12 @@ void cuda_embedding_backward(float *dwte, const rt_bf16 *dout, const int32_t *to
  * Adds the sum of the token losses to *loss (one double in device memory; the sum is
  * deterministic). When dx != NULL: dlogits = (softmax - onehot) * grad_scale, rounded to
  * bf16 in scratch, dx (T, d) bf16 += dlogits @ w, dw (V, d) fp32 += dlogits^T @ x (dw may
- * be NULL). chunk <= 0 or > T means T. scratch: cuda_xent_scratch(chunk, V) bytes. */
+ * be NULL). chunk <= 0 or > T means T. scratch: cuda_xent_scratch(chunk, V) bytes.
+ * tok_loss (T doubles), tok_pred (T), device, each may be NULL: every token's loss (0 for an
+ * ignored label) and the index of its largest fp32 logit (the first of equal ones). */
 size_t cuda_xent_scratch(int chunk, int V);
-void cuda_xent(struct cuda_blas *b, double *loss, rt_bf16 *dx, float *dw, const rt_bf16 *x,
+void cuda_xent(struct cuda_blas *b, double *loss, double *tok_loss, int32_t *tok_pred, rt_bf16 *dx, float *dw,
+               const rt_bf16 *x,
                const rt_bf16 *w, const int32_t *labels, int T, int d, int V, float grad_scale,
                int chunk, void *scratch, cudaStream_t s);
 

@@ -6,6 +6,7 @@
  *   2. one block per row: online max / sum of exp in fp32 (fixed-order reductions), lse,
  *      row loss lse - logit[y] in double; when training dlogits = (softmax - onehot) *
  *      grad_scale rounded to bf16 into scratch (a zero row for an ignored label)
+ *      (and, on request, the row loss into tok_loss and the row's argmax into tok_pred)
  *   3. one block adds the c row losses (double, fixed tree) to *loss: deterministic
  *   4. dx_chunk += dlogits @ w, dw += dlogits^T @ x_chunk   cuda_matmul_backward
  * Scratch (cuda_xent_scratch): logits c*V fp32 | dlogits c*V bf16 | row losses c doubles,
@@ -37,9 +38,47 @@ __device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2)
     m = mm;
 }
 
+/* (v, i): the larger value, of equal ones the smaller index (a NaN never wins). */
+__device__ __forceinline__ void arg_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) {
+        v = v2;
+        i = i2;
+    }
+}
+
+/* pred[t] = the index of the row's largest logit (the first of equal ones). */
+__device__ void row_argmax(const float *lg, int V, int32_t *pred) {
+    __shared__ float shv[32];
+    __shared__ int shi[32];
+    float v = -INFINITY;
+    int i = V; /* no candidate yet: an index no real one loses to */
+    for (int j = threadIdx.x; j < V; j += blockDim.x) arg_merge(v, i, lg[j], j);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        arg_merge(v, i, v2, i2);
+    }
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) {
+        shv[wid] = v;
+        shi[wid] = i;
+    }
+    __syncthreads();
+    v = lane < nw ? shv[lane] : -INFINITY;
+    i = lane < nw ? shi[lane] : V;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        arg_merge(v, i, v2, i2);
+    }
+    if (threadIdx.x == 0) *pred = i < V ? i : 0; /* every logit NaN or -inf: 0, as the CPU */
+}
+
 template <bool V4>
-__global__ void xent_row_kernel(const float *logits, bf16 *dlogits, double *row_loss,
-                                const int32_t *labels, int V, float grad_scale, int train) {
+__global__ void xent_row_kernel(const float *logits, bf16 *dlogits, double *row_loss, double *tok_loss,
+                                int32_t *tok_pred, const int32_t *labels, int V, float grad_scale, int train) {
     __shared__ float shm[32], shs[32];
     const int64_t t = blockIdx.x;
     const float *lg = logits + t * V;
@@ -77,7 +116,11 @@ __global__ void xent_row_kernel(const float *logits, bf16 *dlogits, double *row_
         ms_merge(m, s, m2, s2);
     }
     const double lse = (double)m + log((double)s);
-    if (threadIdx.x == 0) row_loss[t] = y < 0 ? 0.0 : lse - (double)lg[y];
+    if (threadIdx.x == 0) {
+        row_loss[t] = y < 0 ? 0.0 : lse - (double)lg[y];
+        if (tok_loss) tok_loss[t] = row_loss[t];
+    }
+    if (tok_pred) row_argmax(lg, V, tok_pred + t);
     if (!train) return;
     bf16 *dl = dlogits + t * V;
     const float lsef = (float)lse, zero = y < 0 ? 0.0f : 1.0f;
@@ -124,7 +167,8 @@ extern "C" size_t cuda_xent_scratch(int chunk, int V) {
            align256((size_t)chunk * sizeof(double));
 }
 
-extern "C" void cuda_xent(struct cuda_blas *b, double *loss, rt_bf16 *dx, float *dw,
+extern "C" void cuda_xent(struct cuda_blas *b, double *loss, double *tok_loss, int32_t *tok_pred, rt_bf16 *dx,
+                          float *dw,
                           const rt_bf16 *x, const rt_bf16 *w, const int32_t *labels, int T, int d,
                           int V, float grad_scale, int chunk, void *scratch, cudaStream_t s) {
     if (T < 0 || d <= 0 || V <= 0)
@@ -146,8 +190,14 @@ extern "C" void cuda_xent(struct cuda_blas *b, double *loss, rt_bf16 *dx, float 
         const bf16 *xc = (const bf16 *)x + (int64_t)c0 * d;
         /* logits^T (V, n) = op_T(w: d x V, ld d) xc^T (d x n, ld d) */
         gemm(b, true, false, V, n, d, wb, d, xc, d, 0.0f, logits, true, V, s);
-        if (v4) xent_row_kernel<true><<<n, th, 0, s>>>(logits, dlogits, row_loss, labels + c0, V, grad_scale, dx != NULL);
-        else xent_row_kernel<false><<<n, th, 0, s>>>(logits, dlogits, row_loss, labels + c0, V, grad_scale, dx != NULL);
+        double *tl = tok_loss ? tok_loss + c0 : NULL;
+        int32_t *tp = tok_pred ? tok_pred + c0 : NULL;
+        if (v4)
+            xent_row_kernel<true><<<n, th, 0, s>>>(logits, dlogits, row_loss, tl, tp, labels + c0, V, grad_scale,
+                                                   dx != NULL);
+        else
+            xent_row_kernel<false><<<n, th, 0, s>>>(logits, dlogits, row_loss, tl, tp, labels + c0, V, grad_scale,
+                                                    dx != NULL);
         CUDA_LAUNCH_CHECK("xent_row_kernel");
         xent_loss_sum_kernel<<<1, 256, 0, s>>>(loss, row_loss, n);
         CUDA_LAUNCH_CHECK("xent_loss_sum_kernel");

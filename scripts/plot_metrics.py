@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """plot_metrics: ringtrain metrics files (log.metrics, JSON Lines) -> one PNG. Owns reading
-the per-step records and drawing loss, tokens/s, MFU and memory against the step, 2 x 2
-panels, one line per file.
+the per-step records and drawing loss (with the evaluation loss of data.eval, log.eval_every,
+as dots and the checkpoints as dotted vertical lines), learning rate, gradient norm, tokens/s,
+MFU and memory against the step, 3 x 2 panels, one line per file.
 
     scripts/plot_metrics.py run.jsonl --out plot.png
     scripts/plot_metrics.py a.jsonl b.jsonl --labels base,long --smooth 20 --out cmp.png
     scripts/plot_metrics.py --self-test
 
-A record is a JSON object with a "step"; other lines (blank lines, events such as
-{"event": "checkpoint", "step": 10} that carry no "loss", a last line cut short by a killed
-run) are skipped; unknown keys are ignored. When a step appears again (a resumed run
-rewrote it) the later record wins. Records marked "skipped": true (a non-finite step that
-was not applied) are drawn as red x marks on the loss panel. Exit status: 0 done, 2 bad input.
+A record is a JSON object with a "step"; other lines (blank lines, a last line cut short by a
+killed run) are skipped; unknown keys are ignored. Evaluation records {"eval_step": 100,
+"eval_loss": ...} and checkpoint events {"event": "checkpoint", "step": 100, ...} are read
+apart (read_events). When a step appears again (a resumed run rewrote it) the later record
+wins. Records marked "skipped": true (a non-finite step that was not applied) are drawn as
+red x marks on the loss panel. Exit status: 0 done, 2 bad input.
 """
 import argparse
 import json
@@ -22,8 +24,10 @@ import tempfile
 
 PANELS = (  # key, title, y label, scale
     ("loss", "loss", "loss", 1.0),
+    ("lr", "learning rate", "lr", 1.0),
+    ("grad_norm", "gradient norm", "global L2 norm (before clipping)", 1.0),
     ("tokens_per_s", "throughput", "tokens / s", 1.0),
-    ("mfu", "MFU", "% of peak", 100.0),
+    ("mfu", "MFU", "% of peak (device.peak_tflops)", 100.0),
     ("mem_gib", "memory", "GiB (peak, max over ranks)", 1.0),
 )
 
@@ -67,6 +71,27 @@ def read_metrics(path):
     return [by_step[s] for s in sorted(by_step)], bad
 
 
+def read_events(path):
+    """The evaluation records of one file (sorted by eval_step, the last one of a step
+    winning) and the steps at which checkpoints were written (sorted, once each)."""
+    evals, ckpts = {}, set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            step = number(rec.get("eval_step"))
+            if step is not None:
+                evals[int(step)] = rec
+            step = number(rec.get("step"))
+            if rec.get("event") == "checkpoint" and step is not None:
+                ckpts.add(int(step))
+    return [evals[s] for s in sorted(evals)], sorted(ckpts)
+
+
 def smooth(ys, window):
     """Trailing mean over the last `window` finite values (None kept as gaps)."""
     out, buf, total = [], [], 0.0
@@ -83,13 +108,13 @@ def smooth(ys, window):
 
 
 def plot(series, out, title=None, smooth_window=0, log_loss=False):
-    """series: [(label, records)]. Writes the PNG at out."""
+    """series: [(label, records, eval records, checkpoint steps)]. Writes the PNG at out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    fig, axes = plt.subplots(3, 2, figsize=(12, 11), sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (label, recs) in enumerate(series):
+    for k, (label, recs, evals, ckpts) in enumerate(series):
         color = colors[k % len(colors)]
         steps = [int(r["step"]) for r in recs]
         for ax, (key, _, _, scale) in zip(axes.flat, PANELS):
@@ -104,6 +129,14 @@ def plot(series, out, title=None, smooth_window=0, log_loss=False):
             else:
                 ax.plot(xs_plot, yv, color=color, label=label, linewidth=1.2,
                         marker="." if len(steps) < 50 else None)
+            if key == "loss" and evals:
+                ax.plot([int(e["eval_step"]) for e in evals],
+                        [math.nan if number(e.get("eval_loss")) is None else number(e.get("eval_loss")) for e in evals],
+                        "o--", color=color, markersize=5, linewidth=0.8, label=f"{label}: eval (data.eval)")
+            if key == "loss":
+                for i, c in enumerate(ckpts):
+                    ax.axvline(c, color=color, linestyle=":", linewidth=0.8, alpha=0.7,
+                               label=f"{label}: checkpoints" if i == 0 else None)
             if key == "loss":
                 skipped = [s for s, r in zip(steps, recs) if r.get("skipped") is True]
                 if skipped:
@@ -114,13 +147,13 @@ def plot(series, out, title=None, smooth_window=0, log_loss=False):
         ax.set_title(name)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        if key == "loss" and log_loss:
+        if (key == "loss" and log_loss) or key == "grad_norm":
             ax.set_yscale("log")
         if key == "loss" or len(series) > 1:
             handles, _ = ax.get_legend_handles_labels()
             if handles:
                 ax.legend(fontsize="small")
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("step")
     if title:
         fig.suptitle(title)
@@ -158,7 +191,7 @@ def run(a):
             print(f"plot_metrics.py: {path}: skipped {bad} line(s) that are not JSON", file=sys.stderr)
         if not recs:
             raise InputError(f"{path}: no records with a \"step\"")
-        series.append((label, recs))
+        series.append((label, recs) + read_events(path))
     plot(series, a.out, a.title, a.smooth, a.log_loss)
     return series
 
@@ -177,7 +210,7 @@ def main(argv=None):
     except InputError as e:
         print(f"plot_metrics.py: {e}", file=sys.stderr)
         return 2
-    n = ", ".join(f"{label}: {len(r)} steps" for label, r in series)
+    n = ", ".join(f"{label}: {len(r)} steps, {len(e)} evaluations, {len(c)} checkpoints" for label, r, e, c in series)
     print(f"wrote {a.out} ({n})")
     return 0
 
@@ -210,7 +243,10 @@ def self_test():
 
     a_path, b_path = os.path.join(tmp, "a.jsonl"), os.path.join(tmp, "b.jsonl")
     lines = [rec(s, 5.0 * math.exp(-s / 30) + 1) for s in range(1, 41)]
-    lines.insert(10, json.dumps({"event": "checkpoint", "step": 10, "dir": "ckpt/step_10"}))
+    lines.insert(10, json.dumps({"event": "checkpoint", "step": 10, "name": "step-00000010", "gib": 0.1}))
+    lines.insert(11, json.dumps({"eval_step": 10, "eval_loss": 3.0, "eval_ppl": math.exp(3.0)}))
+    lines.insert(30, json.dumps({"eval_step": 20, "eval_loss": None, "eval_ppl": None}))
+    lines.insert(31, json.dumps({"event": "checkpoint", "step": 20, "name": "step-00000020", "gib": 0.1}))
     lines.insert(5, "")
     lines.append(rec(41, None, skipped=True))
     lines.append('{"step": 42, "loss": NaN, "skipped": true}')
@@ -227,6 +263,9 @@ def self_test():
     check([r["step"] for r in recs] == list(range(1, 51)), "steps 1..50 once each, sorted")
     check(recs[42]["loss"] == 1.5 and recs[43]["loss"] == 0.5, "the later record of a step wins")
     check(recs[40].get("skipped") is True and number(recs[41]["loss"]) is None, "skipped steps kept as gaps")
+    evals, ckpts = read_events(a_path)
+    check([e["eval_step"] for e in evals] == [10, 20] and evals[0]["eval_loss"] == 3.0, "evaluation records")
+    check(ckpts == [10, 20], f"checkpoint steps 10 and 20, got {ckpts}")
 
     out = os.path.join(tmp, "plot.png")
     rc = main([a_path, b_path, "--out", out, "--labels", "run a,run b", "--smooth", "5", "--title", "self-test"])
@@ -236,7 +275,7 @@ def self_test():
             head = f.read(24)
         check(head[:8] == b"\x89PNG\r\n\x1a\n", "PNG signature")
         w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        check((w, h) == (1200, 800), f"1200 x 800 pixels, got {w} x {h}")
+        check((w, h) == (1200, 1100), f"1200 x 1100 pixels, got {w} x {h}")
         check(os.path.getsize(out) > 20000, f"a non-trivial image ({os.path.getsize(out)} bytes)")
         img = matplotlib.image.imread(out)
         check(float(img[..., :3].std()) > 0.05, "the image is not blank")

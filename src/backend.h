@@ -26,6 +26,7 @@ struct backend {
     const char *attention; /* which attention kernels run, for the start-up log */
     int    attn_own_delta; /* 1: attn_backward computes delta from out itself (pass delta NULL) */
     int    recording;     /* 1: a memory plan's backend: it records allocations, nothing may touch them */
+    const char *device_name; /* the device's name (its peak FLOP/s for the MFU); NULL on a host backend */
     void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
 
     /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
@@ -103,9 +104,12 @@ struct backend {
                                 int Hkv, int D);
 
     /* lm_head + cross-entropy over T tokens (x, w, dx: act; dw fp32 +=): adds the sum of the
-     * token losses to *loss (one double in backend memory). dx == NULL: forward only. */
-    void (*xent)(const struct backend *be, double *loss, void *dx, float *dw, const void *x,
-                 const void *w, const int32_t *labels, int T, int d, int V, float grad_scale);
+     * token losses to *loss (one double in backend memory). dx == NULL: forward only.
+     * tok_loss (T doubles) and tok_pred (T), backend memory, each NULL when not wanted: every
+     * token's loss (0 for a label < 0) and the index of its largest logit (the first of equal
+     * ones), for evaluation by position and the passkey test. */
+    void (*xent)(const struct backend *be, double *loss, double *tok_loss, int32_t *tok_pred, void *dx, float *dw,
+                 const void *x, const void *w, const int32_t *labels, int T, int d, int V, float grad_scale);
 
     /* Optimizer and gradients (fp32); the model refreshes its working weights after. */
     /* On the gradient g * gs (gs: the clipping coefficient or 1; g is read only). */

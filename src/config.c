@@ -626,6 +626,12 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen) {
     if (c->train.warmup_steps > c->train.steps)
         return verr(c, err, errlen, "train.warmup_steps", "train.steps", "%" PRId64
                     " is greater than train.steps %" PRId64, c->train.warmup_steps, c->train.steps);
+    if (c->log.eval_every && !c->data.eval[0])
+        return verr(c, err, errlen, "log.eval_every", "data.eval", "%" PRId64 " needs data.eval (the tokens to "
+                    "evaluate)", c->log.eval_every);
+    if (c->eval.buckets > c->data.seq_len)
+        return verr(c, err, errlen, "eval.buckets", "data.seq_len", "%d is more than data.seq_len %" PRId64,
+                    c->eval.buckets, c->data.seq_len);
     if (c->device.attention == ATTN_CUDNN && c->device.backend != BACKEND_CUDA)
         return verr(c, err, errlen, "device.attention", "device.backend", "cudnn needs device.backend cuda");
     if (c->memory.offload == OFFLOAD_ALL && c->memory.checkpointing == CKPT_NONE)

@@ -92,6 +92,7 @@ struct cfg_device {
     double memory_gib;             /* one GPU's memory for --plan; 0 = the GPU's (a run measures it) */
     double host_memory_gib;        /* one node's host memory for --plan; 0 = this machine's */
     int    gpus_per_node;          /* --plan: ranks (one GPU each) per node, for host memory per node */
+    double peak_tflops;            /* MFU's denominator per GPU; 0 = from the device name (none on the cpu) */
 };
 
 struct cfg_checkpoint {
@@ -105,6 +106,19 @@ struct cfg_log {
     int64_t every;
     char    metrics[CFG_PATH_MAX]; /* "" = no metrics file */
     int     profile;               /* time every kernel by category (device backends) */
+    int64_t eval_every;            /* evaluate data.eval every this many steps; 0 = never */
+    int64_t eval_windows;          /* windows of data.eval per evaluation during training */
+};
+
+struct cfg_eval {
+    int      buckets;              /* --eval: position buckets of the loss by context length */
+    char     out[CFG_PATH_MAX];    /* directory of the --eval and --passkey CSV files */
+    int      passkey_lengths;      /* --passkey: context lengths, evenly spaced up to data.seq_len */
+    int      passkey_depths;       /* needle depths, evenly spaced over [0, 1] */
+    int      passkey_digits;       /* digits of a passkey */
+    int      passkey_trials;       /* passkeys per cell of the grid */
+    uint64_t passkey_seed;         /* the passkeys' digits */
+    char     passkey_ids[CFG_PATH_MAX]; /* token id spec (scripts/passkey_ids.py); "" = the model's own ids */
 };
 
 struct cfg_export {
@@ -124,6 +138,7 @@ struct cfg {
     struct cfg_checkpoint checkpoint;
     struct cfg_log        log;
     struct cfg_export     export_;  /* "export" in the job file */
+    struct cfg_eval       eval;
     struct cfg_origin     origin[CFG_MAX_KEYS]; /* indexed like the schema table */
 };
 

@@ -169,6 +169,11 @@ const struct cfg_key cfg_schema[] = {
     KEY("device.gpus_per_node", CFGT_INT, device.gpus_per_node, IN(1, 1 << 16), NULL, "8",
         "GPUs of one node, for `--plan`: it assumes one rank per GPU, ranks 0..n-1 on the first node and "
         "so on, and checks each node's host memory (`device.host_memory_gib`) against its ranks' sum."),
+    KEY("device.peak_tflops", CFGT_FLOAT, device.peak_tflops, GE(0), NULL, "0",
+        "Peak dense bf16 TFLOP/s of one GPU, the denominator of the MFU in the progress line (a percent) and the "
+        "metrics (`mfu`, a fraction): model FLOPs / (step time x peak x ranks), the FLOPs of docs/design.md. `0` = "
+        "from the CUDA device's name (H100 SXM and H200 989, H100 PCIe 756, A100 312; another name: a warning and "
+        "no MFU); the cpu backend prints no MFU unless this is set."),
     KEY("device.bind", CFGT_ENUM, device.bind, NOBOUND, "auto|none", "auto",
         "Binding of each rank at start-up: `auto` = its share of the cores near its GPU (of the host without a GPU) and their NUMA node, within the cores the launcher gave the job's ranks; `none` leaves the binding to the launcher."),
 
@@ -187,6 +192,39 @@ const struct cfg_key cfg_schema[] = {
         "JSON Lines file receiving one record per step; empty means none."),
     KEY("log.profile", CFGT_BOOL, log.profile, NOBOUND, NULL, "false",
         "Time every kernel by category (GEMM, attention, cross-entropy, optimizer, other) with CUDA events and add the split to the progress line and metrics; costs a little speed."),
+
+    KEY("log.eval_every", CFGT_INT64, log.eval_every, IN(0, COUNT_MAX), NULL, "0",
+        "Every this many steps, and after the last step, the mean loss and perplexity over the first "
+        "log.eval_windows windows of data.eval (forward only, on every rank through the ring) are printed and "
+        "written to log.metrics as an `eval_step` record; 0 = never. Training is unchanged by it (the same losses "
+        "bit for bit). Needs data.eval."),
+    KEY("log.eval_windows", CFGT_INT64, log.eval_windows, IN(1, COUNT_MAX), NULL, "16",
+        "Windows of data.seq_len tokens of data.eval that each evaluation during training reads (the first ones, "
+        "the same every time; fewer when data.eval holds fewer)."),
+
+    KEY("eval.buckets", CFGT_INT, eval.buckets, IN(1, 4096), NULL, "8",
+        "`--eval`: the sequence positions 0..data.seq_len-1 are cut into this many equal buckets (at most "
+        "data.seq_len) and the loss and perplexity of each is written to eval.out/eval_buckets.csv (perplexity "
+        "against context length; scripts/plot_eval.py draws it)."),
+    KEY("eval.out", CFGT_PATH, eval.out, NOBOUND, NULL, ".",
+        "Directory receiving eval_buckets.csv (`--eval`) and passkey.csv (`--passkey`); created when missing "
+        "(its parent must exist). Default: the working directory."),
+    KEY("eval.passkey_lengths", CFGT_INT, eval.passkey_lengths, IN(1, 1024), NULL, "4",
+        "`--passkey`: context lengths of the grid, evenly spaced: data.seq_len x i / n for i = 1..n (each prompt "
+        "is padded to data.seq_len tokens without loss, so any length splits across the ranks)."),
+    KEY("eval.passkey_depths", CFGT_INT, eval.passkey_depths, IN(1, 1024), NULL, "5",
+        "`--passkey`: needle depths of the grid, evenly spaced over [0, 1] (0 = at the start of the filler, 1 = "
+        "at its end, right before the question); 1 = depth 0.5."),
+    KEY("eval.passkey_digits", CFGT_INT, eval.passkey_digits, IN(1, 64), NULL, "5",
+        "`--passkey`: digits of each passkey (each a token of its own)."),
+    KEY("eval.passkey_trials", CFGT_INT, eval.passkey_trials, IN(1, 1 << 20), NULL, "4",
+        "`--passkey`: passkeys tried in each cell of the grid (their digits drawn with eval.passkey_seed)."),
+    KEY("eval.passkey_seed", CFGT_UINT64, eval.passkey_seed, NOBOUND, NULL, "0",
+        "`--passkey`: seed of the passkeys' digits."),
+    KEY("eval.passkey_ids", CFGT_PATH, eval.passkey_ids, NOBOUND, NULL, "\"\"",
+        "`--passkey`: the prompt's token ids (filler, needle, question, the ten digits), a file written by "
+        "scripts/passkey_ids.py from a tokenizer (docs/formats.md); empty = the model's own ids: filler 0, 1, ..., "
+        "V-11 repeated, digits V-10..V-1, no needle or question text."),
 
     KEY("export.dir", CFGT_PATH, export_.dir, NOBOUND, NULL, "\"\"",
         "At the end of the run, write a Hugging Face model directory (config.json + safetensors) here; empty means none."),

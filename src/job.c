@@ -293,6 +293,7 @@ uint64_t job_run_hash(const struct job *j) {
     memset(&c.checkpoint, 0, sizeof c.checkpoint);
     memset(&c.log, 0, sizeof c.log);
     memset(&c.export_, 0, sizeof c.export_);
+    memset(&c.eval, 0, sizeof c.eval);
     c.train.steps = 0;
     c.train.max_bad_steps = 0;
     return XXH3_64bits(&c, sizeof c) ^ job_model_hash(j);

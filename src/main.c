@@ -1,9 +1,9 @@
 /* main: the ringtrain command line. Rank 0 parses and checks the job and the places it
  * writes, locking checkpoint.dir for a training run (exit 2 on bad input, before anything
  * is allocated), and broadcasts it; every rank checks that it sees that checkpoint.dir; every rank binds to its cores
- * (affinity.c), then trains, evaluates or exports (run.c), or, with --plan, plans its
- * memory without touching a GPU (run_plan.c; --plan --ranks N: one process plans the N
- * ranks). Exit codes: 0 ok, 1 runtime failure, 2 bad
+ * (affinity.c), then trains, evaluates (--eval, --passkey) or exports (run.c), or, with --plan,
+ * plans its memory without touching a GPU (run_plan.c; --plan --ranks N: one process plans the
+ * N ranks). Exit codes: 0 ok, 1 runtime failure, 2 bad
  * input, 3 does not fit, 130 stopped by SIGINT. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@
 #include "runtime.h"
 #include "signals.h"
 
-enum mode { MODE_TRAIN, MODE_EVAL, MODE_PLAN, MODE_EXPORT };
+enum mode { MODE_TRAIN, MODE_EVAL, MODE_PASSKEY, MODE_PLAN, MODE_EXPORT };
 
 struct args {
     int         mode;
@@ -33,7 +33,10 @@ static const char *usage =
     "usage: ringtrain JOB.yaml [--set key=value]... [--no-resume]  train (resumes from the newest\n"
     "                                                      checkpoint in checkpoint.dir unless --no-resume)\n"
     "       ringtrain --eval JOB.yaml [--set key=value]...  mean token loss over data.eval (or data.train) of the\n"
-    "                                                      newest checkpoint (the initial weights with --no-resume)\n"
+    "                                                      newest checkpoint (the initial weights with --no-resume),\n"
+    "                                                      and by position bucket: eval.out/eval_buckets.csv\n"
+    "       ringtrain --passkey JOB.yaml [--set key=value]... passkey retrieval over context lengths x needle\n"
+    "                                                      depths (eval.passkey_*): eval.out/passkey.csv\n"
     "       ringtrain --export DIR JOB.yaml                 write the newest checkpoint as an HF model dir\n"
     "       ringtrain --plan JOB.yaml [--ranks N] [--set key=value]...  memory plan (every buffer of a rank),\n"
     "                                                      offload, expected step time; touches no GPU; exit 3 when\n"
@@ -65,6 +68,8 @@ static int parse_args(int argc, char **argv, struct args *a, int print, char *er
             return 1;
         } else if (!strcmp(s, "--eval")) {
             a->mode = MODE_EVAL;
+        } else if (!strcmp(s, "--passkey")) {
+            a->mode = MODE_PASSKEY;
         } else if (!strcmp(s, "--plan")) {
             a->mode = MODE_PLAN;
         } else if (!strcmp(s, "--ranks")) {
@@ -115,6 +120,8 @@ static int check_outputs(const struct args *a, const struct cfg *c, struct ckpt_
                          size_t errlen) {
     if (a->mode == MODE_TRAIN) return outputs_check_train(c, lock, err, errlen);
     if (a->mode == MODE_EXPORT) return outputs_check_export(a->export_dir, err, errlen);
+    if (a->mode == MODE_EVAL) return outputs_check_eval(c, "eval_buckets.csv", err, errlen);
+    if (a->mode == MODE_PASSKEY) return outputs_check_eval(c, "passkey.csv", err, errlen);
     return 0;
 }
 
@@ -155,6 +162,7 @@ int main(int argc, char **argv) {
     if (a.mode != MODE_PLAN) affinity_setup(&rt, &j->cfg.device);
     if (a.mode == MODE_PLAN) rc = run_plan(j, &rt, a.ranks > 0);
     else if (a.mode == MODE_EVAL) rc = run_eval(j, &rt, !a.no_resume);
+    else if (a.mode == MODE_PASSKEY) rc = run_passkey(j, &rt, !a.no_resume);
     else if (a.mode == MODE_EXPORT) rc = run_export(j, &rt, a.export_dir);
     else rc = run_train(j, &rt, !a.no_resume);
     ckpt_lock_release(&lock);

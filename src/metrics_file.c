@@ -6,12 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Whether a record line belongs after the resume: a "step" beyond resumed_step, or a line
- * cut short (no newline). Lines that are not records are kept. */
+/* Whether a record line belongs after the resume: a step, evaluation or checkpoint record
+ * of a step beyond resumed_step, or a line cut short (no newline). Other lines are kept. */
 static int replayed(const char *line, size_t len, int64_t resumed_step) {
     long long step;
     if (len == 0 || line[len - 1] != '\n') return 1;
-    return sscanf(line, "{\"step\":%lld", &step) == 1 && step > resumed_step;
+    return (sscanf(line, "{\"step\":%lld", &step) == 1 || sscanf(line, "{\"eval_step\":%lld", &step) == 1 ||
+            sscanf(line, "{\"event\":\"checkpoint\",\"step\":%lld", &step) == 1) && step > resumed_step;
 }
 
 /* Rewrite path without the replayed records. Returns 0 (also when there was no file or

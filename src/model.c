@@ -140,6 +140,8 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->lab = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "shard labels");
     m->pos = own(m, owned_of(m), (size_t)T * sizeof(int64_t), "shard positions");
     m->loss = own(m, owned_of(m), sizeof(double), "loss");
+    m->tok_loss = own(m, owned_of(m), (size_t)T * sizeof(double), "token losses and predictions");
+    m->tok_pred = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "token losses and predictions");
 }
 
 /* The attention output is a saved tensor of its own (offloadable) under the selective policy;
@@ -220,8 +222,9 @@ static void head(struct model *m, float grad_scale, int train) {
         const void *x = at(m, m->xs[mc->n_layers], (int64_t)t0 * d);
         be->rmsnorm_forward(be, m->xnf, m->rstdf, x, wt(m, fnorm), n, d, (float)mc->norm_eps);
         if (train) be->zero(be, m->dxn, nd);
-        be->xent(be, m->loss, train ? m->dxn : NULL, train ? gw(m, head) : NULL, m->xnf, wt(m, head), m->lab + t0,
-                 n, d, V, grad_scale);
+        int out = m->tokens_out;
+        be->xent(be, m->loss, out ? m->tok_loss + t0 : NULL, out ? m->tok_pred + t0 : NULL, train ? m->dxn : NULL,
+                 train ? gw(m, head) : NULL, m->xnf, wt(m, head), m->lab + t0, n, d, V, grad_scale);
         if (!train) continue;
         be->zero(be, m->tmp, nd);
         be->rmsnorm_backward(be, m->tmp, gw(m, fnorm), m->dxn, x, wt(m, fnorm), m->rstdf, n, d);
@@ -281,4 +284,9 @@ double model_take_loss(struct model *m) {
     m->be->download(m->be, &loss, m->loss, sizeof loss);
     m->be->zero(m->be, m->loss, sizeof(double));
     return loss;
+}
+
+void model_take_tokens(struct model *m, double *loss, int32_t *pred) {
+    m->be->download(m->be, loss, m->tok_loss, (size_t)m->T * sizeof(double));
+    m->be->download(m->be, pred, m->tok_pred, (size_t)m->T * sizeof(int32_t));
 }

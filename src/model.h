@@ -65,6 +65,9 @@ struct model {
     int32_t *tok, *lab;    /* (T) backend copies of the shard */
     int64_t *pos;          /* (T) */
     double  *loss;         /* (1) backend memory: summed token losses */
+    double  *tok_loss;     /* (T) backend memory: each token's loss, when tokens_out */
+    int32_t *tok_pred;     /* (T) backend memory: each token's argmax prediction, when tokens_out */
+    int      tokens_out;   /* 1: a forward fills tok_loss and tok_pred (evaluation); 0: training */
     void    *owned;        /* every buffer allocated here, for model_free */
 };
 
@@ -101,5 +104,8 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
                             const int64_t *pos, float grad_scale, int train);
 /* The losses summed since the last call (waits for the backend), and reset to 0. */
 double model_take_loss(struct model *m);
+/* After a forward with m->tokens_out set: each of the T tokens' loss (0 where the label is
+ * < 0) and its argmax prediction, into host memory (waits). */
+void model_take_tokens(struct model *m, double *loss, int32_t *pred);
 
 #endif

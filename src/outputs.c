@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "comm_mpi.h"
@@ -43,6 +44,18 @@ int outputs_check_train(const struct cfg *c, struct ckpt_lock *lock, char *err, 
     }
     if (c->checkpoint.dir[0] && ckpt_lock_acquire(lock, c->checkpoint.dir, why, sizeof why))
         return fail(c, "checkpoint.dir", c->checkpoint.dir, why, err, errlen);
+    return 0;
+}
+
+int outputs_check_eval(const struct cfg *c, const char *name, char *err, size_t errlen) {
+    char why[1024], path[CFG_PATH_MAX + 64];
+    const char *dir = c->eval.out;
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        snprintf(why, sizeof why, "cannot create the directory: %s", strerror(errno));
+        return fail(c, "eval.out", dir, why, err, errlen);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (check_file(path, why, sizeof why)) return fail(c, "eval.out", path, why, err, errlen);
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * (created when missing, then locked for the run: ckpt_lock.h), log.metrics (a file that
  * can be created or written), export.dir (hf_export_check), and then, collectively, that
  * every rank sees checkpoint.dir's lock (a file system they share). An export: its directory.
+ * --eval and --passkey: eval.out and the CSV file they write there.
  * Errors name where the key was set (file:line:column or --set), the key, the path and why. */
 #ifndef RT_OUTPUTS_H
 #define RT_OUTPUTS_H
@@ -22,6 +23,9 @@ int outputs_check_train(const struct cfg *c, struct ckpt_lock *lock, char *err, 
  * checkpoint.dir (each writes its own slices of a checkpoint). Returns 0, or -1 with one line
  * in err naming the first rank that does not (on every rank). */
 int outputs_check_shared(const struct cfg *c, const struct runtime *rt, char *err, size_t errlen);
+/* --eval and --passkey: eval.out (created when missing; its parent must exist) and the file
+ * `name` in it can be written. Returns 0, or -1 with one line in err. */
+int outputs_check_eval(const struct cfg *c, const char *name, char *err, size_t errlen);
 /* The directory of --export DIR. Returns 0, or -1 with one line in err. */
 int outputs_check_export(const char *dir, char *err, size_t errlen);
 

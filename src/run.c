@@ -3,18 +3,23 @@
  * slices of a checkpoint (train_state.c). */
 #include "run.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "corpus.h"
+#include "eval.h"
 #include "hf_export.h"
 #include "mem_plan.h"
 #include "metrics_file.h"
+#include "mfu.h"
+#include "passkey.h"
 #include "signals.h"
 #include "train.h"
 
@@ -25,6 +30,7 @@ struct run {
     FILE *metrics;
     char last_ckpt[CKPT_NAME_MAX]; /* newest checkpoint written or loaded; "" = none */
     double t_ckpt;                 /* seconds spent saving in the current step */
+    double peak_flops;             /* MFU's denominator per GPU (mfu.h); 0 = no MFU */
 };
 
 static double peak_rss_gib(void) {
@@ -57,6 +63,37 @@ static void test_poison(struct train_opts *o) {
     if (e && sscanf(e, "%lld:%lld", &from, &to) == 2) o->poison_from = from, o->poison_to = to;
 }
 
+/* Bytes of the files directly in dir (a checkpoint's); 0 when it cannot be read. */
+static double dir_bytes(const char *dir) {
+    DIR *d = opendir(dir);
+    double total = 0;
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[CFG_PATH_MAX + 512];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!stat(path, &st) && S_ISREG(st.st_mode)) total += (double)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* Rank 0: a line saying the checkpoint just written, its size and time, and a checkpoint
+ * event in the metrics. */
+static void announce_checkpoint(const struct run *r, double seconds) {
+    if (r->rt->rank != 0) return;
+    char dir[CFG_PATH_MAX + CKPT_NAME_MAX + 2];
+    snprintf(dir, sizeof dir, "%s/%s", r->c->checkpoint.dir, r->last_ckpt);
+    double gib = dir_bytes(dir) / 1073741824.0;
+    printf("checkpoint %s written to %s (%.3g GiB, %.1f s)\n", r->last_ckpt, r->c->checkpoint.dir, gib, seconds);
+    fflush(stdout);
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"event\":\"checkpoint\",\"step\":%lld,\"name\":\"%s\",\"gib\":%.6g,\"seconds\":%.6g}\n",
+                (long long)r->t->step, r->last_ckpt, gib, seconds);
+        fflush(r->metrics);
+    }
+}
+
 /* Collective. Returns 0 when saved. */
 static int save(struct run *r) {
     struct trainer *t = r->t;
@@ -67,7 +104,9 @@ static int save(struct run *r) {
     int rc = trainer_save(t, r->c->checkpoint.dir, r->c->checkpoint.keep, &f, err, sizeof err);
     if (rc && r->rt->rank == 0) fprintf(stderr, "ringtrain: checkpoint of step %lld failed: %s\n", (long long)t->step, err);
     if (!rc) snprintf(r->last_ckpt, sizeof r->last_ckpt, "step-%08lld", (long long)t->step);
-    r->t_ckpt += MPI_Wtime() - t0;
+    double dt = MPI_Wtime() - t0;
+    r->t_ckpt += dt;
+    if (!rc) announce_checkpoint(r, dt);
     return rc;
 }
 
@@ -164,12 +203,16 @@ static void log_step(struct run *r, const struct step_stats *st, double dt, doub
     comm_all_reduce(&t->ctl, &mem, &mem, 1, COMM_F64, COMM_MAX);
     if (r->rt->rank != 0) return;
     double tps = st->tokens / dt;
-    double mfu = train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step / (dt * TRAIN_PEAK_FLOPS * r->rt->world);
+    /* no peak known: NAN, written as null */
+    double mfu = r->peak_flops > 0 ? train_flops_per_seq(&t->job.mc, t->L) * c->train.seqs_per_step /
+                                         (dt * r->peak_flops * r->rt->world) : NAN;
     int64_t step = t->step;
     if (step % c->log.every == 0 || step == c->train.steps || st->skipped) {
         double eta = elapsed / (double)done_here * (double)(c->train.steps - step);
-        printf("step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.3f  %.0f tok/s  mfu %.2e  mem %.2f GiB  eta %.0fs%s\n",
-               (long long)step, (long long)c->train.steps, st->loss, st->lr, st->grad_norm, tps, mfu, mem, eta,
+        char mfu_text[32] = "";
+        if (r->peak_flops > 0) snprintf(mfu_text, sizeof mfu_text, "  mfu %.1f%%", 100 * mfu);
+        printf("step %lld/%lld  loss %.4f  lr %.3e  grad_norm %.3f  %.0f tok/s%s  mem %.2f GiB  eta %.0fs%s\n",
+               (long long)step, (long long)c->train.steps, st->loss, st->lr, st->grad_norm, tps, mfu_text, mem, eta,
                st->skipped ? "  SKIPPED (non-finite)" : "");
         if (st->profiled)
             printf("  time: step %.3fs = kernels gemm %.3f attention %.3f xent %.3f optimizer %.3f other %.3f; "
@@ -253,6 +296,34 @@ static void say_not_saved(const struct run *r) {
                 r->last_ckpt[0] ? r->last_ckpt : "(none)");
 }
 
+/* Every log.eval_every steps and after the last: the mean loss over the first
+ * log.eval_windows windows of data.eval, printed and recorded. Collective. */
+static void eval_during_training(struct run *r) {
+    const struct cfg *c = r->c;
+    int64_t step = r->t->step;
+    if (!c->log.eval_every || (step % c->log.eval_every && step != c->train.steps)) return;
+    double t0 = MPI_Wtime();
+    struct eval_result e;
+    eval_run(r->t, c->data.eval, c->log.eval_windows, 1, &e);
+    double dt = MPI_Wtime() - t0;
+    if (r->rt->rank == 0) {
+        printf("eval step %lld: loss %.4f  ppl %.4g  (%lld windows of data.eval, %lld tokens, %.1f s)\n",
+               (long long)step, e.loss, exp(e.loss), (long long)e.windows, (long long)e.tokens, dt);
+        fflush(stdout);
+        if (r->metrics) {
+            FILE *f = r->metrics;
+            fprintf(f, "{\"eval_step\":%lld", (long long)step);
+            json_num(f, "eval_loss", e.loss, 17);
+            json_num(f, "eval_ppl", exp(e.loss), 17);
+            fprintf(f, ",\"eval_windows\":%lld,\"eval_tokens\":%lld", (long long)e.windows, (long long)e.tokens);
+            json_num(f, "eval_s", dt, 6);
+            fputs("}\n", f);
+            fflush(f);
+        }
+    }
+    eval_result_free(&e);
+}
+
 static int train_loop(struct run *r) {
     struct trainer *t = r->t;
     const struct cfg *c = r->c;
@@ -314,6 +385,7 @@ static int train_loop(struct run *r) {
             }
         }
         log_step(r, &st, dt, MPI_Wtime() - t_start, t->step - first);
+        if (!(sig & SIGNAL_SAVE_EXIT)) eval_during_training(r);
         if (sig & SIGNAL_SAVE_EXIT) {
             if (r->rt->rank == 0) {
                 if (sig & SIGNAL_STOP) fprintf(stderr, "ringtrain: SIGTERM and SIGINT at the same step: SIGTERM wins\n");
@@ -354,6 +426,13 @@ int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
     struct run r;
     run_open(&r, j, rt);
     if (rt->rank == 0) print_start(r.t, rt);
+    char why[512];
+    const char *device = r.t->model.be->device_name;
+    r.peak_flops = mfu_peak_flops(r.c->device.peak_tflops, device, why, sizeof why);
+    if (rt->rank == 0 && why[0]) fprintf(stderr, "ringtrain: warning: %s\n", why);
+    if (rt->rank == 0 && r.peak_flops > 0)
+        printf("mfu: against %g TFLOP/s per GPU (%s)\n", r.peak_flops / 1e12,
+               r.c->device.peak_tflops > 0 ? "device.peak_tflops" : device);
     if (r.c->checkpoint.dir[0] && do_resume) rc = load_checkpoint(&r, 1);
     /* A resumed run keeps the records up to its step and appends; a fresh one starts the file. */
     char err[4600];
@@ -366,6 +445,40 @@ int run_train(const struct job *j, const struct runtime *rt, int do_resume) {
     return rc;
 }
 
+/* Collective: the weights --eval and --passkey look at: the newest checkpoint of
+ * checkpoint.dir (unless --no-resume), else the initial ones; rank 0 says which. */
+static int load_for_eval(struct run *r, int do_resume) {
+    const char *dir = r->c->checkpoint.dir;
+    int rc = dir[0] && do_resume ? load_checkpoint(r, 0) : 0;
+    if (!rc && r->rt->rank == 0) {
+        if (r->last_ckpt[0]) printf("evaluating checkpoint %s/%s\n", dir, r->last_ckpt);
+        else printf("evaluating the initial weights (%s%s)\n", !dir[0] ? "checkpoint.dir is not set" :
+                    !do_resume ? "--no-resume" : "no checkpoint in ", dir[0] && do_resume ? dir : "");
+    }
+    return rc;
+}
+
+/* Rank 0: the --eval table and eval.out/eval_buckets.csv. Returns 0 or 1 (not written). */
+static int report_buckets(const struct eval_result *e, const char *out) {
+    char path[CFG_PATH_MAX + 32], err[CFG_PATH_MAX + 128];
+    printf("loss by position (context length = tokens seen):\n%-8s %-19s %12s %10s %10s\n", "bucket", "context",
+           "tokens", "loss", "ppl");
+    for (int b = 0; b < e->nb; b++) {
+        double loss = e->count[b] ? e->sum[b] / (double)e->count[b] : NAN;
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "%lld-%lld", (long long)eval_bucket_start(e, b) + 1,
+                 (long long)eval_bucket_start(e, b + 1));
+        printf("%-8d %-19s %12lld %10.4f %10.4g\n", b, ctx, (long long)e->count[b], loss, exp(loss));
+    }
+    snprintf(path, sizeof path, "%s/eval_buckets.csv", out);
+    if (eval_write_csv(e, path, err, sizeof err)) {
+        fprintf(stderr, "ringtrain: --eval: %s\n", err);
+        return 1;
+    }
+    printf("wrote %s (scripts/plot_eval.py %s draws it)\n", path, path);
+    return 0;
+}
+
 int run_eval(const struct job *j, const struct runtime *rt, int do_resume) {
     const struct cfg *c = &j->cfg;
     if (c->data.synthetic != SYNTHETIC_NONE && !c->data.eval[0]) {
@@ -376,32 +489,86 @@ int run_eval(const struct job *j, const struct runtime *rt, int do_resume) {
     if (rc) return rc;
     struct run r;
     run_open(&r, j, rt);
-    const char *dir = c->checkpoint.dir;
-    if (dir[0] && do_resume) rc = load_checkpoint(&r, 0);
-    if (!rc && rt->rank == 0) {
-        if (r.last_ckpt[0]) printf("evaluating checkpoint %s/%s\n", dir, r.last_ckpt);
-        else printf("evaluating the initial weights (%s%s)\n", !dir[0] ? "checkpoint.dir is not set" :
-                    !do_resume ? "--no-resume" : "no checkpoint in ", dir[0] && do_resume ? dir : "");
-    }
+    rc = load_for_eval(&r, do_resume);
     if (!rc) {
         const char *path = c->data.eval[0] ? c->data.eval : c->data.train;
-        int64_t windows = 0;
-        double loss = trainer_eval(r.t, path, &windows);
+        struct eval_result e;
+        eval_run(r.t, path, 0, c->eval.buckets, &e);
         if (rt->rank == 0) {
             char files[1024];
             corpus_list_text(path, files, sizeof files);
-            printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f\n", files, (long long)windows,
-                   (long long)r.t->L, loss);
-            if (isfinite(loss)) {
-                printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g}\n", (long long)windows, loss);
+            printf("eval: %s: %lld windows of %lld tokens, mean loss %.6f, perplexity %.6g\n", files,
+                   (long long)e.windows, (long long)r.t->L, e.loss, exp(e.loss));
+            rc = report_buckets(&e, c->eval.out);
+            if (isfinite(e.loss)) {
+                printf("{\"event\":\"done\",\"windows\":%lld,\"loss\":%.9g,\"ppl\":%.9g}\n", (long long)e.windows,
+                       e.loss, exp(e.loss));
             } else {
                 fprintf(stderr, "ringtrain: --eval: the mean loss over %s is not finite (%g): the weights or the "
-                        "forward pass overflowed\n", files, loss);
+                        "forward pass overflowed\n", files, e.loss);
                 printf("{\"event\":\"error\",\"reason\":\"non-finite\",\"windows\":%lld,\"loss\":null}\n",
-                       (long long)windows);
+                       (long long)e.windows);
             }
         }
-        if (!isfinite(loss)) rc = 1;
+        if (!isfinite(e.loss)) rc = 1;
+        eval_result_free(&e);
+        comm_broadcast(&r.t->ctl, &rc, 1, COMM_I32, 0);
+    }
+    run_close(&r);
+    return rc;
+}
+
+/* Rank 0: the --passkey table and eval.out/passkey.csv. Returns 0 or 1 (not written). */
+static int report_passkey(const struct passkey_grid *g, const char *out) {
+    char path[CFG_PATH_MAX + 32], err[CFG_PATH_MAX + 128];
+    printf("passkey retrieval (%d digits; trials retrieved of trials, rows: needle depth, columns: context length)\n"
+           "%-8s", g->K, "depth");
+    for (int a = 0; a < g->nl; a++) printf(" %10lld", (long long)g->cell[a * g->nd].n);
+    printf("\n");
+    for (int b = 0; b < g->nd; b++) {
+        printf("%-8.3g", g->cell[b].depth);
+        for (int a = 0; a < g->nl; a++) {
+            const struct passkey_cell *c = &g->cell[a * g->nd + b];
+            char v[32];
+            snprintf(v, sizeof v, "%d/%d", c->retrieved, c->trials);
+            printf(" %10s", v);
+        }
+        printf("\n");
+    }
+    snprintf(path, sizeof path, "%s/passkey.csv", out);
+    if (passkey_write_csv(g, path, err, sizeof err)) {
+        fprintf(stderr, "ringtrain: --passkey: %s\n", err);
+        return 1;
+    }
+    int right = 0, all = 0;
+    for (int i = 0; i < g->nl * g->nd; i++) right += g->cell[i].retrieved, all += g->cell[i].trials;
+    printf("wrote %s (scripts/plot_eval.py %s draws the heatmap)\n", path, path);
+    printf("{\"event\":\"done\",\"trials\":%d,\"retrieved\":%d,\"accuracy\":%.6g}\n", all, right,
+           (double)right / all);
+    return 0;
+}
+
+int run_passkey(const struct job *j, const struct runtime *rt, int do_resume) {
+    struct passkey_ids ids;
+    char err[CFG_PATH_MAX + 512];
+    int rc = rt->rank == 0 && passkey_ids_load(&j->cfg, j->mc.vocab_size, &ids, err, sizeof err) ? 2 : 0;
+    MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, rt->world_comm));
+    if (rc) {
+        if (rt->rank == 0) fprintf(stderr, "ringtrain: %s\n", err);
+        return rc;
+    }
+    MPI_CHECK(MPI_Bcast(&ids, (int)sizeof ids, MPI_BYTE, 0, rt->world_comm));
+    rc = run_check_fit(j, rt);
+    if (rc) return rc;
+    struct run r;
+    run_open(&r, j, rt);
+    rc = load_for_eval(&r, do_resume);
+    if (!rc) {
+        struct passkey_grid g;
+        passkey_run(r.t, &ids, &g);
+        if (rt->rank == 0) rc = report_passkey(&g, r.c->eval.out);
+        comm_broadcast(&r.t->ctl, &rc, 1, COMM_I32, 0);
+        passkey_grid_free(&g);
     }
     run_close(&r);
     return rc;

@@ -3,7 +3,9 @@
  * every checkpoint.every steps and at the end, signals (SIGTERM saves and exits 0, SIGUSR1
  * saves and continues, SIGINT stops without saving; SIGTERM wins when both come at one
  * step), the numerical guard (nothing is saved during a run of non-finite steps), and the
- * export at the end. Evaluation of the newest checkpoint (or the initial weights). Export
+ * export at the end, evaluation of data.eval every log.eval_every steps. Evaluation of the
+ * newest checkpoint (or the initial weights): --eval, the loss by position bucket; --passkey,
+ * the passkey-retrieval grid (passkey.h); each writes a CSV into eval.out. Export
  * of the newest checkpoint. The memory plan (--plan, and the
  * check of a cuda run before it allocates). Each returns the exit code. */
 #ifndef RT_RUN_H
@@ -16,6 +18,7 @@
 
 int run_train(const struct job *j, const struct runtime *rt, int resume);
 int run_eval(const struct job *j, const struct runtime *rt, int resume);
+int run_passkey(const struct job *j, const struct runtime *rt, int resume);
 int run_export(const struct job *j, const struct runtime *rt, const char *dir);
 
 /* The memory plan (run_plan.c): --plan prints it (0: fits or unchecked, 3: does not fit);

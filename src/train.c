@@ -126,6 +126,8 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->tok = rt_malloc((size_t)t->T * sizeof(int32_t), "shard tokens");
     t->lab = rt_malloc((size_t)t->T * sizeof(int32_t), "shard labels");
     t->pos = rt_malloc((size_t)t->T * sizeof(int64_t), "shard positions");
+    t->tok_loss = rt_malloc((size_t)t->T * sizeof(double), "shard token losses");
+    t->tok_pred = rt_malloc((size_t)t->T * sizeof(int32_t), "shard token predictions");
 }
 
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
@@ -143,6 +145,8 @@ void trainer_free(struct trainer *t) {
     free(t->tok);
     free(t->lab);
     free(t->pos);
+    free(t->tok_loss);
+    free(t->tok_pred);
     data_close(&t->data);
     model_free(&t->model);
     train_backend_close(t);
@@ -283,25 +287,19 @@ void trainer_restore(struct trainer *t, const struct ckpt_meta *m) {
     t->bad_in_row = m->bad_in_row;
 }
 
-double trainer_eval(struct trainer *t, const char *path, int64_t *windows) {
-    struct data_source ds;
-    char err[1024];
-    if (data_open(&ds, DATA_NPY, path, t->L, t->job.mc.vocab_size, 0, 0, err, sizeof err)) RT_FATAL("%s", err);
-    int64_t n = data_eval_count(&ds);
-    double loss = 0;
-    int64_t nlab = 0;
-    int batch = t->job.dp;
-    for (int64_t w0 = 0; w0 < n; w0 += batch) {
-        int nseq = (int)(n - w0 < batch ? n - w0 : batch);
-        for (int i = 0; i < nseq; i++)
-            data_eval_window(&ds, w0 + i, t->seq_in + (size_t)i * t->L, t->seq_lab + (size_t)i * t->L);
-        loss += run_sequences(t, nseq, 0.0f, 0);
-        nlab += count_labels(t->seq_lab, (int64_t)nseq * t->L); /* the same on every rank */
+double trainer_forward(struct trainer *t, int nseq, trainer_sink sink, void *ctx) {
+    if (!sink) return run_sequences(t, nseq, 0.0f, 0);
+    struct model *m = &t->model;
+    m->tokens_out = 1;
+    if (stand_in(t, nseq)) run_one(t, 0, 0.0f, 0);
+    for (int i = t->groups.data.index; i < nseq; i += t->job.dp) {
+        run_one(t, i, 0.0f, 0);
+        model_take_tokens(m, t->tok_loss, t->tok_pred);
+        sink(ctx, i, t->pos, t->lab, t->tok_loss, t->tok_pred, t->T);
     }
-    data_close(&ds);
-    comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
-    *windows = n;
-    return nlab ? loss / (double)nlab : 0.0;
+    m->tokens_out = 0;
+    double loss = model_take_loss(m);
+    return stand_in(t, nseq) ? 0.0 : loss;
 }
 
 double train_flops_per_seq(const struct model_config *mc, int64_t L) {

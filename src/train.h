@@ -40,6 +40,8 @@ struct trainer {
     int32_t          *seq_in, *seq_lab; /* (seqs_per_step, L) the step's sequences */
     int32_t          *tok, *lab;     /* (T) this rank's shard */
     int64_t          *pos;           /* (T) */
+    double           *tok_loss;      /* (T) an evaluation forward's token losses (host) */
+    int32_t          *tok_pred;      /* (T) and argmax predictions */
     int64_t           step;          /* steps taken (skipped ones included) */
     int64_t           bad_in_row;    /* non-finite steps in a row */
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
@@ -86,8 +88,15 @@ int trainer_step(struct trainer *t, struct step_stats *st);
  * ranks and scaled by 1 / label count, into `full` (pt.total floats, host, every rank).
  * Returns the mean loss. For tests. */
 double trainer_gradients(struct trainer *t, struct step_stats *st, float *full);
-/* Mean token loss over the eval windows of `path` (no update). Collective. */
-double trainer_eval(struct trainer *t, const char *path, int64_t *windows);
+/* An evaluation forward's results for one sequence i on this rank: its shard's T global
+ * positions, labels, token losses (0 where the label is < 0) and argmax predictions. */
+typedef void (*trainer_sink)(void *ctx, int i, const int64_t *pos, const int32_t *lab, const double *loss,
+                             const int32_t *pred, int64_t T);
+/* Forward only (no gradient, no update, the data cursor untouched) of the first nseq
+ * (<= train.seqs_per_step) sequences of seq_in / seq_lab, shared over the data-parallel
+ * groups as a step's are. sink (NULL: none) receives each sequence this rank ran. Returns
+ * this rank's sum of token losses (the caller adds them over the ranks). Collective. */
+double trainer_forward(struct trainer *t, int nseq, trainer_sink sink, void *ctx);
 
 /* Collective: write a checkpoint of the current state into dir (ckpt_save: every rank its
  * 1/world share of the files), keeping `keep`. Returns 0, or -1 with err on every rank. */
@@ -108,7 +117,8 @@ float *trainer_gather_params(struct trainer *t);
 void trainer_meta(const struct trainer *t, struct ckpt_meta *m);
 void trainer_restore(struct trainer *t, const struct ckpt_meta *m);
 
-/* MFU's denominator: dense bf16 FLOP/s of one H100/H200 (ARCHITECTURE.md section 6). */
+/* Dense bf16 FLOP/s of one H100/H200 (ARCHITECTURE.md section 6): the --plan's expected step
+ * time assumes it; a run's MFU is against device.peak_tflops (mfu.h). */
 #define TRAIN_PEAK_FLOPS 989e12
 /* Model FLOPs of one sequence of L tokens, forward and backward (ARCHITECTURE.md section 6). */
 double train_flops_per_seq(const struct model_config *mc, int64_t L);

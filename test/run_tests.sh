@@ -28,6 +28,8 @@ run $b/test_ops
 run $b/test_data
 run python3 scripts/prepare_data.py --self-test
 run python3 scripts/plot_metrics.py --self-test
+run python3 scripts/plot_eval.py --self-test
+run python3 scripts/passkey_ids.py --self-test
 run $b/test_cli
 run $b/test_mem_plan
 run $b/test_plan
@@ -49,6 +51,7 @@ for n in 2 3 4; do run $mpirun -np $n $b/test_zero; done
 run test/test_resume.sh
 run test/test_signals.sh
 run $mpirun -np 4 $b/test_longrange
+run $b/test_eval
 echo
 echo "${passed} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 [ ${#skipped[@]} -gt 0 ] && printf '  skipped: %s\n' "${skipped[@]}"

@@ -686,7 +686,7 @@ static void test_attn_determinism(void) {
 typedef struct { const float *x, *w; const int32_t *y; float *scratch; int T, d, V, chunk; float gs; } xe_ctx;
 static double xe_loss(void *p) {
     xe_ctx *c = p;
-    return c->gs * cpu_xent_forward_backward(NULL, NULL, c->x, c->w, c->y, c->T, c->d, c->V, c->gs,
+    return c->gs * cpu_xent_forward_backward(NULL, NULL, NULL, NULL, c->x, c->w, c->y, c->T, c->d, c->V, c->gs,
                                              c->chunk, c->scratch);
 }
 
@@ -702,7 +702,7 @@ static void test_xent_fd(void) {
     float *dx = FALLOC(T * d), *dw = FALLOC(V * d);
     memcpy(dx, A, sizeof(float) * T * d);
     memcpy(dw, B, sizeof(float) * V * d);
-    cpu_xent_forward_backward(dx, dw, x, w, y, T, d, V, gs, chunk, scratch);
+    cpu_xent_forward_backward(dx, dw, NULL, NULL, x, w, y, T, d, V, gs, chunk, scratch);
     sub(dx, A, T * d);
     sub(dw, B, V * d);
     xe_ctx c = {x, w, y, scratch, T, d, V, chunk, gs};
@@ -719,18 +719,20 @@ static void test_xent_reference(void) {
     int32_t y[10];
     for (int t = 0; t < T; t++) y[t] = (int32_t)(rng_u64(813, t) % V);
     y[3] = y[7] = -1; /* ignored tokens: no loss, no gradient */
-    double *lg = DALLOC(V), *rdx = DALLOC(T * d), *rdw = DALLOC(V * d), rloss = 0;
+    double *lg = DALLOC(V), *rdx = DALLOC(T * d), *rdw = DALLOC(V * d), rloss = 0, rtok[10] = {0};
+    int32_t rarg[10];
     for (int t = 0; t < T; t++) {
-        if (y[t] < 0) continue;
         double m = -INFINITY, s = 0;
         for (int j = 0; j < V; j++) {
             lg[j] = 0;
             for (int i = 0; i < d; i++) lg[j] += (double)x[t * d + i] * w[j * d + i];
-            if (lg[j] > m) m = lg[j];
+            if (lg[j] > m) m = lg[j], rarg[t] = j;
         }
+        if (y[t] < 0) continue; /* its argmax is still reported */
         for (int j = 0; j < V; j++) s += exp(lg[j] - m);
         double lse = m + log(s);
-        rloss += lse - lg[y[t]];
+        rtok[t] = lse - lg[y[t]];
+        rloss += rtok[t];
         for (int j = 0; j < V; j++) {
             double g = (exp(lg[j] - lse) - (j == y[t])) * gs;
             for (int i = 0; i < d; i++) {
@@ -747,7 +749,7 @@ static void test_xent_reference(void) {
     for (int ci = 0; ci < 3; ci++) {
         int ch = chunks[ci];
         float *scratch = FALLOC(ch * V), *dx = FALLOC(T * d), *dw = FALLOC(V * d);
-        double loss = cpu_xent_forward_backward(dx, dw, x, w, y, T, d, V, gs, ch, scratch);
+        double loss = cpu_xent_forward_backward(dx, dw, NULL, NULL, x, w, y, T, d, V, gs, ch, scratch);
         char what[64];
         double e = fabs(loss - rloss) / fabs(rloss);
         printf("  xent loss chunk %-2d                           err %.2e (tol %.0e)\n", ch, e, EXACT_TOL);
@@ -757,16 +759,27 @@ static void test_xent_reference(void) {
         check_ref(dx, fdx, T * d, EXACT_TOL, what);
         snprintf(what, sizeof what, "xent dw chunk %d", ch);
         check_ref(dw, fdw, V * d, EXACT_TOL, what);
-        /* inference path (dx NULL): the same loss bitwise, dw untouched */
+        /* inference path (dx NULL): the same loss bitwise, dw untouched; each token's loss
+         * (0 where ignored) and the argmax of its logits as the double reference has them */
         float *dw0 = FALLOC(V * d);
-        double loss_inf = cpu_xent_forward_backward(NULL, dw0, x, w, y, T, d, V, gs, ch, scratch);
+        double tok[10];
+        int32_t arg[10];
+        double loss_inf = cpu_xent_forward_backward(NULL, dw0, tok, arg, x, w, y, T, d, V, gs, ch, scratch);
         CHECK(loss_inf == loss);
+        double tok_sum = 0;
+        for (int t = 0; t < T; t++) {
+            tok_sum += tok[t];
+            if (y[t] < 0) CHECK(tok[t] == 0.0);
+            else CHECK_REL(tok[t], rtok[t], EXACT_TOL);
+            CHECK(arg[t] == rarg[t]);
+        }
+        CHECK(tok_sum == loss);
         int zero = 1;
         for (int i = 0; i < V * d; i++) zero &= dw0[i] == 0.0f;
         CHECK(zero);
         /* deterministic: twice gives the same bits */
         float *dx2 = FALLOC(T * d), *dw2 = FALLOC(V * d);
-        double loss2 = cpu_xent_forward_backward(dx2, dw2, x, w, y, T, d, V, gs, ch, scratch);
+        double loss2 = cpu_xent_forward_backward(dx2, dw2, NULL, NULL, x, w, y, T, d, V, gs, ch, scratch);
         CHECK(loss2 == loss && memcmp(dx, dx2, sizeof(float) * T * d) == 0 &&
               memcmp(dw, dw2, sizeof(float) * V * d) == 0);
         if (ci == 0) loss0 = loss;
@@ -792,7 +805,7 @@ static void test_xent_reference(void) {
             r2 += m + log(s2) - l2[y2[t]];
         }
         float *sc2 = FALLOC(2 * V2), *dx2 = FALLOC(T2 * d2), *dw2 = FALLOC(V2 * d2);
-        double loss2 = cpu_xent_forward_backward(dx2, dw2, x2, w2, y2, T2, d2, V2, 1.0f, 2, sc2);
+        double loss2 = cpu_xent_forward_backward(dx2, dw2, NULL, NULL, x2, w2, y2, T2, d2, V2, 1.0f, 2, sc2);
         /* fp32 logits of size ~1000 carry ~1e-4 absolute error; the loss sum is ~1e3 */
         CHECK_REL(loss2, r2, 1e-5);
         int finite = 1;
@@ -989,7 +1002,7 @@ static void test_large_paths(void) {
         }
         float *scratch = FALLOC(ch * V), *dx = FALLOC(T * d), *dw = FALLOC(V * d);
         float *fdx = FALLOC(T * d), *fdw = FALLOC(V * d);
-        double loss = cpu_xent_forward_backward(dx, dw, x, w, y, T, d, V, gs, ch, scratch);
+        double loss = cpu_xent_forward_backward(dx, dw, NULL, NULL, x, w, y, T, d, V, gs, ch, scratch);
         to_float(fdx, rdx, T * d);
         to_float(fdw, rdw, V * d);
         CHECK_REL(loss, rloss, EXACT_TOL);

@@ -156,11 +156,13 @@ run 2 all2.out --set checkpoint.dir="$d/ckall" --set train.steps=20 --set checkp
 grep -q "model.bin checksum mismatch" "$d/all2.out" && [ "$(losses "$d/all.jsonl")" = "$(losses "$d/a.jsonl")" ] \
     && ok "every checkpoint corrupt, checkpoint.fresh_start: fresh start, bit for bit" || bad "fresh start: $(head -4 "$d/all2.out")"
 
-# A resume from step 10 of a run whose metrics reach step 20 replays 11..20 once.
+# A resume from step 10 of a run whose metrics reach step 20 replays 11..20 once: the step
+# records, and the checkpoint events (the one of step 20 again, not the one of step 10).
 mkdir -p "$d/ck16" && cp -r "$d/ckb/step-00000010" "$d/ck16/" && cp "$d/b.jsonl" "$d/m16.jsonl"
 run 2 m16.out --set checkpoint.dir="$d/ck16" --set log.metrics="$d/m16.jsonl" || bad "resume from step 10 failed"
 [ "$(losses "$d/m16.jsonl")" = "$(losses "$d/a.jsonl")" ] \
-    && [ "$(grep -o '"step":[0-9]*' "$d/m16.jsonl" | tr '\n' ' ')" = "$(grep -o '"step":[0-9]*' "$d/a.jsonl" | tr '\n' ' ')" ] \
+    && [ "$(grep -o '^{"step":[0-9]*' "$d/m16.jsonl" | tr '\n' ' ')" = "$(grep -o '^{"step":[0-9]*' "$d/a.jsonl" | tr '\n' ' ')" ] \
+    && [ "$(grep -o '^{"event":"checkpoint","step":[0-9]*' "$d/m16.jsonl" | cut -d: -f3 | tr '\n' ' ')" = "10 20 " ] \
     && ok "resumed from an older checkpoint: metrics hold steps 1..20 once, bit for bit" \
     || bad "metrics after an older resume: $(grep -o '"step":[0-9]*' "$d/m16.jsonl" | tr '\n' ' ')"
 

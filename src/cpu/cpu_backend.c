@@ -100,11 +100,12 @@ static void c_attn_merge(const struct backend *be, float *out, float *lse, int l
                          int ldb, int Tq, int H, int D) {
     (void)be, cpu_attn_merge(out, lse, ld, ob, lb, ldb, Tq, H, D);
 }
-static void c_xent(const struct backend *be, double *loss, void *dx, float *dw, const void *x, const void *w,
-                   const int32_t *labels, int T, int d, int V, float grad_scale) {
+static void c_xent(const struct backend *be, double *loss, double *tok_loss, int32_t *tok_pred, void *dx, float *dw,
+                   const void *x, const void *w, const int32_t *labels, int T, int d, int V, float grad_scale) {
     int chunk = T < XENT_CHUNK ? T : XENT_CHUNK;
     float *scratch = c_alloc(be, (size_t)chunk * V * sizeof(float), "cross-entropy chunk");
-    *loss += cpu_xent_forward_backward(dx, dx ? dw : NULL, x, w, labels, T, d, V, grad_scale, chunk, scratch);
+    *loss += cpu_xent_forward_backward(dx, dx ? dw : NULL, tok_loss, tok_pred, x, w, labels, T, d, V, grad_scale,
+                                       chunk, scratch);
     free(scratch);
 }
 static void c_adamw(const struct backend *be, float *p, const float *g, float gs, float *m, float *v, int64_t n,

@@ -63,11 +63,13 @@ void cpu_attn_merge(float *out, float *lse, int ld, const float *out_b, const fl
 /* lm_head + cross-entropy in chunks of `chunk` tokens (never a (T, V) buffer):
  * logits = x (T, d) @ w (V, d)^T; loss_t = logsumexp(logits_t) - logits_t[labels_t].
  * A label < 0 marks a token without loss (its dlogits row is zero).
- * Returns the sum of the T token losses (double). When dx != NULL (training):
+ * Returns the sum of the T token losses (double). tok_loss (T), when not NULL: each token's
+ * loss (0 for an ignored label); tok_pred (T), when not NULL: the index of each token's
+ * largest logit (the first of equal ones), whatever its label. When dx != NULL (training):
  * dlogits = (softmax - onehot) * grad_scale, dx (T, d) += dlogits @ w, dw (V, d) += dlogits^T @ x.
  * scratch holds chunk * V floats. */
-double cpu_xent_forward_backward(float *dx, float *dw, const float *x, const float *w,
-                                 const int32_t *labels, int T, int d, int V, float grad_scale,
+double cpu_xent_forward_backward(float *dx, float *dw, double *tok_loss, int32_t *tok_pred, const float *x,
+                                 const float *w, const int32_t *labels, int T, int d, int V, float grad_scale,
                                  int chunk, float *scratch);
 
 /* AdamW (torch semantics) on n values of the gradient g * gs (gs: the clipping coefficient

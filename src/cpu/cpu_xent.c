@@ -1,7 +1,8 @@
 /* cpu_xent: lm_head + cross-entropy, fused and chunked over tokens so no (T, V) logits
  * buffer exists: per chunk of c tokens, logits (c, V) = x_chunk (c, d) @ w (V, d)^T by sgemm
  * into scratch (c, V); per row max and logsumexp in double; when training the scratch row
- * becomes dlogits in place and two sgemm calls accumulate dx (T, d) and dw (V, d).
+ * becomes dlogits in place and two sgemm calls accumulate dx (T, d) and dw (V, d). On request
+ * each token's loss and the argmax of its logits come out too (evaluation, passkey).
  * Rows are split between threads; the loss sum runs in row order: deterministic. */
 #include "cpu_ops.h"
 
@@ -13,8 +14,8 @@
 
 #define XENT_PAR_MIN 65536 /* chunk elements below which the row loop stays serial */
 
-double cpu_xent_forward_backward(float *dx, float *dw, const float *x, const float *w,
-                                 const int32_t *labels, int T, int d, int V, float grad_scale,
+double cpu_xent_forward_backward(float *dx, float *dw, double *tok_loss, int32_t *tok_pred, const float *x,
+                                 const float *w, const int32_t *labels, int T, int d, int V, float grad_scale,
                                  int chunk, float *scratch) {
     if (T <= 0) return 0.0;
     if (chunk <= 0 || chunk > T) chunk = T;
@@ -33,7 +34,10 @@ double cpu_xent_forward_backward(float *dx, float *dw, const float *x, const flo
         for (int t = 0; t < n; t++) {
             float *lg = scratch + (int64_t)t * V;
             float m = -INFINITY;
-            for (int j = 0; j < V; j++) m = lg[j] > m ? lg[j] : m;
+            int arg = 0;
+            for (int j = 0; j < V; j++)
+                if (lg[j] > m) m = lg[j], arg = j; /* the first of equal maxima */
+            if (tok_pred) tok_pred[c0 + t] = arg;
             double s = 0.0;
             for (int j = 0; j < V; j++) s += exp((double)lg[j] - m);
             double lse = m + log(s);
@@ -51,6 +55,8 @@ double cpu_xent_forward_backward(float *dx, float *dw, const float *x, const flo
             }
         }
         for (int t = 0; t < n; t++) total += row_loss[t];
+        if (tok_loss)
+            for (int t = 0; t < n; t++) tok_loss[c0 + t] = row_loss[t];
         if (dx) {
             /* dx_chunk (n, d) += dlogits (n, V) @ w (V, d) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, V, 1.0f, scratch, V, w, d,

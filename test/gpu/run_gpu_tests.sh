@@ -25,6 +25,7 @@ for n in 1 2 4; do run $mpirun -np $n build/gpu/test_comm; done
 run build/gpu/test_model
 for n in 2 4; do run $mpirun -np $n build/gpu/test_model; done
 run test/gpu/test_resume_gpu.sh
+run test/gpu/test_eval_gpu.sh
 run test/gpu/test_nofit.sh
 echo
 if [ ${#failed[@]} -gt 0 ]; then

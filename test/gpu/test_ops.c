@@ -503,7 +503,9 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
     memcpy(dx_c, dx.f, (size_t)nx * 4);
     memcpy(dw_c, dw0, (size_t)nw * 4);
     double t0 = omp_get_wtime();
-    double loss_c = cpu_xent_forward_backward(dx_c, dw_c, x.f, w.f, lab, T, d, V, grad_scale, chunk,
+    double *tl_c = xmalloc((size_t)T * sizeof(double)), *tl_g = xmalloc((size_t)T * sizeof(double));
+    int32_t *tp_c = xmalloc((size_t)T * 4), *tp_g = xmalloc((size_t)T * 4);
+    double loss_c = cpu_xent_forward_backward(dx_c, dw_c, tl_c, tp_c, x.f, w.f, lab, T, d, V, grad_scale, chunk,
                                               scr_c);
     double cpu_s = omp_get_wtime() - t0;
 
@@ -515,10 +517,13 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
     h2d(dw_d, dw0, (size_t)nw * 4);
     double *loss_d = dmalloc(3 * sizeof(double)), loss0 = 1.5, losses[3];
     for (int i = 0; i < 3; i++) h2d(loss_d + i, &loss0, sizeof(double));
-    cuda_xent(g_blas, loss_d, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
-    /* forward only (loss must be bitwise the training call's), and the same again */
-    cuda_xent(g_blas, loss_d + 1, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
-    cuda_xent(g_blas, loss_d + 2, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
+    cuda_xent(g_blas, loss_d, NULL, NULL, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
+    /* forward only (loss must be bitwise the training call's) with each token's loss and
+     * argmax, and the same again without them */
+    double *tl_d = dmalloc((size_t)T * sizeof(double));
+    int32_t *tp_d = dmalloc((size_t)T * 4);
+    cuda_xent(g_blas, loss_d + 1, tl_d, tp_d, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
+    cuda_xent(g_blas, loss_d + 2, NULL, NULL, NULL, NULL, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
     sync_device();
     d2h(losses, loss_d, 3 * sizeof(double));
     float *dx_g = FALLOC(nx), *dw_g = FALLOC(nw);
@@ -528,7 +533,7 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
     struct gpu_timer tm;
     gpu_timer_init(&tm);
     gpu_timer_start(&tm);
-    cuda_xent(g_blas, loss_d + 2, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
+    cuda_xent(g_blas, loss_d + 2, NULL, NULL, dx.dev, dw_d, x.dev, w.dev, lab_d, T, d, V, grad_scale, chunk, scr, 0);
     float ms = gpu_timer_stop(&tm);
     sync_device();
 
@@ -543,6 +548,36 @@ static void test_xent(int T, int d, int V, int chunk, double ignore_frac, float 
     CHECK(same);
     report(cname, zero_start ? "dx" : "dx +=", nerr(dx_g, dx_c, nx), TOL_XENT, NULL);
     report(cname, zero_start ? "dw" : "dw +=", nerr(dw_g, dw_c, nw), TOL_XENT, NULL);
+    /* each token's loss: the largest difference over the mean loss; the argmax: a token whose
+     * argmax differs from the CPU's must be a near tie, its two logits (in double from the
+     * same bf16 values) within 1e-4 of the largest logit's size */
+    d2h(tl_g, tl_d, (size_t)T * sizeof(double));
+    d2h(tp_g, tp_d, (size_t)T * 4);
+    double dmax = 0, lsum = 0;
+    int differ = 0, far = 0;
+    for (int t = 0; t < T; t++) {
+        lsum += fabs(tl_c[t]);
+        double e = fabs(tl_g[t] - tl_c[t]);
+        if (e != e) e = INFINITY;
+        if (e > dmax) dmax = e;
+        if (tp_g[t] == tp_c[t]) continue;
+        differ++;
+        double a = 0, b = 0, big = 0;
+        for (int j = 0; j < V; j++) {
+            double z = 0;
+            for (int i = 0; i < d; i++) z += (double)x.f[(int64_t)t * d + i] * w.f[(int64_t)j * d + i];
+            if (j == tp_g[t]) a = z;
+            if (j == tp_c[t]) b = z;
+            big = fabs(z) > big ? fabs(z) : big;
+        }
+        far += tp_g[t] < 0 || tp_g[t] >= V || fabs(a - b) > 1e-4 * big;
+    }
+    snprintf(extra, sizeof extra, "  (argmax differs at %d of %d tokens, %d of them not a near tie)", differ, T, far);
+    report(cname, "token losses", dmax / (lsum > 0 ? lsum / T : 1.0), TOL_LOSS, extra);
+    CHECK(far == 0);
+    free(tl_c); free(tl_g); free(tp_c); free(tp_g);
+    CUDA_CHECK(cudaFree(tl_d));
+    CUDA_CHECK(cudaFree(tp_d));
 
     gpu_timer_free(&tm);
     free(lab); free(dw0); free(dx_c); free(dw_c); free(scr_c); free(dx_g); free(dw_g);
