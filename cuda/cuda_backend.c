@@ -15,7 +15,7 @@
 #include "runtime.h"
 
 #define XENT_CHUNK 1024 /* tokens per lm_head/cross-entropy chunk */
-#define PROF_MAX 16384  /* timed op calls between two reads of the profile */
+#define PROF_START 16384 /* timed op calls between two reads of the profile, at first (doubles as needed) */
 /* Memory plan allowances (mem_plan.h): device memory taken by others than our buffers --
  * the CUDA context, the cuBLAS/cuDNN handles and the kernels they load, NCCL, the rounding
  * of allocations -- and cuDNN's own part of the attention workspace. CONTEXT_ALLOWANCE is
@@ -32,8 +32,9 @@ struct cuda_ctx {
     cudaEvent_t issued;                    /* recorded on stream: what copy_async waits for */
     int profiling;                         /* time every op with events (log.profile) */
     int nprof;                             /* op calls timed since the last read */
-    cudaEvent_t *prof_ev;                  /* (2 * PROF_MAX) start/stop pairs */
-    unsigned char *prof_cat;               /* (PROF_MAX) enum backend_prof */
+    int prof_cap;                          /* op calls the events below can time */
+    cudaEvent_t *prof_ev;                  /* (2 * prof_cap) start/stop pairs */
+    unsigned char *prof_cat;               /* (prof_cap) enum backend_prof */
     struct cuda_blas *blas;
     void *xent_scratch;
     float *norm_scratch;
@@ -47,10 +48,22 @@ struct cuda_ctx {
 static struct cuda_ctx *ctx(const struct backend *be) { return be->ctx; }
 static cudaStream_t st(const struct backend *be) { return ctx(be)->stream; }
 
+/* Room for twice as many timed calls (the events already recorded keep their handles).
+ * A step times every op it issues: token tiles multiply them (7B at 64K: ~25000). */
+static void prof_grow(struct cuda_ctx *c) {
+    int cap = c->prof_cap ? 2 * c->prof_cap : PROF_START;
+    cudaEvent_t *ev = realloc(c->prof_ev, (size_t)2 * cap * sizeof *ev);
+    unsigned char *cat = realloc(c->prof_cat, (size_t)cap);
+    if (!ev || !cat) RT_FATAL("cuda: out of host memory for %d profile events", 2 * cap);
+    for (int i = 2 * c->prof_cap; i < 2 * cap; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+    c->prof_ev = ev, c->prof_cat = cat, c->prof_cap = cap;
+}
+
 /* Bracket an op with events when profiling: PROF(be, CAT, call). */
 static int prof_begin(const struct backend *be) {
     struct cuda_ctx *c = ctx(be);
-    if (!c->profiling || c->nprof == PROF_MAX) return -1;
+    if (!c->profiling) return -1;
+    if (c->nprof == c->prof_cap) prof_grow(c);
     CUDA_CHECK(cudaEventRecord(c->prof_ev[2 * c->nprof], c->stream));
     return c->nprof++;
 }
@@ -450,11 +463,7 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
     c->sumsq_out = g_alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
     c->profiling = profile;
-    if (profile) {
-        c->prof_ev = rt_calloc(2 * PROF_MAX, sizeof *c->prof_ev, "profile events");
-        c->prof_cat = rt_calloc(PROF_MAX, 1, "profile events");
-        for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventCreate(&c->prof_ev[i]));
-    }
+    if (profile) prof_grow(c);
     choose_attention(be, o);
     be->attention = c->attention;
     return be;
@@ -470,7 +479,7 @@ void cuda_backend_destroy(struct backend *be) {
     if (c->cudnn) cudnn_attn_free(c->cudnn);
     if (c->local32) g_free(be, c->local32);
     if (c->profiling) {
-        for (int i = 0; i < 2 * PROF_MAX; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
+        for (int i = 0; i < 2 * c->prof_cap; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);
         free(c->prof_cat);
     }
