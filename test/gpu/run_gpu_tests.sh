@@ -4,8 +4,8 @@
 # one GPU, NCCL with one rank per GPU), and the whole model on CUDA against the CPU and on
 # several ranks against one (test_model), checkpoints and resume on the GPU
 # (test_resume_gpu.sh). Prints a summary; exits non-zero on any failure. By hand (7B, an
-# H200): test_plan_gpu.sh (the plan against measured memory) and bench_tiles.sh (what
-# token tiles cost in step time).
+# H200): test_plan_gpu.sh (the plan against measured memory), bench_tiles.sh (what token
+# tiles cost in step time) and bench_host_opt.sh (the optimizer on the host vs the device).
 set -u
 cd "$(dirname "$0")/../.."
 export NCCL_NVLS_ENABLE=0
