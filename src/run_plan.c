@@ -226,10 +226,13 @@ static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
         return;
     }
     double mfu = p->cudnn ? MFU_CUDNN : MFU_NATIVE;
-    double s = flops / (mfu * TRAIN_PEAK_FLOPS * world);
-    printf("expected step time: %.2f s (%.0f tokens/s) at an assumed %.0f%% MFU of %d GPU%s: what %s reached on "
-           "one H200 at 16K-64K tokens (docs/benchmarks.md)%s\n", s, (double)c->train.seqs_per_step * t->L / s,
-           100 * mfu, world, world > 1 ? "s" : "", p->cudnn ? "cuDNN's attention" : "the native attention",
+    double peak = c->device.peak_tflops > 0 ? c->device.peak_tflops * 1e12 : TRAIN_PEAK_FLOPS;
+    double s = flops / (mfu * peak * world);
+    printf("expected step time: %.2f s (%.0f tokens/s) at an assumed %.0f%% MFU of %d GPU%s of %.0f TFLOP/s (%s): "
+           "what %s reached on one H200 at 16K-64K tokens (docs/benchmarks.md)%s\n", s,
+           (double)c->train.seqs_per_step * t->L / s, 100 * mfu, world, world > 1 ? "s" : "", peak / 1e12,
+           c->device.peak_tflops > 0 ? "device.peak_tflops" : "an H100/H200; device.peak_tflops sets another",
+           p->cudnn ? "cuDNN's attention" : "the native attention",
            t->job.cp > 1 ? "; ring communication that the compute does not hide is not counted" : "");
 }
 

@@ -118,7 +118,7 @@ void trainer_meta(const struct trainer *t, struct ckpt_meta *m);
 void trainer_restore(struct trainer *t, const struct ckpt_meta *m);
 
 /* Dense bf16 FLOP/s of one H100/H200 (ARCHITECTURE.md section 6): the --plan's expected step
- * time assumes it; a run's MFU is against device.peak_tflops (mfu.h). */
+ * time assumes it unless device.peak_tflops is set; a run's MFU is against the peak of mfu.h. */
 #define TRAIN_PEAK_FLOPS 989e12
 /* Model FLOPs of one sequence of L tokens, forward and backward (ARCHITECTURE.md section 6). */
 double train_flops_per_seq(const struct model_config *mc, int64_t L);
