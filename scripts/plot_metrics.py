@@ -149,6 +149,10 @@ def plot(series, out, title=None, smooth_window=0, log_loss=False):
         ax.grid(True, alpha=0.3)
         if (key == "loss" and log_loss) or key == "grad_norm":
             ax.set_yscale("log")
+        if not any(number(r.get(key)) is not None for _, recs, _, _ in series for r in recs):
+            ax.text(0.5, 0.5, f"no {name} in the metrics" + (" (cpu backend: no peak unless device.peak_tflops is set)"
+                    if key == "mfu" else ""), ha="center", va="center", transform=ax.transAxes, fontsize="small")
+            ax.set_yticks([])
         if key == "loss" or len(series) > 1:
             handles, _ = ax.get_legend_handles_labels()
             if handles:
