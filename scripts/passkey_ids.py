@@ -16,7 +16,6 @@ filler, needle, after, question and digits; `#` starts a comment line. Exit stat
 import argparse
 import os
 import sys
-import tempfile
 
 # The passkey prompt of Mohtashami and Jaggi (2023), "Landmark Attention".
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
@@ -103,24 +102,19 @@ def main(argv=None):
 
 
 def self_test():
+    import selftest
     try:
         from tokenizers import Tokenizer, models, pre_tokenizers
     except ImportError as e:
-        print(f"SKIPPED passkey_ids.py --self-test: {e}")
-        return 77  # the test suite's "skipped" (test/run_tests.sh)
-    failures = []
-
-    def check(ok, what):
-        if not ok:
-            failures.append(what)
-            print(f"FAIL: {what}", file=sys.stderr)
+        return selftest.skipped("passkey_ids.py", e)
+    t = selftest.SelfTest("passkey_ids.py", "ringtrain_passkey_ids_")
+    check, tmp = t.check, t.tmp
 
     words = ["[UNK]"] + list("0123456789") + "the pass key is . remember it what ? grass green".split()
     vocab = {w: i for i, w in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
                                                  pre_tokenizers.Digits(individual_digits=True)])
-    tmp = tempfile.mkdtemp(prefix="ringtrain_passkey_ids_")
     tj = os.path.join(tmp, "tokenizer.json")
     tok.save(tj)
     out = os.path.join(tmp, "ids.txt")
@@ -149,13 +143,7 @@ def self_test():
     check(main([tj2, "--out", out]) == 2, "no digit tokens is exit 2")
     check(main([tj, "--out", out, "--filler", ""]) == 2, "an empty filler is exit 2")
     check(main([os.path.join(tmp, "absent.json"), "--out", out]) == 2, "a missing tokenizer is exit 2")
-    if failures:
-        print(f"passkey_ids.py --self-test: {len(failures)} failure(s); files left in {tmp}")
-        return 1
-    import shutil
-    shutil.rmtree(tmp)
-    print("passkey_ids.py --self-test: ok")
-    return 0
+    return t.finish()
 
 
 if __name__ == "__main__":

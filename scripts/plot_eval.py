@@ -17,7 +17,6 @@ import csv
 import math
 import os
 import sys
-import tempfile
 
 BUCKETS = ["bucket", "ctx_from", "ctx_to", "tokens", "loss", "ppl"]
 PASSKEY = ["context_len", "depth", "needle_pos", "trials", "retrieved", "accuracy", "digit_accuracy", "answer_loss"]
@@ -167,21 +166,16 @@ def main(argv=None):
 # ---------------------------------------------------------------- self-test
 
 def self_test():
+    import selftest
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.image
     except ImportError as e:
-        print(f"SKIPPED plot_eval.py --self-test: {e}")
-        return 77  # the test suite's "skipped" (test/run_tests.sh)
-    failures = []
+        return selftest.skipped("plot_eval.py", e)
+    t = selftest.SelfTest("plot_eval.py", "ringtrain_plot_eval_")
+    check, tmp = t.check, t.tmp
 
-    def check(ok, what):
-        if not ok:
-            failures.append(what)
-            print(f"FAIL: {what}", file=sys.stderr)
-
-    tmp = tempfile.mkdtemp(prefix="ringtrain_plot_eval_")
     buckets = os.path.join(tmp, "eval_buckets.csv")
     with open(buckets, "w") as f:
         f.write(",".join(BUCKETS) + "\n")
@@ -227,13 +221,7 @@ def self_test():
     check(main([bad, "--out", out]) == 2, "a short line is exit 2")
     check(main([buckets, passkey, "--out", out]) == 2, "two kinds at once is exit 2")
     check(main([os.path.join(tmp, "absent.csv"), "--out", out]) == 2, "a missing file is exit 2")
-    if failures:
-        print(f"plot_eval.py --self-test: {len(failures)} failure(s); files left in {tmp}")
-        return 1
-    import shutil
-    shutil.rmtree(tmp)
-    print("plot_eval.py --self-test: ok")
-    return 0
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 
 PANELS = (  # key, title, y label, scale
     ("loss", "loss", "loss", 1.0),
@@ -222,21 +221,16 @@ def main(argv=None):
 # ---------------------------------------------------------------- self-test
 
 def self_test():
+    import selftest
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.image
     except ImportError as e:
-        print(f"SKIPPED plot_metrics.py --self-test: {e}")
-        return 77  # the test suite's "skipped" (test/run_tests.sh)
-    failures = []
+        return selftest.skipped("plot_metrics.py", e)
+    t = selftest.SelfTest("plot_metrics.py", "ringtrain_plot_")
+    check, tmp = t.check, t.tmp
 
-    def check(ok, what):
-        if not ok:
-            failures.append(what)
-            print(f"FAIL: {what}", file=sys.stderr)
-
-    tmp = tempfile.mkdtemp(prefix="ringtrain_plot_")
 
     def rec(step, loss, **extra):
         r = {"step": step, "loss": loss, "lr": 3e-4, "grad_norm": 1.0, "tokens": 4096, "loss_tokens": 4000,
@@ -291,13 +285,7 @@ def self_test():
     check(main([empty, "--out", out]) == 2, "a file without records is exit 2")
     check(main([a_path, "--out", out, "--labels", "x,y"]) == 2, "label count mismatch is exit 2")
 
-    if failures:
-        print(f"plot_metrics.py --self-test: {len(failures)} failure(s); files left in {tmp}")
-        return 1
-    import shutil
-    shutil.rmtree(tmp)
-    print("plot_metrics.py --self-test: ok")
-    return 0
+    return t.finish()
 
 
 if __name__ == "__main__":

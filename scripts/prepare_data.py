@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from fractions import Fraction
 
 SHARD_DIGITS = 5  # train-00000.npy: names sort by strcmp in stream order up to 10^5 shards
@@ -387,20 +386,15 @@ def main(argv=None):
 # ---------------------------------------------------------------- self-test
 
 def self_test():
+    import selftest
     try:
         import numpy as np
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     except ImportError as e:
-        print(f"SKIPPED prepare_data.py --self-test: {e}")
-        return 77  # the test suite's "skipped" (test/run_tests.sh)
-    failures = []
+        return selftest.skipped("prepare_data.py", e)
+    t = selftest.SelfTest("prepare_data.py", "ringtrain_prepare_")
+    check, tmp = t.check, t.tmp
 
-    def check(ok, what):
-        if not ok:
-            failures.append(what)
-            print(f"FAIL: {what}", file=sys.stderr)
-
-    tmp = tempfile.mkdtemp(prefix="ringtrain_prepare_")
     docs = ["The quick brown fox jumps over the lazy dog.\n",
             "Ring attention passes K/V blocks around a ring of ranks.",
             "ünïcödé — 長い文脈 and emoji 🙂 survive a round trip.",
@@ -566,13 +560,7 @@ def self_test():
             check("no field 'body'" in str(e), f"missing field message: {e}")
     note = "" if datasets is not None else " (datasets not installed: --hf-dataset not tested)"
 
-    if failures:
-        print(f"prepare_data.py --self-test: {len(failures)} failure(s); files left in {tmp}")
-        return 1
-    import shutil
-    shutil.rmtree(tmp)
-    print(f"prepare_data.py --self-test: ok{note}")
-    return 0
+    return t.finish(note)
 
 
 if __name__ == "__main__":
