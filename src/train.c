@@ -160,11 +160,6 @@ static void run_one(struct trainer *t, int i, float grad_scale, int train) {
     model_forward_backward(&t->model, t->tok, t->lab, t->pos, grad_scale, train);
 }
 
-/* Sum of this rank's token losses over sequences i = d, d + dp, ... (d: its data index) (read from
- * the backend once, after all of them). Training steps give every rank as many sequences
- * (job.c); the last evaluation batch may not, and a ZeRO-3 store gathers each layer's
- * weights over the world, so a rank without a sequence then runs the batch's first one
- * and drops its loss. */
 /* Whether this rank runs a stand-in sequence (no data parallel share of the step's
  * sequences, but its ZeRO-3 gathers are collective). */
 static int stand_in(const struct trainer *t, int nseq) {
@@ -178,14 +173,24 @@ static int local_seqs(const struct trainer *t, int nseq) {
     return d < nseq ? (nseq - d + t->job.dp - 1) / t->job.dp : 0;
 }
 
-static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train) {
-    if (stand_in(t, nseq)) {
-        run_one(t, 0, grad_scale, train);
-        model_take_loss(&t->model);
-        return 0.0;
+/* Sum of this rank's token losses over sequences i = d, d + dp, ... (d: its data index) (read from
+ * the backend once, after all of them); sink (NULL: none) receives each sequence's token
+ * losses and predictions. Training steps give every rank as many sequences (job.c); the
+ * last evaluation batch may not, and a ZeRO-3 store gathers each layer's weights over the
+ * world, so a rank without a sequence then runs the batch's first one and drops its loss. */
+static double run_sequences(struct trainer *t, int nseq, float grad_scale, int train, trainer_sink sink,
+                            void *ctx) {
+    struct model *m = &t->model;
+    int standin = stand_in(t, nseq);
+    if (standin) run_one(t, 0, grad_scale, train);
+    for (int i = t->groups.data.index; i < nseq && !standin; i += t->job.dp) {
+        run_one(t, i, grad_scale, train);
+        if (!sink) continue;
+        model_take_tokens(m, t->tok_loss, t->tok_pred);
+        sink(ctx, i, t->pos, t->lab, t->tok_loss, t->tok_pred, t->T);
     }
-    for (int i = t->groups.data.index; i < nseq; i += t->job.dp) run_one(t, i, grad_scale, train);
-    return model_take_loss(&t->model);
+    double loss = model_take_loss(m);
+    return standin ? 0.0 : loss;
 }
 
 static int64_t count_labels(const int32_t *lab, int64_t n) {
@@ -208,7 +213,7 @@ static void local_gradients(struct trainer *t, struct step_stats *st) {
     double t1 = MPI_Wtime();
     pstore_begin_step(&t->model.ps, local_seqs(t, nseq));
     if (t->step >= t->opts.poison_from && t->step < t->opts.poison_to) pstore_poison(&t->model.ps);
-    double loss = run_sequences(t, nseq, scale, 1);
+    double loss = run_sequences(t, nseq, scale, 1, NULL, NULL);
     double t2 = MPI_Wtime();
     comm_all_reduce(&t->ctl, &loss, &loss, 1, COMM_F64, COMM_SUM);
     st->t_reduce = MPI_Wtime() - t2;
@@ -288,18 +293,10 @@ void trainer_restore(struct trainer *t, const struct ckpt_meta *m) {
 }
 
 double trainer_forward(struct trainer *t, int nseq, trainer_sink sink, void *ctx) {
-    if (!sink) return run_sequences(t, nseq, 0.0f, 0);
-    struct model *m = &t->model;
-    m->tokens_out = 1;
-    if (stand_in(t, nseq)) run_one(t, 0, 0.0f, 0);
-    for (int i = t->groups.data.index; i < nseq; i += t->job.dp) {
-        run_one(t, i, 0.0f, 0);
-        model_take_tokens(m, t->tok_loss, t->tok_pred);
-        sink(ctx, i, t->pos, t->lab, t->tok_loss, t->tok_pred, t->T);
-    }
-    m->tokens_out = 0;
-    double loss = model_take_loss(m);
-    return stand_in(t, nseq) ? 0.0 : loss;
+    t->model.tokens_out = sink != NULL;
+    double loss = run_sequences(t, nseq, 0.0f, 0, sink, ctx);
+    t->model.tokens_out = 0;
+    return loss;
 }
 
 double train_flops_per_seq(const struct model_config *mc, int64_t L) {
