@@ -24,10 +24,13 @@ struct layer_weights {
 };
 
 /* Forward of layer l from m->xs[l] into out (T, d): tiles of q/k/v, the ring, tiles of
- * o-proj and MLP. Leaves m->la[l]'s whole tensors (attn, lse; and under "all" everything). */
-void layer_forward(struct model *m, int l, const struct layer_weights *w, void *out);
+ * o-proj and MLP. Leaves m->la[l]'s whole tensors (attn, lse; and under "all" everything);
+ * under selective the attention output goes to m->saved_attn (written, copied out). */
+void layer_forward(struct model *m, int l, const struct layer_weights *w, const struct saved_rows *out);
 /* Backward of layer l: m->g (T, d) holds dL/d(layer output) and becomes dL/d(layer input);
- * recomputes what the checkpointing policy did not save (q/k/v, and the ring under full). */
+ * recomputes what the checkpointing policy did not save (q/k/v, and the ring under full).
+ * Under selective it reads the attention output back from m->saved_attn and, once the ring
+ * backward is done with it, starts bringing back layer l - 1's. */
 void layer_backward(struct model *m, int l, const struct layer_weights *w);
 
 #endif

@@ -7,8 +7,9 @@
  * layers, head): a layer's weights are acquired before it runs and released after (a store
  * converts or gathers them then), its gradients acquired before its backward and released
  * at its end (a ZeRO-2/3 store reduce-scatters them then).
- * Offload: the saved layer inputs and attention outputs of the first n_host layers live in
- * host memory between the forward and the backward (offload.h); model_place_saved decides.
+ * Offload: the last T - split tokens of every layer's saved input and attention output live
+ * in host memory between the forward and the backward (offload.h); model_place_saved
+ * decides the split.
  * Tiles: the layers (layer.h) and the head (final norm, lm_head and cross-entropy) work on
  * tiles of m->tile tokens; their scratch is (tile, .). */
 #include "model.h"
@@ -109,8 +110,8 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim, t = m->tile;
     m->xs = rt_calloc((size_t)Ly + 1, sizeof *m->xs, "layer inputs");
     /* the last layer's output, and once the head has read a tile of it, that tile's gradient */
-    m->xs[Ly] = act_alloc(m, T * d, "last layer output, then the residual stream's gradient");
-    m->g = m->xs[Ly];
+    m->g = act_alloc(m, T * d, "last layer output, then the residual stream's gradient");
+    m->xs[Ly] = (struct saved_rows){m->g, NULL, T, (size_t)d * be->act_size};
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
     /* "all" keeps every layer's own; the others share one scratch layer, whose attention
      * output and lse only full checkpointing uses (selective saves them per layer). */
@@ -123,7 +124,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
         }
         *a = m->scratch;
         if (ckpt == MODEL_SAVE_SELECTIVE) a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
-        /* the selective policy's attn is placed by model_place_saved */
+        /* the selective policy's attn: m->saved_attn's, set by the layer (layer.c) */
     }
     m->xnf = act_alloc(m, t * d, "tile activations: final norm");
     m->rstdf = f32_alloc(m, t, "tile activations: rstd");
@@ -148,21 +149,32 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
  * the policy "all" keeps it with the layer's other activations. */
 static int saves_attn(const struct model *m) { return m->ckpt == MODEL_SAVE_SELECTIVE; }
 
-int model_saved_sizes(const struct model *m, size_t *bytes) {
-    int64_t T = m->T, hd = (int64_t)m->mc.n_heads * m->mc.head_dim;
-    bytes[0] = (size_t)(T * m->mc.dim) * m->be->act_size;
-    bytes[1] = (size_t)(T * hd) * m->be->act_size;
+int model_saved_rows(const struct model *m, int *shape, size_t *row_bytes) {
+    shape[0] = OFFLOAD_ROWS;
+    shape[1] = OFFLOAD_WHOLE;
+    row_bytes[0] = (size_t)m->mc.dim * m->be->act_size;
+    row_bytes[1] = (size_t)m->mc.n_heads * m->mc.head_dim * m->be->act_size;
     return saves_attn(m) ? 2 : 1;
 }
 
-void model_place_saved(struct model *m, int n_host) {
-    if (n_host && m->ckpt == MODEL_SAVE_ALL)
+double model_offloaded_bytes(const struct model *m, int64_t split) {
+    int shape[2];
+    size_t rb[2];
+    int nsets = model_saved_rows(m, shape, rb);
+    double row = (double)rb[0] + (nsets > 1 ? (double)rb[1] : 0.0);
+    return row * (double)(m->T - split) * m->mc.n_layers;
+}
+
+void model_place_saved(struct model *m, int64_t split) {
+    if (split < m->T && m->ckpt == MODEL_SAVE_ALL)
         RT_FATAL("model: offload needs the selective or full checkpointing policy");
-    size_t bytes[2];
-    model_saved_sizes(m, bytes);
-    m->n_host = n_host;
-    offload_init(&m->saved_x, m->be, "saved layer inputs", bytes[0], m->mc.n_layers, n_host);
-    if (saves_attn(m)) offload_init(&m->saved_attn, m->be, "saved attention outputs", bytes[1], m->mc.n_layers, n_host);
+    int shape[2];
+    size_t rb[2];
+    model_saved_rows(m, shape, rb);
+    m->split = split;
+    int Ly = m->mc.n_layers;
+    offload_init(&m->saved_x, m->be, "saved layer inputs", shape[0], rb[0], m->T, Ly, split);
+    if (saves_attn(m)) offload_init(&m->saved_attn, m->be, "saved attention outputs", shape[1], rb[1], m->T, Ly, split);
     m->placed = 1;
 }
 
@@ -219,7 +231,7 @@ static void head(struct model *m, float grad_scale, int train) {
     for (int t0 = 0; t0 < T; t0 += m->tile) {
         int n = T - t0 < m->tile ? T - t0 : m->tile;
         size_t nd = (size_t)n * d * be->act_size;
-        const void *x = at(m, m->xs[mc->n_layers], (int64_t)t0 * d);
+        const void *x = at(m, m->g, (int64_t)t0 * d);
         be->rmsnorm_forward(be, m->xnf, m->rstdf, x, wt(m, fnorm), n, d, (float)mc->norm_eps);
         if (train) be->zero(be, m->dxn, nd);
         int out = m->tokens_out;
@@ -245,28 +257,27 @@ void model_forward_backward(struct model *m, const int32_t *tokens, const int32_
     be->upload(be, m->pos, pos, (size_t)T * sizeof(int64_t));
 
     if (!m->placed) RT_FATAL("model: model_place_saved was not called");
-    int keep_attn = saves_attn(m);
     struct pstore *ps = &m->ps;
-    m->xs[0] = offload_write(&m->saved_x, 0);
+    struct saved_rows *x0 = &m->xs[0];
+    *x0 = offload_write(&m->saved_x, 0);
     pstore_acquire_weights(ps, 0, 1);
-    be->embedding_forward(be, m->xs[0], m->tok, wt(m, embed), T, d);
+    int split = (int)x0->split; /* rows [0, split) at x0->dev, the rest at x0->tail */
+    if (split) be->embedding_forward(be, x0->dev, m->tok, wt(m, embed), split, d);
+    if (split < T) be->embedding_forward(be, x0->tail, m->tok + split, wt(m, embed), T - split, d);
+    offload_written(&m->saved_x, 0);
     for (int l = 0; l < Ly; l++) { /* layer l is unit l + 1 of the parameter store */
         pstore_acquire_weights(ps, l + 1, l + 1 < Ly ? l + 2 : -1);
         if (l + 1 < Ly) m->xs[l + 1] = offload_write(&m->saved_x, l + 1);
-        if (keep_attn) m->la[l].attn = offload_write(&m->saved_attn, l);
         layer_weights_of(m, l, 0, &w);
-        layer_forward(m, l, &w, m->xs[l + 1]);
-        offload_written(&m->saved_x, l);
-        if (keep_attn) offload_written(&m->saved_attn, l);
+        layer_forward(m, l, &w, &m->xs[l + 1]);
+        if (l + 1 < Ly) offload_written(&m->saved_x, l + 1);
         pstore_release_weights(ps, l + 1);
     }
     head(m, grad_scale, train);
     if (!train) return;
     for (int l = Ly - 1; l >= 0; l--) {
         m->xs[l] = offload_read(&m->saved_x, l);
-        if (keep_attn) m->la[l].attn = offload_read(&m->saved_attn, l);
         offload_prefetch(&m->saved_x, l - 1);
-        if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
         pstore_acquire_weights(ps, l + 1, l > 0 ? l : -1);
         pstore_acquire_grads(ps, l + 1);
         layer_weights_of(m, l, 1, &w);

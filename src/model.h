@@ -47,10 +47,10 @@ struct model {
     int     tile;          /* t: tokens per tile of the token-wise work (model_init) */
     int     ckpt;          /* enum model_ckpt */
     struct ring ring;
-    void  **xs;            /* Ly+1 of (T, d) act: each layer's input (where it is now); xs[Ly] the last output */
+    struct saved_rows *xs; /* Ly+1 of (T, d) act: each layer's input (where its rows are now); xs[Ly] the last output */
     struct offload_set saved_x;    /* the layer inputs xs[0..Ly) */
     struct offload_set saved_attn; /* the attention outputs (selective policy) */
-    int     n_host;        /* layers whose saved tensors live in host memory (offload) */
+    int64_t split;         /* rows of every saved tensor kept on the device; the rest offloaded (T: none) */
     int     placed;        /* model_place_saved was called */
     struct layer_acts *la; /* Ly */
     struct layer_acts scratch;
@@ -84,12 +84,15 @@ int model_tile(int T, int ckpt, int tile_tokens);
 #define MODEL_TILE_AUTO 4096
 void model_free(struct model *m);
 /* The per-layer tensors the checkpointing policy saves for the backward and offload can
- * move: their sizes in bytes (the layer input, then the attention output), returns how many
- * (2 under the selective policy, else 1). */
-int model_saved_sizes(const struct model *m, size_t *bytes);
-/* Allocate them, the first n_host layers' in host memory (offload; 0: all on the backend).
- * Called once after model_init, before the first forward. */
-void model_place_saved(struct model *m, int n_host);
+ * move: their shapes (offload.h) and bytes per token row (the layer input, then the
+ * attention output); returns how many (2 under the selective policy, else 1). */
+int model_saved_rows(const struct model *m, int *shape, size_t *row_bytes);
+/* Bytes of host memory they take with rows [0, split) of every layer on the device. */
+double model_offloaded_bytes(const struct model *m, int64_t split);
+/* Allocate them: rows [0, split) of every layer's on the backend, the rest in host memory
+ * (offload; split = T: none); the layers tile the two parts apart (layer.c). Called once
+ * after model_init, before the first forward. */
+void model_place_saved(struct model *m, int64_t split);
 
 /* Take fp32 master weights from host memory (pt.total floats, the same on every rank; each
  * rank keeps its shard) and refresh the working copies. Collective. */

@@ -167,12 +167,11 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
            (const char *[]){"none", "full", "selective"}[j->cfg.memory.checkpointing]);
     printf("attention kernels: %s\n", t->model.be->attention);
-    if (t->model.n_host) {
-        size_t bytes[2];
-        int nsets = model_saved_sizes(&t->model, bytes);
-        double gib = (double)t->model.n_host * (double)(bytes[0] + (nsets > 1 ? bytes[1] : 0)) / 1073741824.0;
-        printf("offload: the saved activations of %d of %d layers wait in %shost memory (%.2f GiB on rank 0)\n",
-               t->model.n_host, mc->n_layers, t->model.be->host_memory ? "" : "pinned ", gib);
+    if (t->model.split < t->model.T) {
+        const struct model *m = &t->model;
+        printf("offload: the last %lld of %lld tokens of every layer's saved activations wait in %shost memory "
+               "(%.2f GiB on rank 0)\n", (long long)(m->T - m->split), (long long)m->T,
+               m->be->host_memory ? "" : "pinned ", model_offloaded_bytes(m, m->split) / 1073741824.0);
     }
     printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
            (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,

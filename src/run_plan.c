@@ -183,36 +183,37 @@ static void print_header(const struct trainer *t, const struct mem_plan *p) {
 
 static void print_offload(const struct trainer *t, const struct mem_plan *p) {
     const struct cfg *c = &t->job.cfg;
-    int Ly = t->job.mc.n_layers, k = t->model.n_host;
-    size_t bytes[2];
-    int nsets = model_saved_sizes(&t->model, bytes);
+    const struct model *m = &t->model;
+    long long T = m->T, host = m->T - m->split;
     char gib[32];
-    mem_bytes_text((double)k * (double)(bytes[0] + (nsets > 1 ? bytes[1] : 0)), gib, sizeof gib);
+    mem_bytes_text(model_offloaded_bytes(m, m->split), gib, sizeof gib);
     if (c->memory.checkpointing == CKPT_NONE) {
         printf("offload: none (memory.checkpointing none saves every activation on the device)\n");
     } else if (c->memory.offload == OFFLOAD_NONE) {
         printf("offload: none (memory.offload none)\n");
     } else if (c->memory.offload == OFFLOAD_ALL) {
-        printf("offload: memory.offload all: the saved activations of all %d layers wait in host memory (%s)\n", Ly,
-               gib);
+        printf("offload: memory.offload all: every layer's saved activations wait in host memory (%s)\n", gib);
     } else if (p->no_fit[0]) {
-        printf("offload: memory.offload auto: the job does not fit even with all %d layers offloaded (%s in host "
-               "memory, as in the table): %s\n", Ly, gib, p->no_fit);
+        printf("offload: memory.offload auto: the job does not fit even with every token offloaded (%s in host "
+               "memory, as in the table): %s\n", gib, p->no_fit);
     } else if (c->device.backend != BACKEND_CUDA) {
         printf("offload: none (memory.offload auto never offloads on the cpu backend)\n");
     } else if (!p->be.mem_free) {
         printf("offload: memory.offload auto decides at start-up from the free GPU memory; without "
                "device.memory_gib the table keeps every layer's saved activations on the device\n");
-    } else if (k == 0) {
+    } else if (host == 0) {
         printf("offload: memory.offload auto: none needed (every layer's saved activations fit on the device with "
                "memory.reserve_gib %.2f GiB of the GPU left free)\n", c->memory.reserve_gib);
     } else {
-        printf("offload: memory.offload auto keeps the saved activations of %d of %d layers in pinned host memory "
-               "(%s), the fewest that leave memory.reserve_gib %.2f GiB of the GPU free\n", k, Ly, gib,
+        printf("offload: memory.offload auto keeps the last %lld of %lld tokens (%.1f%%) of every layer's saved "
+               "activations in pinned host memory (%s), the fewest in steps of %d that leave memory.reserve_gib "
+               "%.2f GiB of the GPU free\n", host, T, 100.0 * (double)host / (double)T, gib, OFFLOAD_STEP,
                c->memory.reserve_gib);
     }
-    if (k > 0)
-        printf("  (each saved tensor keeps %d layers and %d copy slots on the device)\n", Ly - k, OFFLOAD_SLOTS);
+    if (host > 0)
+        printf("  (every layer keeps %lld tokens of each saved tensor on the device and stages the rest: the layer "
+               "input in %d buffers of %lld tokens%s)\n", T - host, OFFLOAD_SLOTS, host,
+               c->memory.checkpointing == CKPT_SELECTIVE ? ", the attention output in one of all tokens" : "");
 }
 
 static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
@@ -273,9 +274,10 @@ static int state_fix(const struct job *j, const struct runtime *rt, const struct
 static void print_advice(const struct trainer *t, const struct verdict *v, const struct runtime *rt,
                          const struct setup *s, FILE *f) {
     const struct cfg *c = &t->job.cfg;
-    size_t bytes[2];
+    int shape[2];
+    size_t rb[2];
     char b[32], d[32], h[32];
-    model_saved_sizes(&t->model, bytes);
+    model_saved_rows(&t->model, shape, rb);
     fprintf(f, "what to change:\n");
     int zero, opt;
     struct verdict fix;
@@ -290,7 +292,7 @@ static void print_advice(const struct trainer *t, const struct verdict *v, const
                 c->parallel.zero, where[c->memory.optimizer]);
     }
     if (!v->host_fits) {
-        fprintf(f, "  - host memory: fewer ranks per node (now %d, device.gpus_per_node), fewer offloaded layers "
+        fprintf(f, "  - host memory: fewer ranks per node (now %d, device.gpus_per_node), fewer offloaded tokens "
                 "(memory.offload), or the optimizer on the device (memory.optimizer) lower what a node holds\n",
                 v->per_node);
     }
@@ -305,7 +307,7 @@ static void print_advice(const struct trainer *t, const struct verdict *v, const
                 "and cannot offload)\n");
     else if (c->memory.checkpointing == CKPT_SELECTIVE)
         fprintf(f, "  - memory.checkpointing: full (now selective) saves no attention output (%s per layer), at "
-                "the cost of re-running the ring in the backward\n", mem_bytes_text((double)bytes[1], b, sizeof b));
+                "the cost of re-running the ring in the backward\n", mem_bytes_text((double)rb[1] * (double)t->model.T, b, sizeof b));
 }
 
 /* The node whose host memory is largest: "node 1 (ranks 8-15)". */
@@ -343,8 +345,9 @@ static void print_plan(const struct trainer *t, const struct mem_plan *p, const 
 static void print_summary(const struct trainer *t, const struct mem_plan *p, const struct verdict *v) {
     const char *fit = p->gpu_gib <= 0 ? "unchecked" : v->fits ? "yes" : "no";
     printf("plan: device %.2f GiB per rank (rank %d), host %.2f GiB per rank (rank %d), %.2f GiB per node (%d ranks), "
-           "offload %d of %d layers, fits %s\n", v->device / MEM_GIB, v->device_rank, v->host / MEM_GIB, v->host_rank,
-           v->node_host / MEM_GIB, v->per_node, t->model.n_host, t->job.mc.n_layers, fit);
+           "offload %lld of %d tokens per layer, fits %s\n", v->device / MEM_GIB, v->device_rank, v->host / MEM_GIB,
+           v->host_rank, v->node_host / MEM_GIB, v->per_node, (long long)(t->model.T - t->model.split), t->model.T,
+           fit);
 }
 
 /* The physical memory of this machine in GiB. */
@@ -427,9 +430,9 @@ int run_check_fit(const struct job *j, const struct runtime *rt) {
     mem_bytes_text((double)free_b, have, sizeof have);
     mem_bytes_text((double)p.total[MEM_DEVICE], all, sizeof all);
     if (rt->rank == 0 && v.fits) {
-        printf("memory plan: %s of device memory per rank, %s with the allowances (offload %d of %d layers, tiles "
-               "of %d tokens); %s free on the GPU at start-up\n", need, all, t->model.n_host, t->job.mc.n_layers,
-               t->model.tile, have);
+        printf("memory plan: %s of device memory per rank, %s with the allowances (offload %lld of %d tokens per "
+               "layer, tiles of %d tokens); %s free on the GPU at start-up\n", need, all,
+               (long long)(t->model.T - t->model.split), t->model.T, t->model.tile, have);
     } else if (rt->rank == 0) {
         print_plan(t, &p, &v);
         print_summary(t, &p, &v);

@@ -13,32 +13,34 @@
 #include "optimizer.h"
 #include "train_backend.h"
 
-/* How many layers keep their saved tensors in host memory (memory.offload); -1, with the
- * reason in why, when memory.offload: auto finds no number that fits. auto measures the free
- * device memory once every rank has allocated everything else; ranks sharing a GPU split it. */
-static int offload_layers(struct trainer *t, char *why, size_t whylen) {
+/* How many rows (tokens) of every layer's saved tensors stay on the device (memory.offload;
+ * the rest wait in host memory): T for none; -1, with the reason in why, when
+ * memory.offload: auto finds no split that fits. auto measures the free device memory once
+ * every rank has allocated everything else; ranks sharing a GPU split it. */
+static int64_t offload_split(struct trainer *t, char *why, size_t whylen) {
     const struct cfg *c = &t->job.cfg;
-    const struct backend *be = t->model.be;
-    int Ly = t->job.mc.n_layers, mode = c->memory.offload;
-    size_t bytes[2];
-    int nsets = model_saved_sizes(&t->model, bytes);
-    if (c->memory.checkpointing == CKPT_NONE || (mode == OFFLOAD_AUTO && !be->mem_free)) return 0;
-    if (mode != OFFLOAD_AUTO) return offload_layers_for(mode, Ly, bytes, nsets, 0);
+    const struct model *m = &t->model;
+    const struct backend *be = m->be;
+    int Ly = t->job.mc.n_layers, mode = c->memory.offload, shape[2];
+    size_t rb[2];
+    int nsets = model_saved_rows(m, shape, rb);
+    if (c->memory.checkpointing == CKPT_NONE || (mode == OFFLOAD_AUTO && !be->mem_free)) return m->T;
+    if (mode != OFFLOAD_AUTO) return offload_split_for(mode, m->T, Ly, OFFLOAD_STEP, shape, rb, nsets, 0);
     comm_barrier(&t->ctl);
     double free_b = (double)be->mem_free(be) / t->gpu_sharing - c->memory.reserve_gib * 1073741824.0;
     comm_barrier(&t->ctl);
     size_t budget = free_b > 0 ? (size_t)free_b : 0;
-    int n = offload_layers_for(mode, Ly, bytes, nsets, budget);
-    if (n < 0) {
+    int64_t split = offload_split_for(mode, m->T, Ly, OFFLOAD_STEP, shape, rb, nsets, budget);
+    if (split < 0) {
         size_t need = 0;
-        for (int i = 0; i < nsets; i++) need += offload_device_bytes(bytes[i], Ly, Ly);
+        for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, Ly, 0);
         snprintf(why, whylen,
-                 "with every layer offloaded the saved activations still need %.2f GiB, %.2f GiB "
-                 "is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept back); "
-                 "try fewer tokens per rank (more ranks or a shorter data.seq_len)",
+                 "with every token of every layer offloaded the saved activations still need %.2f GiB of "
+                 "staging, %.2f GiB is free after the weights, optimizer state and scratch (memory.reserve_gib "
+                 "%.2f kept back); try fewer tokens per rank (more ranks or a shorter data.seq_len)",
                  need / 1073741824.0, budget / 1073741824.0, c->memory.reserve_gib);
     }
-    return n;
+    return split;
 }
 
 /* The weights: loaded from the HF directory or randomly initialised, each rank only the
@@ -105,13 +107,13 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
-    int n_host = offload_layers(t, err, sizeof err);
-    if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
-    if (n_host < 0) {
+    int64_t split = offload_split(t, err, sizeof err);
+    if (split < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
+    if (split < 0) {
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
-        n_host = j->mc.n_layers;
+        split = 0;
     }
-    model_place_saved(&t->model, n_host);
+    model_place_saved(&t->model, split);
     if (plan) { /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
         plan_plain_host(t, plan);
         return;
