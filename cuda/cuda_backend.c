@@ -1,12 +1,14 @@
 /* cuda_backend: the CUDA backend's operation table. Each entry calls a kernel wrapper of
  * cuda_ops.h / cuda_attn.h on the backend's stream; scratch for the cross-entropy chunks,
- * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once. */
+ * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once, from
+ * the arena (arena_backend.h) like every buffer of the trainer. */
 #include "cuda_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena_backend.h"
 #include "cuda_attn.h"
 #include "cuda_check.h"
 #include "cuda_ops.h"
@@ -423,7 +425,7 @@ static void choose_attention(struct backend *be, const struct cuda_backend_opts 
     int n = ring_shapes(o, b), direct = o->ring_size == 1;
     if (!use_cudnn(o, cudnn_attn_supported)) {
         native_text(c->attention, sizeof c->attention, o);
-        if (direct) c->local32 = g_alloc(be, local32_bytes(o), LOCAL32_WHAT);
+        if (direct) c->local32 = be->alloc(be, local32_bytes(o), LOCAL32_WHAT);
         return;
     }
     c->cudnn = cudnn_attn_init(0);
@@ -439,7 +441,7 @@ static void choose_attention(struct backend *be, const struct cuda_backend_opts 
              v / 100 % 100, v % 100, ws / 1073741824.0);
 }
 
-struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
+struct backend *cuda_backend_create(const struct cuda_backend_opts *o, struct arena *a) {
     int local_rank = o->local_rank, profile = o->profile;
     int n = cuda_device_count();
     if (n < 1) RT_FATAL("device.backend cuda: no CUDA device is visible");
@@ -457,11 +459,12 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->issued, cudaEventDisableTiming));
     c->blas = cuda_blas_init(0);
-    c->xent_scratch = g_alloc(be, xent_bytes(o), XENT_WHAT);
+    arena_backend_attach(be, a);
+    c->xent_scratch = be->alloc(be, xent_bytes(o), XENT_WHAT);
     c->norm_bytes = cuda_rmsnorm_scratch(o->T, o->d);
-    c->norm_scratch = c->norm_bytes ? g_alloc(be, c->norm_bytes, NORM_WHAT) : NULL;
-    c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
-    c->sumsq_out = g_alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
+    c->norm_scratch = c->norm_bytes ? be->alloc(be, c->norm_bytes, NORM_WHAT) : NULL;
+    c->sumsq_scratch = be->alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
+    c->sumsq_out = be->alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
     c->profiling = profile;
     if (profile) prof_grow(c);
     choose_attention(be, o);
@@ -471,13 +474,14 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
 
 void cuda_backend_destroy(struct backend *be) {
     struct cuda_ctx *c = be->ctx;
-    g_free(be, c->xent_scratch);
-    if (c->norm_scratch) g_free(be, c->norm_scratch);
-    g_free(be, c->sumsq_scratch);
-    g_free(be, c->sumsq_out);
+    be->free(be, c->xent_scratch);
+    if (c->norm_scratch) be->free(be, c->norm_scratch);
+    be->free(be, c->sumsq_scratch);
+    be->free(be, c->sumsq_out);
+    if (c->local32) be->free(be, c->local32);
+    arena_backend_detach(be);
     cuda_blas_free(c->blas);
     if (c->cudnn) cudnn_attn_free(c->cudnn);
-    if (c->local32) g_free(be, c->local32);
     if (c->profiling) {
         for (int i = 0; i < 2 * c->prof_cap; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);
@@ -497,18 +501,21 @@ void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p) {
     mem_plan_like(p, &table);
     mem_plan_add(p, "CUDA context, cuBLAS/cuDNN handles and kernels, NCCL", MEM_DEVICE, 1, CONTEXT_ALLOWANCE, 1);
     mem_plan_add(p, "cuBLAS workspace", MEM_DEVICE, 0, CUDA_BLAS_WORKSPACE_DEFAULT, 1);
-    mem_plan_add(p, XENT_WHAT, MEM_DEVICE, 0, xent_bytes(o), 1);
+    /* the arena's buffers, through the plan backend in cuda_backend_create's order */
+    const struct backend *pb = mem_plan_backend(p);
+    pb->alloc(pb, xent_bytes(o), XENT_WHAT);
     size_t norm = cuda_rmsnorm_scratch(o->T, o->d);
-    if (norm) mem_plan_add(p, NORM_WHAT, MEM_DEVICE, 0, norm, 1);
-    mem_plan_add(p, SUMSQ_WHAT, MEM_DEVICE, 0, CUDA_SUMSQ_PARTS * sizeof(double), 1);
-    mem_plan_add(p, SUMSQ_OUT_WHAT, MEM_DEVICE, 0, sizeof(double), 1);
+    if (norm) pb->alloc(pb, norm, NORM_WHAT);
+    pb->alloc(pb, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
+    pb->alloc(pb, sizeof(double), SUMSQ_OUT_WHAT);
     struct block_shape b[3];
     int n = ring_shapes(o, b), direct = o->ring_size == 1;
-    p->cudnn = use_cudnn(o, cudnn_attn_takes_shape);
+    /* a run's plan (measured: the GPU is there) asks the GPU as choose_attention does */
+    p->cudnn = use_cudnn(o, p->measured ? cudnn_attn_supported : cudnn_attn_takes_shape);
     p->be.attn_own_delta = p->cudnn; /* as choose_attention sets it: the ring plans no delta */
     if (!p->cudnn) {
         native_text(p->attention, sizeof p->attention, o);
-        if (direct) mem_plan_add(p, LOCAL32_WHAT, MEM_DEVICE, 0, local32_bytes(o), 1);
+        if (direct) pb->alloc(pb, local32_bytes(o), LOCAL32_WHAT);
         return;
     }
     size_t ws = 0;

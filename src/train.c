@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena_backend.h"
 #include "comm_mpi.h"
 #include "comm_plan.h"
 #include "corpus.h"
@@ -13,9 +14,10 @@
 #include "optimizer.h"
 #include "train_backend.h"
 
-/* How many layers keep their saved tensors in host memory (memory.offload); -1, with the
- * reason in why, when memory.offload: auto finds no number that fits. auto measures the free
- * device memory once every rank has allocated everything else; ranks sharing a GPU split it. */
+/* How many layers keep their saved tensors in host memory (memory.offload), decided in a plan
+ * (a run takes its plan's number); -1, with the reason in why, when memory.offload: auto finds
+ * no number that fits. auto asks the plan backend for the free device memory once every rank
+ * has recorded everything else; ranks sharing a GPU split it. */
 static int offload_layers(struct trainer *t, char *why, size_t whylen) {
     const struct cfg *c = &t->job.cfg;
     const struct backend *be = t->model.be;
@@ -82,11 +84,15 @@ static void plan_plain_host(const struct trainer *t, struct mem_plan *plan) {
                      (size_t)t->model.pt.total * sizeof(float), 1);
 }
 
-/* The trainer's start-up, shared by a run (plan NULL) and a memory plan (every backend
- * buffer recorded into plan, no weights made or loaded). */
+/* The trainer's start-up, shared by a memory plan (every backend buffer recorded into plan, no
+ * weights made or loaded; memory.offload decided here) and a run (plan NULL: its buffers from
+ * the arena a of its plan, which t takes; n_host layers offloaded as the plan decided, -1: the
+ * plan found none that fits, why). */
 static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
-                          const struct train_opts *o, struct mem_plan *plan) {
+                          const struct train_opts *o, struct mem_plan *plan, struct arena *a, int n_host,
+                          const char *why) {
     memset(t, 0, sizeof *t);
+    if (!plan) arena_move(&t->arena, a);
     t->job = *j;
     const struct cfg *c = &t->job.cfg;
     groups_init(&t->groups, rt->world, j->cp, rt->rank);
@@ -105,8 +111,8 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
-    int n_host = offload_layers(t, err, sizeof err);
-    if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
+    if (plan) n_host = offload_layers(t, err, sizeof err);
+    if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", why);
     if (n_host < 0) {
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
         n_host = j->mc.n_layers;
@@ -114,8 +120,10 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     model_place_saved(&t->model, n_host);
     if (plan) { /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
         plan_plain_host(t, plan);
+        mem_plan_pack(plan);
         return;
     }
+    arena_backend_check(be); /* the start-up is done: every planned buffer was allocated, and none will be */
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))
@@ -130,13 +138,35 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->tok_pred = rt_malloc((size_t)t->T * sizeof(int32_t), "shard token predictions");
 }
 
+/* The plan of a run's start-up, against what train_backend_budget measures: its arena, laid
+ * out, into a; returns the layers memory.offload keeps in host memory (-1 when none fits, why). */
+static int plan_run(const struct job *j, const struct runtime *rt, struct arena *a, char *why, size_t whylen) {
+    double gpu_gib;
+    int ranks_per_gpu;
+    train_backend_budget(j, rt, &gpu_gib, &ranks_per_gpu);
+    struct mem_plan plan;
+    mem_plan_init(&plan, gpu_gib, gpu_gib > 0, ranks_per_gpu);
+    struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
+    trainer_plan(t, j, rt, &plan);
+    int n_host = plan.no_fit[0] ? -1 : t->model.n_host;
+    snprintf(why, whylen, "%s", plan.no_fit);
+    arena_move(a, &plan.arena);
+    trainer_free(t);
+    free(t);
+    mem_plan_free(&plan);
+    return n_host;
+}
+
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o) {
-    trainer_build(t, j, rt, o, NULL);
+    struct arena a;
+    char why[1024];
+    int n_host = plan_run(j, rt, &a, why, sizeof why);
+    trainer_build(t, j, rt, o, NULL, &a, n_host, why);
 }
 
 void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan) {
-    trainer_build(t, j, rt, NULL, plan);
+    trainer_build(t, j, rt, NULL, plan, NULL, 0, NULL);
 }
 
 void trainer_free(struct trainer *t) {
@@ -150,6 +180,7 @@ void trainer_free(struct trainer *t) {
     data_close(&t->data);
     model_free(&t->model);
     train_backend_close(t);
+    arena_free(&t->arena);
     comm_free(&t->ctl);
 }
 

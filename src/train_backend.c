@@ -2,6 +2,9 @@
  * train_backend.h). */
 #include "train_backend.h"
 
+#include <stdlib.h>
+
+#include "arena_backend.h"
 #include "comm_mpi.h"
 #include "comm_plan.h"
 #ifdef RT_HAVE_CUDA
@@ -53,14 +56,18 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
     const struct cfg *c = &t->job.cfg;
     MPI_Comm ring;
     groups_split_ring(&t->groups, rt->world_comm, &ring);
-    const struct backend *be = &cpu_backend;
+    const struct backend *be;
     if (c->device.backend == BACKEND_CPU) {
+        t->cpu = rt_malloc(sizeof *t->cpu, "cpu backend");
+        *t->cpu = cpu_backend;
+        arena_backend_attach(t->cpu, &t->arena);
+        be = t->cpu;
         comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
         comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
     } else {
 #ifdef RT_HAVE_CUDA
         struct cuda_backend_opts go = cuda_opts(t, rt);
-        struct backend *g = cuda_backend_create(&go);
+        struct backend *g = cuda_backend_create(&go, &t->arena);
         cudaStream_t s = cuda_backend_stream(g);
         int gpus = cuda_device_count();
         if (use_nccl(t, rt, gpus)) {
@@ -76,12 +83,29 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
         t->gpu_sharing = (rt->local_size + gpus - 1) / gpus;
         be = g;
 #else
-        (void)rt;
         RT_FATAL("device.backend cuda: this build has no CUDA backend");
 #endif
     }
     MPI_CHECK(MPI_Comm_free(&ring));
     return be;
+}
+
+void train_backend_budget(const struct job *j, const struct runtime *rt, double *gpu_gib, int *ranks_per_gpu) {
+    *gpu_gib = 0;
+    *ranks_per_gpu = 1;
+    if (j->cfg.device.backend != BACKEND_CUDA) return;
+#ifdef RT_HAVE_CUDA
+    size_t free_b, total;
+    cuda_device_memory(rt->local_rank, &free_b, &total); /* makes this rank's CUDA context */
+    MPI_CHECK(MPI_Barrier(rt->world_comm));              /* and every other rank's */
+    cuda_device_memory(rt->local_rank, &free_b, &total);
+    int gpus = cuda_device_count();
+    *gpu_gib = free_b / MEM_GIB;
+    *ranks_per_gpu = (rt->local_size + gpus - 1) / gpus;
+#else
+    (void)rt;
+    RT_FATAL("device.backend cuda: this build has no CUDA backend");
+#endif
 }
 
 const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p) {
@@ -123,4 +147,8 @@ void train_backend_close(struct trainer *t) {
 #ifdef RT_HAVE_CUDA
     if (t->cuda) cuda_backend_destroy(t->cuda);
 #endif
+    if (t->cpu) {
+        arena_backend_detach(t->cpu);
+        free(t->cpu);
+    }
 }
