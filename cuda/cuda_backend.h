@@ -20,11 +20,14 @@ struct cuda_backend_opts {
     int profile;             /* time every op with CUDA events (read with be->profile) */
 };
 
-/* Creates the stream, cuBLASLt, the arena's blocks (a: laid out from the plan of the run,
- * cuda_backend_plan's buffers first; arena_backend.h), the scratch buffers from it, and the
- * attention (cuDNN plans, and cuDNN's workspace outside the arena: its size is known only once
- * cuDNN has built its plans on the GPU); be->attention says which attention runs. */
-struct backend *cuda_backend_create(const struct cuda_backend_opts *o, struct arena *a);
+/* Creates the stream, cuBLASLt and the attention (cuDNN plans, and cuDNN's workspace, outside
+ * the arena: its size is known only once cuDNN has built its plans on the GPU);
+ * be->attention says which attention runs. Nothing else is allocated until
+ * cuda_backend_attach. */
+struct backend *cuda_backend_create(const struct cuda_backend_opts *o);
+/* The arena's blocks (a: laid out from the plan of the run, whose first buffers are
+ * cuda_backend_plan's; arena_backend.h), then the backend's scratch buffers from it. */
+void cuda_backend_attach(struct backend *be, struct arena *a);
 void cuda_backend_destroy(struct backend *be);
 cudaStream_t cuda_backend_stream(const struct backend *be);
 /* The backend cuda_backend_create would make, as a memory plan: the plan backend takes the

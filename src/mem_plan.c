@@ -41,6 +41,7 @@ static void group_add(struct mem_plan *p, const char *what, int where, int allow
     g->count += count;
     p->total[where] += bytes * (size_t)count;
     if (allowance) p->allowance[where] += bytes * (size_t)count;
+    else if (!in_arena) p->outside[where] += bytes * (size_t)count;
 }
 
 void mem_plan_add(struct mem_plan *p, const char *what, int where, int allowance, size_t bytes, int64_t count) {
@@ -83,7 +84,8 @@ static void p_copy_async(const struct backend *be, void *d, const void *s, size_
 static void p_fence_wait(const struct backend *be, void *fence) { (void)be, (void)fence; }
 
 size_t mem_plan_need(const struct mem_plan *p) {
-    return p->total[MEM_DEVICE] - (p->measured ? p->allowance[MEM_DEVICE] : 0);
+    return p->total[MEM_DEVICE] - (p->measured ? p->allowance[MEM_DEVICE] : 0) -
+           (p->backend_made ? p->outside[MEM_DEVICE] : 0);
 }
 
 size_t mem_plan_host(const struct mem_plan *p) {

@@ -45,12 +45,15 @@ struct mem_plan {
     int               n, cap;
     size_t            total[MEM_NWHERE];     /* bytes by enum mem_where, allowances included */
     size_t            allowance[MEM_NWHERE]; /* the allowances among them */
+    size_t            outside[MEM_NWHERE];   /* the buffers outside the arena among them */
     struct arena      arena;         /* the plan backend's allocations and frees, in order */
     size_t            shared[MEM_NWHERE]; /* mem_plan_pack: bytes the arena saves by lifetimes
                                         (taken off total) */
     double            gpu_gib;       /* memory of one GPU the job must fit in; 0: unknown */
     int               measured;      /* 1: gpu_gib is what was free with the CUDA context made:
                                         the allowances are not held against it */
+    int               backend_made;  /* 1 (with measured): and with the backend and the transports
+                                        made: nor are the buffers outside the arena (a run's plan) */
     int               ranks_per_gpu; /* ranks sharing one GPU (the recorded bytes are one rank's) */
     uintptr_t         next;          /* the next fake address */
     int               cudnn;         /* the device backend would run cuDNN's fused attention */
@@ -64,7 +67,8 @@ struct mem_plan {
  * acts as the cpu backend until mem_plan_like names another. */
 void mem_plan_init(struct mem_plan *p, double gpu_gib, int measured, int ranks_per_gpu);
 /* Bytes of one rank's device memory that count against gpu_gib (the allowances too unless
- * measured), and whether ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
+ * measured, the buffers outside the arena too unless backend_made), and whether
+ * ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
 size_t mem_plan_need(const struct mem_plan *p);
 /* Bytes of one rank's host memory: pinned and plain, and on a backend whose memory is host
  * RAM (the cpu backend) its memory too. */

@@ -84,15 +84,36 @@ static void plan_plain_host(const struct trainer *t, struct mem_plan *plan) {
                      (size_t)t->model.pt.total * sizeof(float), 1);
 }
 
-/* The trainer's start-up, shared by a memory plan (every backend buffer recorded into plan, no
- * weights made or loaded; memory.offload decided here) and a run (plan NULL: its buffers from
- * the arena a of its plan, which t takes; n_host layers offloaded as the plan decided, -1: the
- * plan found none that fits, why). */
 static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
-                          const struct train_opts *o, struct mem_plan *plan, struct arena *a, int n_host,
-                          const char *why) {
+                          const struct train_opts *o, struct mem_plan *plan);
+
+/* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
+ * against what train_backend_budget measures: its arena, laid out, into t->arena; returns the
+ * layers memory.offload keeps in host memory (-1 when none fits, why). */
+static int plan_run(struct trainer *t, const struct runtime *rt, char *why, size_t whylen) {
+    double gpu_gib;
+    int ranks_per_gpu;
+    train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
+    struct mem_plan plan;
+    mem_plan_init(&plan, gpu_gib, gpu_gib > 0, ranks_per_gpu);
+    plan.backend_made = gpu_gib > 0;
+    struct trainer *pt = rt_calloc(1, sizeof *pt, "trainer");
+    trainer_build(pt, &t->job, rt, NULL, &plan);
+    int n_host = plan.no_fit[0] ? -1 : pt->model.n_host;
+    snprintf(why, whylen, "%s", plan.no_fit);
+    arena_move(&t->arena, &plan.arena);
+    trainer_free(pt);
+    free(pt);
+    mem_plan_free(&plan);
+    return n_host;
+}
+
+/* The trainer's start-up, shared by a memory plan (every backend buffer recorded into plan, no
+ * weights made or loaded) and a run (plan NULL: the backend opened, the run's plan made, the
+ * backend's buffers then handed out of its arena). */
+static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
+                          const struct train_opts *o, struct mem_plan *plan) {
     memset(t, 0, sizeof *t);
-    if (!plan) arena_move(&t->arena, a);
     t->job = *j;
     const struct cfg *c = &t->job.cfg;
     groups_init(&t->groups, rt->world, j->cp, rt->rank);
@@ -103,6 +124,13 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     else comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
+    int n_host = 0;
+    if (!plan) { /* the run's plan, before anything is allocated */
+        char why[1024];
+        n_host = plan_run(t, rt, why, sizeof why);
+        if (n_host < 0) RT_NO_FIT("does not fit: %s", why);
+        train_backend_attach(t);
+    }
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
@@ -112,7 +140,6 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
     if (plan) n_host = offload_layers(t, err, sizeof err);
-    if (n_host < 0 && !plan) RT_NO_FIT("does not fit: %s", why);
     if (n_host < 0) {
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
         n_host = j->mc.n_layers;
@@ -138,35 +165,13 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     t->tok_pred = rt_malloc((size_t)t->T * sizeof(int32_t), "shard token predictions");
 }
 
-/* The plan of a run's start-up, against what train_backend_budget measures: its arena, laid
- * out, into a; returns the layers memory.offload keeps in host memory (-1 when none fits, why). */
-static int plan_run(const struct job *j, const struct runtime *rt, struct arena *a, char *why, size_t whylen) {
-    double gpu_gib;
-    int ranks_per_gpu;
-    train_backend_budget(j, rt, &gpu_gib, &ranks_per_gpu);
-    struct mem_plan plan;
-    mem_plan_init(&plan, gpu_gib, gpu_gib > 0, ranks_per_gpu);
-    struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
-    trainer_plan(t, j, rt, &plan);
-    int n_host = plan.no_fit[0] ? -1 : t->model.n_host;
-    snprintf(why, whylen, "%s", plan.no_fit);
-    arena_move(a, &plan.arena);
-    trainer_free(t);
-    free(t);
-    mem_plan_free(&plan);
-    return n_host;
-}
-
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o) {
-    struct arena a;
-    char why[1024];
-    int n_host = plan_run(j, rt, &a, why, sizeof why);
-    trainer_build(t, j, rt, o, NULL, &a, n_host, why);
+    trainer_build(t, j, rt, o, NULL);
 }
 
 void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan) {
-    trainer_build(t, j, rt, NULL, plan, NULL, 0, NULL);
+    trainer_build(t, j, rt, NULL, plan);
 }
 
 void trainer_free(struct trainer *t) {

@@ -60,14 +60,13 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
     if (c->device.backend == BACKEND_CPU) {
         t->cpu = rt_malloc(sizeof *t->cpu, "cpu backend");
         *t->cpu = cpu_backend;
-        arena_backend_attach(t->cpu, &t->arena);
         be = t->cpu;
         comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
         comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
     } else {
 #ifdef RT_HAVE_CUDA
         struct cuda_backend_opts go = cuda_opts(t, rt);
-        struct backend *g = cuda_backend_create(&go, &t->arena);
+        struct backend *g = cuda_backend_create(&go);
         cudaStream_t s = cuda_backend_stream(g);
         int gpus = cuda_device_count();
         if (use_nccl(t, rt, gpus)) {
@@ -90,21 +89,19 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
     return be;
 }
 
-void train_backend_budget(const struct job *j, const struct runtime *rt, double *gpu_gib, int *ranks_per_gpu) {
+void train_backend_budget(struct trainer *t, double *gpu_gib, int *ranks_per_gpu) {
     *gpu_gib = 0;
-    *ranks_per_gpu = 1;
-    if (j->cfg.device.backend != BACKEND_CUDA) return;
+    *ranks_per_gpu = t->gpu_sharing;
+    if (!t->cuda) return;
+    comm_barrier(&t->ctl); /* every rank of the host has made its backend and transports */
+    *gpu_gib = (double)t->cuda->mem_free(t->cuda) / MEM_GIB;
+    comm_barrier(&t->ctl);
+}
+
+void train_backend_attach(struct trainer *t) {
+    if (t->cpu) arena_backend_attach(t->cpu, &t->arena);
 #ifdef RT_HAVE_CUDA
-    size_t free_b, total;
-    cuda_device_memory(rt->local_rank, &free_b, &total); /* makes this rank's CUDA context */
-    MPI_CHECK(MPI_Barrier(rt->world_comm));              /* and every other rank's */
-    cuda_device_memory(rt->local_rank, &free_b, &total);
-    int gpus = cuda_device_count();
-    *gpu_gib = free_b / MEM_GIB;
-    *ranks_per_gpu = (rt->local_size + gpus - 1) / gpus;
-#else
-    (void)rt;
-    RT_FATAL("device.backend cuda: this build has no CUDA backend");
+    if (t->cuda) cuda_backend_attach(t->cuda, &t->arena);
 #endif
 }
 
@@ -148,7 +145,7 @@ void train_backend_close(struct trainer *t) {
     if (t->cuda) cuda_backend_destroy(t->cuda);
 #endif
     if (t->cpu) {
-        arena_backend_detach(t->cpu);
+        if (t->cpu->arena) arena_backend_detach(t->cpu);
         free(t->cpu);
     }
 }

@@ -8,7 +8,9 @@
  * - Backend: the cpu backend with an arena zero-fills each buffer, also over bytes a freed
  *   buffer left dirty.
  * - Plan: the plan backend records the arena; after mem_plan_pack the plan's totals are the
- *   arena's blocks + the rows outside it + the allowances; a trainer's arena is its plan's.
+ *   arena's blocks + the rows outside it + the allowances, and a measured GPU is charged
+ *   without the allowances (and without the rows outside, once the backend is made); a
+ *   trainer's arena is its plan's, and it trains on it.
  * - Death: a trainer that allocates after its start-up (as a step would) ends with the
  *   arena's message naming the buffer (this program re-run with --late-alloc). */
 #include <stdio.h>
@@ -196,6 +198,13 @@ static void test_plan(const struct runtime *rt) {
     CHECK(p.arena.size[ARENA_DEVICE] == 1024 && p.arena.size[ARENA_HOST] == 256);
     CHECK(p.shared[MEM_DEVICE] == 1024 && p.shared[MEM_HOST] == 0);
     CHECK(p.total[MEM_DEVICE] == 1024 + 4096 + (1 << 20) && p.total[MEM_HOST] == 256);
+    /* what counts against a measured GPU: the allowances are out of it already, and in a
+     * run's plan (the backend made) the buffers outside the arena too */
+    CHECK(mem_plan_need(&p) == 1024 + 4096 + (1 << 20));
+    p.measured = 1;
+    CHECK(mem_plan_need(&p) == 1024 + 4096);
+    p.backend_made = 1;
+    CHECK(mem_plan_need(&p) == 1024);
     char out[4096];
     FILE *mf = fmemopen(out, sizeof out, "w");
     mem_plan_print(&p, mf, "");
