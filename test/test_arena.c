@@ -10,7 +10,8 @@
  * - Plan: the plan backend records the arena; after mem_plan_pack the plan's totals are the
  *   arena's blocks + the rows outside it + the allowances, and a measured GPU is charged
  *   without the allowances (and without the rows outside, once the backend is made); a
- *   trainer's arena is its plan's, and it trains on it.
+ *   trainer's arena is its plan's, and it trains on it. In a CUDA build, a cuda job's plan
+ *   (no GPU needed) holds the backend's scratch in the arena and its workspaces outside.
  * - Death: a trainer that allocates after its start-up (as a step would) ends with the
  *   arena's message naming the buffer (this program re-run with --late-alloc). */
 #include <stdio.h>
@@ -242,6 +243,33 @@ static void test_plan(const struct runtime *rt) {
     }
 }
 
+#ifdef RT_HAVE_CUDA
+/* A cuda job's plan (no CUDA call): the backend's scratch is the arena's, its library
+ * workspaces are outside it, and each total is the arena's block + the rows outside + the
+ * allowances. */
+static void test_cuda_plan(const struct runtime *rt) {
+    struct job j = tiny_job(1);
+    j.cfg.device.backend = BACKEND_CUDA;
+    struct trainer *t = calloc(1, sizeof *t);
+    struct mem_plan p;
+    mem_plan_init(&p, 0, 0, 1);
+    trainer_plan(t, &j, rt, &p);
+    CHECK(p.arena.n > 0 && !strcmp(p.arena.buf[0].what, "cross-entropy chunk"));
+    CHECK(p.outside[MEM_DEVICE] > 0 && p.allowance[MEM_DEVICE] > 0 && p.arena.count[ARENA_HOST] > 0);
+    for (int w = MEM_DEVICE; w <= MEM_HOST; w++)
+        CHECK(p.total[w] == p.arena.size[w == MEM_DEVICE ? ARENA_DEVICE : ARENA_HOST] + p.outside[w] + p.allowance[w]);
+    char out[16384];
+    FILE *f = fmemopen(out, sizeof out, "w");
+    mem_plan_print(&p, f, "");
+    fclose(f);
+    CHECK(strstr(out, "cuBLAS workspace (outside the arena)") && strstr(out, "(allowance)"));
+    CHECK(strstr(out, "arena: ") && strstr(out, " device (") && strstr(out, " pinned host ("));
+    trainer_free(t);
+    free(t);
+    mem_plan_free(&p);
+}
+#endif
+
 /* The child of the death test: a trainer allocates after its start-up. */
 static int late_alloc(int argc, char **argv) {
     struct runtime rt;
@@ -273,6 +301,9 @@ int main(int argc, char **argv) {
     struct runtime rt;
     rt_init(&rt, &argc, &argv);
     test_plan(&rt);
+#ifdef RT_HAVE_CUDA
+    test_cuda_plan(&rt);
+#endif
     int status = tu_done("test_arena");
     rt_finalize(&rt);
     return status;
