@@ -12,6 +12,7 @@
 #define FAKE_ALIGN ((uintptr_t)4096)
 #define ALLOWANCE_TAG " (allowance)"
 #define OUTSIDE_TAG " (outside the arena)"
+#define SHARED_LABEL "less: arena bytes shared by disjoint lifetimes"
 
 static struct mem_plan *plan_of(const struct backend *be) { return be->ctx; }
 
@@ -182,7 +183,7 @@ static void print_part(const struct mem_plan *p, FILE *f, const char *indent, in
                 mem_bytes_text((double)g->bytes * (double)g->count, all, sizeof all));
     }
     if (p->shared[where])
-        fprintf(f, "%s  %-*s %21s -%9s\n", indent, width, "less: arena bytes shared by disjoint lifetimes", "",
+        fprintf(f, "%s  %-*s %21s -%9s\n", indent, width, SHARED_LABEL, "",
                 mem_bytes_text((double)p->shared[where], all, sizeof all));
     mem_bytes_text((double)p->total[where], all, sizeof all);
     if (p->allowance[where])
@@ -193,7 +194,7 @@ static void print_part(const struct mem_plan *p, FILE *f, const char *indent, in
 }
 
 void mem_plan_print(const struct mem_plan *p, FILE *f, const char *indent) {
-    int width = p->shared[MEM_DEVICE] || p->shared[MEM_HOST] ? 46 : 0; /* the "less: ..." line */
+    int width = p->shared[MEM_DEVICE] || p->shared[MEM_HOST] ? (int)strlen(SHARED_LABEL) : 0;
     for (int i = 0; i < p->n; i++) {
         char name[128];
         int w = (int)strlen(row_name(&p->groups[i], name, sizeof name));
