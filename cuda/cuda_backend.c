@@ -1,12 +1,14 @@
 /* cuda_backend: the CUDA backend's operation table. Each entry calls a kernel wrapper of
  * cuda_ops.h / cuda_attn.h on the backend's stream; scratch for the cross-entropy chunks,
- * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once. */
+ * the RMSNorm weight-gradient parts and the gradient-norm reduction is allocated once, from
+ * the arena (arena_backend.h) like every buffer of the trainer. */
 #include "cuda_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena_backend.h"
 #include "cuda_attn.h"
 #include "cuda_check.h"
 #include "cuda_ops.h"
@@ -41,6 +43,7 @@ struct cuda_ctx {
     size_t norm_bytes;
     double *sumsq_scratch, *sumsq_out;
     struct cudnn_attn *cudnn;              /* NULL: the native attention kernels */
+    size_t xent_bytes, local32_bytes;      /* the scratch cuda_backend_attach takes (local32: 0 for none) */
     float *local32;                        /* ring of one rank, native kernels: fp32 dq|dk|dv (out in the forward) */
     char attention[128];                   /* for the start-up log */
 };
@@ -415,15 +418,15 @@ static void native_text(char *buf, size_t n, const struct cuda_backend_opts *o) 
 }
 
 /* Plans are built and the workspace reserved now (a ring of one rank writes cuDNN's bf16
- * outputs directly: no staging). The native kernels of a ring of one rank get their fp32
- * scratch. */
+ * outputs directly: no staging). The native kernels of a ring of one rank will take their
+ * fp32 scratch (cuda_backend_attach). */
 static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
     struct cuda_ctx *c = be->ctx;
     struct block_shape b[3];
     int n = ring_shapes(o, b), direct = o->ring_size == 1;
     if (!use_cudnn(o, cudnn_attn_supported)) {
         native_text(c->attention, sizeof c->attention, o);
-        if (direct) c->local32 = g_alloc(be, local32_bytes(o), LOCAL32_WHAT);
+        if (direct) c->local32_bytes = local32_bytes(o);
         return;
     }
     c->cudnn = cudnn_attn_init(0);
@@ -457,11 +460,8 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->issued, cudaEventDisableTiming));
     c->blas = cuda_blas_init(0);
-    c->xent_scratch = g_alloc(be, xent_bytes(o), XENT_WHAT);
+    c->xent_bytes = xent_bytes(o);
     c->norm_bytes = cuda_rmsnorm_scratch(o->T, o->d);
-    c->norm_scratch = c->norm_bytes ? g_alloc(be, c->norm_bytes, NORM_WHAT) : NULL;
-    c->sumsq_scratch = g_alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
-    c->sumsq_out = g_alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
     c->profiling = profile;
     if (profile) prof_grow(c);
     choose_attention(be, o);
@@ -469,15 +469,28 @@ struct backend *cuda_backend_create(const struct cuda_backend_opts *o) {
     return be;
 }
 
+void cuda_backend_attach(struct backend *be, struct arena *a) {
+    struct cuda_ctx *c = be->ctx;
+    arena_backend_attach(be, a);
+    c->xent_scratch = be->alloc(be, c->xent_bytes, XENT_WHAT);
+    c->norm_scratch = c->norm_bytes ? be->alloc(be, c->norm_bytes, NORM_WHAT) : NULL;
+    c->sumsq_scratch = be->alloc(be, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
+    c->sumsq_out = be->alloc(be, sizeof(double), SUMSQ_OUT_WHAT);
+    if (c->local32_bytes) c->local32 = be->alloc(be, c->local32_bytes, LOCAL32_WHAT);
+}
+
 void cuda_backend_destroy(struct backend *be) {
     struct cuda_ctx *c = be->ctx;
-    g_free(be, c->xent_scratch);
-    if (c->norm_scratch) g_free(be, c->norm_scratch);
-    g_free(be, c->sumsq_scratch);
-    g_free(be, c->sumsq_out);
+    if (be->arena) {
+        be->free(be, c->xent_scratch);
+        if (c->norm_scratch) be->free(be, c->norm_scratch);
+        be->free(be, c->sumsq_scratch);
+        be->free(be, c->sumsq_out);
+        if (c->local32) be->free(be, c->local32);
+        arena_backend_detach(be);
+    }
     cuda_blas_free(c->blas);
     if (c->cudnn) cudnn_attn_free(c->cudnn);
-    if (c->local32) g_free(be, c->local32);
     if (c->profiling) {
         for (int i = 0; i < 2 * c->prof_cap; i++) CUDA_CHECK(cudaEventDestroy(c->prof_ev[i]));
         free(c->prof_ev);
@@ -497,18 +510,21 @@ void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p) {
     mem_plan_like(p, &table);
     mem_plan_add(p, "CUDA context, cuBLAS/cuDNN handles and kernels, NCCL", MEM_DEVICE, 1, CONTEXT_ALLOWANCE, 1);
     mem_plan_add(p, "cuBLAS workspace", MEM_DEVICE, 0, CUDA_BLAS_WORKSPACE_DEFAULT, 1);
-    mem_plan_add(p, XENT_WHAT, MEM_DEVICE, 0, xent_bytes(o), 1);
+    /* the arena's buffers, through the plan backend in cuda_backend_attach's order */
+    const struct backend *pb = mem_plan_backend(p);
+    pb->alloc(pb, xent_bytes(o), XENT_WHAT);
     size_t norm = cuda_rmsnorm_scratch(o->T, o->d);
-    if (norm) mem_plan_add(p, NORM_WHAT, MEM_DEVICE, 0, norm, 1);
-    mem_plan_add(p, SUMSQ_WHAT, MEM_DEVICE, 0, CUDA_SUMSQ_PARTS * sizeof(double), 1);
-    mem_plan_add(p, SUMSQ_OUT_WHAT, MEM_DEVICE, 0, sizeof(double), 1);
+    if (norm) pb->alloc(pb, norm, NORM_WHAT);
+    pb->alloc(pb, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
+    pb->alloc(pb, sizeof(double), SUMSQ_OUT_WHAT);
     struct block_shape b[3];
     int n = ring_shapes(o, b), direct = o->ring_size == 1;
-    p->cudnn = use_cudnn(o, cudnn_attn_takes_shape);
+    /* a run's plan (measured: the GPU is there) asks the GPU as choose_attention does */
+    p->cudnn = use_cudnn(o, p->measured ? cudnn_attn_supported : cudnn_attn_takes_shape);
     p->be.attn_own_delta = p->cudnn; /* as choose_attention sets it: the ring plans no delta */
     if (!p->cudnn) {
         native_text(p->attention, sizeof p->attention, o);
-        if (direct) mem_plan_add(p, LOCAL32_WHAT, MEM_DEVICE, 0, local32_bytes(o), 1);
+        if (direct) pb->alloc(pb, local32_bytes(o), LOCAL32_WHAT);
         return;
     }
     size_t ws = 0;

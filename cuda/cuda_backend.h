@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "arena.h"
 #include "backend.h"
 #include "config.h"
 #include "mem_plan.h"
@@ -19,16 +20,23 @@ struct cuda_backend_opts {
     int profile;             /* time every op with CUDA events (read with be->profile) */
 };
 
-/* Creates the stream, cuBLASLt, the scratch buffers, and the attention (cuDNN plans and
- * workspace when chosen); be->attention says which attention runs. */
+/* Creates the stream, cuBLASLt and the attention (cuDNN plans, and cuDNN's workspace, outside
+ * the arena: its size is known only once cuDNN has built its plans on the GPU);
+ * be->attention says which attention runs. Nothing else is allocated until
+ * cuda_backend_attach. */
 struct backend *cuda_backend_create(const struct cuda_backend_opts *o);
+/* The arena's blocks (a: laid out from the plan of the run, whose first buffers are
+ * cuda_backend_plan's; arena_backend.h), then the backend's scratch buffers from it. */
+void cuda_backend_attach(struct backend *be, struct arena *a);
 void cuda_backend_destroy(struct backend *be);
 cudaStream_t cuda_backend_stream(const struct backend *be);
 /* The backend cuda_backend_create would make, as a memory plan: the plan backend takes the
  * CUDA table's activation size and weight sharing, and p records the backend's own buffers
- * (scratch, cuBLAS and attention workspaces) and allowances for the CUDA context, the
- * libraries and cuDNN's own workspace; p->cudnn and p->attention say which attention would
- * run. Pure size arithmetic: no CUDA call (it works without a GPU; it assumes sm_80+). */
+ * (scratch, through the plan backend as the arena's; the cuBLAS and attention workspaces
+ * outside it) and allowances for the CUDA context, the libraries and cuDNN's own workspace;
+ * p->cudnn and p->attention say which attention would run. Pure size arithmetic: no CUDA
+ * call (it works without a GPU; it assumes sm_80+), except in a run's plan (p->measured),
+ * which asks the GPU whether cuDNN takes the shapes, as cuda_backend_create will. */
 void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p);
 /* Free and total memory of the GPU cuda_backend_create picks for this local rank (this
  * creates the process's CUDA context on it). */

@@ -18,6 +18,8 @@
 /* Kernel-time categories of backend->profile. */
 enum backend_prof { PROF_GEMM, PROF_ATTN, PROF_XENT, PROF_OPTIM, PROF_OTHER, PROF_NCAT };
 
+struct arena_binding;
+
 struct backend {
     const char *name;
     size_t act_size;      /* bytes per act element: 4 (fp32) or 2 (bf16) */
@@ -28,8 +30,10 @@ struct backend {
     int    recording;     /* 1: a memory plan's backend: it records allocations, nothing may touch them */
     const char *device_name; /* the device's name (its peak FLOP/s for the MFU); NULL on a host backend */
     void  *ctx;           /* the backend's state (streams, library handles, workspaces) */
+    struct arena_binding *arena; /* alloc and host_alloc hand out an arena's buffers (arena_backend.h); NULL: none */
 
-    /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. */
+    /* Memory (backend memory: host for the CPU, device for CUDA); alloc zero-fills. With an
+     * arena (a trainer's backend) only the planned start-up allocations are made. */
     void *(*alloc)(const struct backend *be, size_t bytes, const char *what);
     void (*free)(const struct backend *be, void *p);
     void (*zero)(const struct backend *be, void *p, size_t bytes);

@@ -8,7 +8,13 @@
  * decides as it would on the GPU. The device backend and the transports add the buffers
  * they allocate themselves (mem_plan_add); sizes that are estimates rather than computed
  * (the CUDA context and libraries, cuDNN's own workspace) are marked as allowances.
- * Used by --plan and by a CUDA run's check before it allocates (run_plan.c). */
+ * The allocations through the plan backend are also recorded in order, with their frees, as
+ * an arena (arena.h); mem_plan_pack lays it out at the end of the start-up, and a run hands
+ * out its buffers from the layout (train.c). Buffers others allocate (mem_plan_add: the
+ * libraries' workspaces, the staged transport's buffers) lie outside the arena, and the
+ * table says so; a total is the arena's block + those + the allowances.
+ * Used by --plan, by a CUDA run's check before it allocates (run_plan.c) and by every run's
+ * start-up (train.c). */
 #ifndef RT_MEM_PLAN_H
 #define RT_MEM_PLAN_H
 
@@ -16,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "arena.h"
 #include "backend.h"
 
 /* MEM_HOST: pinned host memory (the backend's host_alloc); MEM_PLAIN: plain host memory the
@@ -27,6 +34,7 @@ struct mem_group {
     char    what[96];
     int     where;     /* enum mem_where */
     int     allowance; /* 1: an estimate of what others allocate, not a buffer of ours */
+    int     in_arena;  /* 1: allocated through the plan backend (the arena's); 0: outside it */
     size_t  bytes;     /* each */
     int64_t count;
 };
@@ -37,9 +45,15 @@ struct mem_plan {
     int               n, cap;
     size_t            total[MEM_NWHERE];     /* bytes by enum mem_where, allowances included */
     size_t            allowance[MEM_NWHERE]; /* the allowances among them */
+    size_t            outside[MEM_NWHERE];   /* the buffers outside the arena among them */
+    struct arena      arena;         /* the plan backend's allocations and frees, in order */
+    size_t            shared[MEM_NWHERE]; /* mem_plan_pack: bytes the arena saves by lifetimes
+                                        (taken off total) */
     double            gpu_gib;       /* memory of one GPU the job must fit in; 0: unknown */
     int               measured;      /* 1: gpu_gib is what was free with the CUDA context made:
                                         the allowances are not held against it */
+    int               backend_made;  /* 1 (with measured): and with the backend and the transports
+                                        made: nor are the buffers outside the arena (a run's plan) */
     int               ranks_per_gpu; /* ranks sharing one GPU (the recorded bytes are one rank's) */
     uintptr_t         next;          /* the next fake address */
     int               cudnn;         /* the device backend would run cuDNN's fused attention */
@@ -53,7 +67,8 @@ struct mem_plan {
  * acts as the cpu backend until mem_plan_like names another. */
 void mem_plan_init(struct mem_plan *p, double gpu_gib, int measured, int ranks_per_gpu);
 /* Bytes of one rank's device memory that count against gpu_gib (the allowances too unless
- * measured), and whether ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
+ * measured, the buffers outside the arena too unless backend_made), and whether
+ * ranks_per_gpu such ranks fit in it (1 when gpu_gib is unknown). */
 size_t mem_plan_need(const struct mem_plan *p);
 /* Bytes of one rank's host memory: pinned and plain, and on a backend whose memory is host
  * RAM (the cpu backend) its memory too. */
@@ -65,11 +80,17 @@ void mem_plan_free(struct mem_plan *p);
 void mem_plan_like(struct mem_plan *p, const struct backend *real);
 const struct backend *mem_plan_backend(struct mem_plan *p);
 
-/* Record count buffers of `bytes` each (what: their name; allowance: an estimate). */
+/* Record count buffers of `bytes` each that others than the plan backend allocate, outside
+ * the arena (what: their name; allowance: an estimate). */
 void mem_plan_add(struct mem_plan *p, const char *what, int where, int allowance, size_t bytes, int64_t count);
+/* At the end of the start-up: lay the arena out (arena_layout) and count it in the totals:
+ * a row for the alignment of its buffers' offsets, and less what buffers of disjoint
+ * lifetimes share (shared). */
+void mem_plan_pack(struct mem_plan *p);
 
 /* The table: every group with count, size and total, device part, pinned host part, then
- * plain host part, each with its total. `indent` starts every line. */
+ * plain host part, each with its total; then the arena's blocks (once packed). `indent`
+ * starts every line. */
 void mem_plan_print(const struct mem_plan *p, FILE *f, const char *indent);
 /* "1.50 GiB", "32.00 MiB", "8 B" into buf. */
 const char *mem_bytes_text(double bytes, char *buf, size_t n);

@@ -167,6 +167,9 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
            (const char *[]){"none", "full", "selective"}[j->cfg.memory.checkpointing]);
     printf("attention kernels: %s\n", t->model.be->attention);
+    char arena[160];
+    printf("%s, one allocation each, laid out by the memory plan\n",
+           arena_text(&t->arena, t->model.be->host_memory, arena, sizeof arena));
     if (t->model.split < t->model.T) {
         const struct model *m = &t->model;
         printf("offload: the last %lld of %lld tokens of every layer's saved activations wait in %shost memory "

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena_backend.h"
 #include "comm_mpi.h"
 #include "comm_plan.h"
 #include "corpus.h"
@@ -14,9 +15,10 @@
 #include "train_backend.h"
 
 /* How many rows (tokens) of every layer's saved tensors stay on the device (memory.offload;
- * the rest wait in host memory): T for none; -1, with the reason in why, when
- * memory.offload: auto finds no split that fits. auto measures the free device memory once
- * every rank has allocated everything else; ranks sharing a GPU split it. */
+ * the rest wait in host memory), decided in a plan (a run takes its plan's split): T for
+ * none; -1, with the reason in why, when memory.offload: auto finds no split that fits. auto
+ * asks the plan backend for the free device memory once every rank has recorded everything
+ * else; ranks sharing a GPU split it. */
 static int64_t offload_split(struct trainer *t, char *why, size_t whylen) {
     const struct cfg *c = &t->job.cfg;
     const struct model *m = &t->model;
@@ -84,8 +86,33 @@ static void plan_plain_host(const struct trainer *t, struct mem_plan *plan) {
                      (size_t)t->model.pt.total * sizeof(float), 1);
 }
 
-/* The trainer's start-up, shared by a run (plan NULL) and a memory plan (every backend
- * buffer recorded into plan, no weights made or loaded). */
+static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
+                          const struct train_opts *o, struct mem_plan *plan);
+
+/* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
+ * against what train_backend_budget measures: its arena, laid out, into t->arena; returns the
+ * layers memory.offload keeps in host memory (-1 when none fits, why). */
+static int plan_run(struct trainer *t, const struct runtime *rt, char *why, size_t whylen) {
+    double gpu_gib;
+    int ranks_per_gpu;
+    train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
+    struct mem_plan plan;
+    mem_plan_init(&plan, gpu_gib, gpu_gib > 0, ranks_per_gpu);
+    plan.backend_made = gpu_gib > 0;
+    struct trainer *pt = rt_calloc(1, sizeof *pt, "trainer");
+    trainer_build(pt, &t->job, rt, NULL, &plan);
+    int64_t split = plan.no_fit[0] ? -1 : pt->model.split;
+    snprintf(why, whylen, "%s", plan.no_fit);
+    arena_move(&t->arena, &plan.arena);
+    trainer_free(pt);
+    free(pt);
+    mem_plan_free(&plan);
+    return split;
+}
+
+/* The trainer's start-up, shared by a memory plan (every backend buffer recorded into plan, no
+ * weights made or loaded) and a run (plan NULL: the backend opened, the run's plan made, the
+ * backend's buffers then handed out of its arena). */
 static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
                           const struct train_opts *o, struct mem_plan *plan) {
     memset(t, 0, sizeof *t);
@@ -99,6 +126,13 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     else comm_mpi_init(&t->ctl, rt->world_comm, "ctl", c->parallel.timeout_s);
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
+    int64_t split = 0;
+    if (!plan) { /* the run's plan, before anything is allocated */
+        char why[1024];
+        split = plan_run(t, rt, why, sizeof why);
+        if (split < 0) RT_NO_FIT("does not fit: %s", why);
+        train_backend_attach(t);
+    }
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
@@ -107,8 +141,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
-    int64_t split = offload_split(t, err, sizeof err);
-    if (split < 0 && !plan) RT_NO_FIT("does not fit: %s", err);
+    if (plan) split = offload_split(t, err, sizeof err);
     if (split < 0) {
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
         split = 0;
@@ -116,8 +149,10 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     model_place_saved(&t->model, split);
     if (plan) { /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
         plan_plain_host(t, plan);
+        mem_plan_pack(plan);
         return;
     }
+    arena_backend_check(be); /* the start-up is done: every planned buffer was allocated, and none will be */
     int kind = c->data.synthetic == SYNTHETIC_COPY ? DATA_COPY_TASK : DATA_NPY;
     if (data_open(&t->data, kind, c->data.train, t->L, j->mc.vocab_size,
                   c->data.sampling == SAMPLING_RANDOM, c->data.seed, err, sizeof err))
@@ -152,6 +187,7 @@ void trainer_free(struct trainer *t) {
     data_close(&t->data);
     model_free(&t->model);
     train_backend_close(t);
+    arena_free(&t->arena);
     comm_free(&t->ctl);
 }
 

@@ -47,6 +47,8 @@ struct trainer {
     int64_t           skipped;       /* non-finite steps skipped in this process's run */
     struct train_opts opts;          /* test switches; zero in a real run */
     struct backend   *cuda;          /* the CUDA backend when device.backend is cuda, else NULL */
+    struct backend   *cpu;           /* the cpu backend's table serving the arena when it is cpu, else NULL */
+    struct arena      arena;         /* every backend buffer of the run, laid out by its plan (arena.h) */
     int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
 };
 
@@ -65,7 +67,11 @@ struct step_stats {
     double  kernel_ms[PROF_NCAT]; /* kernel time by enum backend_prof */
 };
 
-/* Builds everything; loads HF weights or random-initialises them. Collective. */
+/* Builds everything; loads HF weights or random-initialises them. Collective. The start-up
+ * is planned first (trainer_plan, against what the GPU has free on cuda), memory.offload
+ * is what the plan decided, and the backend hands every buffer out of one device and one
+ * pinned host block laid out from the plan (arena.h): an allocation the plan does not have,
+ * during the start-up or after it, is fatal. */
 void trainer_init(struct trainer *t, const struct job *j, const struct runtime *rt,
                   const struct train_opts *o);
 /* trainer_init's allocation sequence against the plan backend of `plan` (mem_plan.h, made
@@ -76,8 +82,8 @@ void trainer_init(struct trainer *t, const struct job *j, const struct runtime *
  * The plain host buffers a run adds (the step's token buffers, checkpoint staging, the
  * export's weights on rank 0) are recorded as such. memory.offload: auto decides from
  * plan->gpu_gib; when nothing fits it leaves every layer offloaded and says why in
- * plan->no_fit. The trainer holds the planned shape (model, zero, opt, T); trainer_free it
- * after. */
+ * plan->no_fit. The plan's arena is laid out (mem_plan_pack). The trainer holds the planned
+ * shape (model, zero, opt, T); trainer_free it after. */
 void trainer_plan(struct trainer *t, const struct job *j, const struct runtime *rt, struct mem_plan *plan);
 void trainer_free(struct trainer *t);
 

@@ -2,6 +2,9 @@
  * train_backend.h). */
 #include "train_backend.h"
 
+#include <stdlib.h>
+
+#include "arena_backend.h"
 #include "comm_mpi.h"
 #include "comm_plan.h"
 #ifdef RT_HAVE_CUDA
@@ -53,8 +56,11 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
     const struct cfg *c = &t->job.cfg;
     MPI_Comm ring;
     groups_split_ring(&t->groups, rt->world_comm, &ring);
-    const struct backend *be = &cpu_backend;
+    const struct backend *be;
     if (c->device.backend == BACKEND_CPU) {
+        t->cpu = rt_malloc(sizeof *t->cpu, "cpu backend");
+        *t->cpu = cpu_backend;
+        be = t->cpu;
         comm_mpi_init(&t->world, rt->world_comm, "world", c->parallel.timeout_s);
         comm_mpi_init(&t->cp, ring, "cp", c->parallel.timeout_s);
     } else {
@@ -76,12 +82,27 @@ const struct backend *train_backend_open(struct trainer *t, const struct runtime
         t->gpu_sharing = (rt->local_size + gpus - 1) / gpus;
         be = g;
 #else
-        (void)rt;
         RT_FATAL("device.backend cuda: this build has no CUDA backend");
 #endif
     }
     MPI_CHECK(MPI_Comm_free(&ring));
     return be;
+}
+
+void train_backend_budget(struct trainer *t, double *gpu_gib, int *ranks_per_gpu) {
+    *gpu_gib = 0;
+    *ranks_per_gpu = t->gpu_sharing;
+    if (!t->cuda) return;
+    comm_barrier(&t->ctl); /* every rank of the host has made its backend and transports */
+    *gpu_gib = (double)t->cuda->mem_free(t->cuda) / MEM_GIB;
+    comm_barrier(&t->ctl);
+}
+
+void train_backend_attach(struct trainer *t) {
+    if (t->cpu) arena_backend_attach(t->cpu, &t->arena);
+#ifdef RT_HAVE_CUDA
+    if (t->cuda) cuda_backend_attach(t->cuda, &t->arena);
+#endif
 }
 
 const struct backend *train_backend_plan(struct trainer *t, const struct runtime *rt, struct mem_plan *p) {
@@ -123,4 +144,8 @@ void train_backend_close(struct trainer *t) {
 #ifdef RT_HAVE_CUDA
     if (t->cuda) cuda_backend_destroy(t->cuda);
 #endif
+    if (t->cpu) {
+        if (t->cpu->arena) arena_backend_detach(t->cpu);
+        free(t->cpu);
+    }
 }

@@ -32,6 +32,7 @@ run python3 scripts/plot_eval.py --self-test
 run python3 scripts/passkey_ids.py --self-test
 run $b/test_cli
 run $b/test_mem_plan
+run $b/test_arena
 run $b/test_plan
 run $b/test_checkpoint
 run $mpirun -np 3 $b/test_checkpoint

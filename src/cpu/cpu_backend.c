@@ -1,6 +1,8 @@
 /* cpu_backend: the CPU backend's operation table: host memory, fp32 activations (act =
  * float), the working weights are the master weights. Each entry adapts a cpu_ops.h
- * function to the table's signature. */
+ * function to the table's signature. A trainer serves alloc and host_alloc from an arena
+ * (arena_backend.h); the cross-entropy chunk each xent call takes for itself and the fences
+ * stay outside it. */
 #include <stdlib.h>
 #include <string.h>
 
