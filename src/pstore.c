@@ -287,11 +287,12 @@ void pstore_refresh(struct pstore *ps) {
     for (int i = 0; i < ps->n_units; i++) refresh_unit(ps, i);
 }
 
-/* Stage 3: start gathering layer `next` into its slot while layer i (in the other slot)
- * computes. A layer whose host update is still to come is gathered by its own acquire, after
- * the update (settle). */
+/* Stage 3: start gathering layer `next` into its slot while unit i (a layer in the other
+ * slot, or the embedding) computes. A layer whose host update is still to come is gathered
+ * by its own acquire, after the update (settle). */
 static void prefetch(struct pstore *ps, int i, int next) {
-    if (next < 0 || !is_layer(ps, next) || next % PSTORE_SLOTS == i % PSTORE_SLOTS || ps->u[next].stale) return;
+    if (ps->wmode != PW_GATHER || next < 0 || !is_layer(ps, next) || ps->u[next].stale) return;
+    if (is_layer(ps, i) && next % PSTORE_SLOTS == i % PSTORE_SLOTS) return;
     if (ps->wslot_unit[next % PSTORE_SLOTS] != next) gather_start(ps, next);
 }
 
@@ -301,7 +302,11 @@ void pstore_acquire_weights(struct pstore *ps, int i, int next) {
     if (next >= 0 && ps->u[next].stale && ps->u[next].own_n && ps->stage_buf[0] &&
         ps->stage_unit[stage_of(next)] < 0 && pw_done(&ps->worker, PW_UPDATE, next))
         stage_in(ps, next);
-    if (!is_layer(ps, i) || ps->aliased || ps->wmode == PW_RESIDENT) return;
+    if (!is_layer(ps, i)) {
+        prefetch(ps, i, next);
+        return;
+    }
+    if (ps->aliased || ps->wmode == PW_RESIDENT) return;
     int k = ps->wmode == PW_CONVERT ? 0 : i % PSTORE_SLOTS;
     if (ps->wmode == PW_CONVERT) {
         if (ps->wslot_unit[k] != i) ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
