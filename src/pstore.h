@@ -165,9 +165,9 @@ void pstore_acquire_grads(struct pstore *ps, int u);
 void pstore_release_grads(struct pstore *ps, int u);
 float *pstore_grad(const struct pstore *ps, int64_t off);
 /* After the step's last sequence: the pending units added, the reduced gradients of this
- * rank's shard complete (collective); returns their sum of squares over this rank's shard (every rank's
- * shards together are all the parameters once when shards > 1; with one shard each rank's
- * sum is already the total). */
+ * rank's shard complete (collective); returns their sum of squares over this rank's shard
+ * (every rank's shards together are all the parameters once when shards > 1; with one
+ * shard each rank's sum is already the total). */
 double pstore_reduce(struct pstore *ps);
 /* This rank's reduced gradient of flat parameter off, and whether this rank owns it. */
 float *pstore_owned_grad(struct pstore *ps, int64_t off);
