@@ -94,6 +94,9 @@ $(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
 $(BUILD)/test_%: $(BUILD)/obj/test/test_%.o $(BUILD)/obj/test/testutil.o $(BUILD)/libringtrain.a
 	$(MPICC) -o $@ $^ $(LDLIBS)
 
+# test_zero runs the parameter store over the strict transport (test/comm_strict.h).
+$(BUILD)/test_zero: $(BUILD)/obj/test/comm_strict.o
+
 # The suite runs the programs of RT_BUILD and RT_BIN (test/run_tests.sh).
 test: all
 	MPIRUN="$(MPIRUN)" RT_BUILD=$(BUILD) RT_BIN=$(BIN) test/run_tests.sh

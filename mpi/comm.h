@@ -1,8 +1,16 @@
 /* comm: the transport interface the trainer moves data through. One communicator is a
  * group of ranks (the world, a context-parallel ring, a data-parallel group) with a table
- * of operations; the MPI implementation (comm_mpi.c) works on host buffers, NCCL will
- * implement the same table on device buffers. Counts are in elements; the mapping of
- * comm_dtype to the transport's types lives in one place per implementation. */
+ * of operations; the MPI implementation (comm_mpi.c) works on host buffers, NCCL
+ * (comm_nccl.c) and MPI staged through pinned memory (comm_staged.c) on device buffers.
+ * Counts are in elements; the mapping of comm_dtype to the transport's types lives in one
+ * place per implementation.
+ *
+ * Reduce-scatter and all-gather also come in a started form (the parameter store's
+ * per-unit collectives, overlapped with the layers): *_start queues the operation after
+ * the caller's work so far and returns; coll_wait makes the caller's later work see its
+ * result. Until then neither buffer may be read or written by the caller (send may be
+ * read). A transport may finish the operation inside *_start (staged MPI does) or only
+ * inside coll_wait. */
 #ifndef RT_COMM_H
 #define RT_COMM_H
 
@@ -17,6 +25,12 @@ size_t comm_dtype_size(int dtype);
 
 /* A ring exchange in flight: send to rank+1, receive from rank-1. */
 struct comm_ring_req {
+    void *impl[4]; /* transport-owned handles */
+    int   active;
+};
+
+/* A started collective. */
+struct comm_req {
     void *impl[4]; /* transport-owned handles */
     int   active;
 };
@@ -38,6 +52,15 @@ struct comm_ops {
     /* every rank contributes count elements; recv holds size * count in rank order. In place
      * when send == recv + rank * count (every rank). */
     void (*all_gather)(struct comm *c, const void *send, void *recv, int64_t count, int dtype);
+    /* The same two, started (see above); req must not be active. */
+    void (*reduce_scatter_start)(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                 struct comm_req *req);
+    void (*all_gather_start)(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                             struct comm_req *req);
+    /* Wait for a started collective (bounded and abortable as every wait; `what` names it in
+     * a message): on host buffers it is complete on return; on device buffers the work the
+     * caller queues on its compute stream from now on runs after it. Then req is inactive. */
+    void (*coll_wait)(struct comm *c, struct comm_req *req, const char *what);
     void (*broadcast)(struct comm *c, void *buf, int64_t count, int dtype, int root);
     void (*barrier)(struct comm *c);
     void (*free)(struct comm *c);
@@ -71,6 +94,17 @@ static inline void comm_reduce_scatter(struct comm *c, const void *send, void *r
 static inline void comm_all_gather(struct comm *c, const void *send, void *recv, int64_t count,
                                    int dtype) {
     c->ops->all_gather(c, send, recv, count, dtype);
+}
+static inline void comm_reduce_scatter_start(struct comm *c, const void *send, void *recv, int64_t count,
+                                             int dtype, struct comm_req *req) {
+    c->ops->reduce_scatter_start(c, send, recv, count, dtype, req);
+}
+static inline void comm_all_gather_start(struct comm *c, const void *send, void *recv, int64_t count,
+                                         int dtype, struct comm_req *req) {
+    c->ops->all_gather_start(c, send, recv, count, dtype, req);
+}
+static inline void comm_coll_wait(struct comm *c, struct comm_req *req, const char *what) {
+    c->ops->coll_wait(c, req, what);
 }
 static inline void comm_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
     c->ops->broadcast(c, buf, count, dtype, root);

@@ -1,7 +1,7 @@
 /* comm_mpi: struct comm over MPI on host buffers. Counts above INT_MAX are sent in
  * pieces; every operation is a non-blocking MPI call whose requests are polled with the
  * communicator's timeout (waits.c), which aborts the job naming the ranks that stopped
- * answering. */
+ * answering. A started reduce-scatter or all-gather keeps its request until coll_wait. */
 #include "comm_mpi.h"
 
 #include <limits.h>
@@ -101,33 +101,71 @@ static void mpi_all_reduce(struct comm *c, const void *send, void *recv, int64_t
     }
 }
 
-/* In place (recv == send + rank * count): MPI leaves the sum at the start of the buffer,
- * which is then moved to the rank's block (block 0 of a rank > 0 becomes undefined). */
-static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+/* A started reduce-scatter or all-gather: its request, and the move that finishes an in-place
+ * reduce-scatter on a rank > 0 (MPI leaves the sum at the start of the buffer). */
+struct coll {
+    MPI_Request r;
+    const char *kind;
+    void       *move_to;
+    const void *move_from;
+    size_t      move_bytes;
+};
+
+static struct coll *coll_new(struct comm *c, struct comm_req *req, const char *kind, int64_t count) {
+    if (req->active) RT_FATAL("comm %s: %s started on a request still in flight", c->name, kind);
+    if (count > INT_MAX) RT_FATAL("comm %s: %s block of %lld elements exceeds one MPI call", c->name, kind, (long long)count);
+    struct coll *q = rt_calloc(1, sizeof *q, "collective request");
+    q->kind = kind;
+    req->impl[0] = q;
+    req->active = 1;
+    return q;
+}
+
+static void mpi_coll_wait(struct comm *c, struct comm_req *req, const char *what) {
+    if (!req->active) RT_FATAL("comm %s: collective wait without a collective (%s)", c->name, what);
+    struct coll *q = req->impl[0];
+    wait_reqs(c, &q->r, 1, q->kind, what, NULL);
+    if (q->move_bytes) memmove(q->move_to, q->move_from, q->move_bytes);
+    free(q);
+    req->impl[0] = NULL;
+    req->active = 0;
+}
+
+/* In place when recv == send + rank * count: the sum is moved to the rank's block at the
+ * wait (block 0 of a rank > 0 becomes undefined). */
+static void mpi_reduce_scatter_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                     struct comm_req *req) {
     no_bf16_reduce(c, dtype, "reduce-scatter");
-    if (count > INT_MAX) RT_FATAL("comm %s: reduce-scatter block of %lld elements exceeds one MPI call", c->name, (long long)count);
+    struct coll *q = coll_new(c, req, "reduce-scatter", count);
     size_t block = (size_t)count * comm_dtype_size(dtype);
     if ((const char *)recv == (const char *)send + (size_t)c->rank * block) {
-        MPI_Request r;
         MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)count, dtype_map(dtype), MPI_SUM,
-                                            mcomm(c), &r));
-        wait1(c, &r, "reduce-scatter");
-        if (c->rank) memmove(recv, send, block);
+                                            mcomm(c), &q->r));
+        if (c->rank) q->move_to = recv, q->move_from = send, q->move_bytes = block;
         return;
     }
-    MPI_Request r;
-    MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c), &r));
-    wait1(c, &r, "reduce-scatter");
+    MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, (int)count, dtype_map(dtype), MPI_SUM, mcomm(c), &q->r));
 }
 
 /* In place when send == recv + rank * count. */
-static void mpi_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
-    if (count > INT_MAX) RT_FATAL("comm %s: all-gather block of %lld elements exceeds one MPI call", c->name, (long long)count);
+static void mpi_all_gather_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                 struct comm_req *req) {
+    struct coll *q = coll_new(c, req, "all-gather", count);
     int in_place = (const char *)send == (char *)recv + (size_t)c->rank * (size_t)count * comm_dtype_size(dtype);
-    MPI_Request r;
     MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, (int)count, dtype_map(dtype), recv, (int)count,
-                             dtype_map(dtype), mcomm(c), &r));
-    wait1(c, &r, "all-gather");
+                             dtype_map(dtype), mcomm(c), &q->r));
+}
+
+static void mpi_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    struct comm_req req = {0};
+    mpi_reduce_scatter_start(c, send, recv, count, dtype, &req);
+    mpi_coll_wait(c, &req, "");
+}
+
+static void mpi_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    struct comm_req req = {0};
+    mpi_all_gather_start(c, send, recv, count, dtype, &req);
+    mpi_coll_wait(c, &req, "");
 }
 
 static void mpi_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
@@ -156,8 +194,17 @@ static void mpi_free(struct comm *c) {
 }
 
 static const struct comm_ops mpi_ops = {
-    mpi_ring_start, mpi_ring_wait, mpi_all_reduce, mpi_reduce_scatter,
-    mpi_all_gather, mpi_broadcast,  mpi_barrier,    mpi_free,
+    .ring_start = mpi_ring_start,
+    .ring_wait = mpi_ring_wait,
+    .all_reduce = mpi_all_reduce,
+    .reduce_scatter = mpi_reduce_scatter,
+    .all_gather = mpi_all_gather,
+    .reduce_scatter_start = mpi_reduce_scatter_start,
+    .all_gather_start = mpi_all_gather_start,
+    .coll_wait = mpi_coll_wait,
+    .broadcast = mpi_broadcast,
+    .barrier = mpi_barrier,
+    .free = mpi_free,
 };
 
 static void wrap(struct comm *c, MPI_Comm *m, const char *name, double timeout_s) {

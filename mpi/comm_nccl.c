@@ -7,6 +7,11 @@
  *   coll_done    recorded after a collective; the compute stream waits on it, and the host
  *                polls it (waits.c), so a collective that never completes is a timeout,
  *                not a hang in a later synchronization
+ *   started[]    one per started reduce-scatter / all-gather in flight (the request holds
+ *                it): recorded after it on the comm stream; coll_wait polls it on the host
+ *                with the timeout and then makes the compute stream wait on it, so the
+ *                compute stream runs on meanwhile (a blocking collective is a started one
+ *                waited at once)
  *   flag         one device int that barrier all-reduces
  * Streams are ordered only by events; nothing here synchronizes the whole device. */
 #include "comm_nccl.h"
@@ -21,13 +26,14 @@
 #include "waits.h"
 
 #define RING_SLOTS 4 /* ring exchanges in flight at once (the ring backward uses 2) */
+#define COLL_SLOTS 8 /* started collectives in flight at once (the parameter store: up to 6) */
 
 struct nccl_impl {
     ncclComm_t   nc;
     cudaStream_t stream;  /* communication, cudaStreamNonBlocking */
     cudaStream_t compute; /* the caller's */
-    cudaEvent_t  ready, coll_done, ring_done[RING_SLOTS];
-    int          ring_busy[RING_SLOTS];
+    cudaEvent_t  ready, coll_done, ring_done[RING_SLOTS], started[COLL_SLOTS];
+    int          ring_busy[RING_SLOTS], coll_busy[COLL_SLOTS];
     int         *flag;    /* (2) device ints: barrier, warm-up exchange */
     int          device;
 };
@@ -149,22 +155,61 @@ static void nccl_all_reduce(struct comm *c, const void *send, void *recv, int64_
     wait_event(c, m->coll_done, "all-reduce", "", 0);
 }
 
-static void nccl_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+/* A free slot for a started collective, its event and its request; the op is queued next. */
+static int coll_take(struct comm *c, struct comm_req *req, const char *kind) {
+    struct nccl_impl *m = impl(c);
+    if (req->active) RT_FATAL("comm %s: %s started on a request still in flight", c->name, kind);
+    int slot = 0;
+    while (slot < COLL_SLOTS && m->coll_busy[slot]) slot++;
+    if (slot == COLL_SLOTS)
+        RT_FATAL("comm %s: more than %d collectives in flight (wait for one first)", c->name, COLL_SLOTS);
+    m->coll_busy[slot] = 1;
+    req->impl[0] = (void *)(intptr_t)slot;
+    req->impl[1] = (void *)kind;
+    req->active = 1;
+    after_compute(m);
+    return slot;
+}
+
+static void nccl_reduce_scatter_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                      struct comm_req *req) {
     struct nccl_impl *m = impl(c);
     size_t n = elems(c, count, "reduce-scatter");
-    after_compute(m);
+    int slot = coll_take(c, req, "reduce-scatter");
     NCCL_CHECK(ncclReduceScatter(send, recv, n, dtype_map(dtype), ncclSum, m->nc, m->stream));
-    compute_waits(m);
-    wait_event(c, m->coll_done, "reduce-scatter", "", 0);
+    CUDA_CHECK(cudaEventRecord(m->started[slot], m->stream));
+}
+
+static void nccl_all_gather_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                  struct comm_req *req) {
+    struct nccl_impl *m = impl(c);
+    size_t n = elems(c, count, "all-gather");
+    int slot = coll_take(c, req, "all-gather");
+    NCCL_CHECK(ncclAllGather(send, recv, n, dtype_map(dtype), m->nc, m->stream));
+    CUDA_CHECK(cudaEventRecord(m->started[slot], m->stream));
+}
+
+static void nccl_coll_wait(struct comm *c, struct comm_req *req, const char *what) {
+    struct nccl_impl *m = impl(c);
+    if (!req->active) RT_FATAL("comm %s: collective wait without a collective (%s)", c->name, what);
+    int slot = (int)(intptr_t)req->impl[0];
+    wait_event(c, m->started[slot], (const char *)req->impl[1], what, 0);
+    CUDA_CHECK(cudaStreamWaitEvent(m->compute, m->started[slot], 0));
+    m->coll_busy[slot] = 0;
+    req->impl[0] = req->impl[1] = NULL;
+    req->active = 0;
+}
+
+static void nccl_reduce_scatter(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
+    struct comm_req req = {0};
+    nccl_reduce_scatter_start(c, send, recv, count, dtype, &req);
+    nccl_coll_wait(c, &req, "");
 }
 
 static void nccl_all_gather(struct comm *c, const void *send, void *recv, int64_t count, int dtype) {
-    struct nccl_impl *m = impl(c);
-    size_t n = elems(c, count, "all-gather");
-    after_compute(m);
-    NCCL_CHECK(ncclAllGather(send, recv, n, dtype_map(dtype), m->nc, m->stream));
-    compute_waits(m);
-    wait_event(c, m->coll_done, "all-gather", "", 0);
+    struct comm_req req = {0};
+    nccl_all_gather_start(c, send, recv, count, dtype, &req);
+    nccl_coll_wait(c, &req, "");
 }
 
 static void nccl_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
@@ -192,6 +237,7 @@ static void nccl_free(struct comm *c) {
     CUDA_CHECK(cudaStreamSynchronize(m->stream));
     NCCL_CHECK(ncclCommDestroy(m->nc));
     for (int i = 0; i < RING_SLOTS; i++) CUDA_CHECK(cudaEventDestroy(m->ring_done[i]));
+    for (int i = 0; i < COLL_SLOTS; i++) CUDA_CHECK(cudaEventDestroy(m->started[i]));
     CUDA_CHECK(cudaEventDestroy(m->ready));
     CUDA_CHECK(cudaEventDestroy(m->coll_done));
     CUDA_CHECK(cudaStreamDestroy(m->stream));
@@ -203,8 +249,17 @@ static void nccl_free(struct comm *c) {
 }
 
 static const struct comm_ops nccl_ops = {
-    nccl_ring_start, nccl_ring_wait, nccl_all_reduce, nccl_reduce_scatter,
-    nccl_all_gather, nccl_broadcast,  nccl_barrier,    nccl_free,
+    .ring_start = nccl_ring_start,
+    .ring_wait = nccl_ring_wait,
+    .all_reduce = nccl_all_reduce,
+    .reduce_scatter = nccl_reduce_scatter,
+    .all_gather = nccl_all_gather,
+    .reduce_scatter_start = nccl_reduce_scatter_start,
+    .all_gather_start = nccl_all_gather_start,
+    .coll_wait = nccl_coll_wait,
+    .broadcast = nccl_broadcast,
+    .barrier = nccl_barrier,
+    .free = nccl_free,
 };
 
 /* NCCL connects peers lazily, on their first operation: do one ring exchange and one
@@ -241,6 +296,7 @@ void comm_nccl_init(struct comm *c, MPI_Comm parent, const char *name, double ti
     CUDA_CHECK(cudaEventCreateWithFlags(&m->ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&m->coll_done, cudaEventDisableTiming));
     for (int i = 0; i < RING_SLOTS; i++) CUDA_CHECK(cudaEventCreateWithFlags(&m->ring_done[i], cudaEventDisableTiming));
+    for (int i = 0; i < COLL_SLOTS; i++) CUDA_CHECK(cudaEventCreateWithFlags(&m->started[i], cudaEventDisableTiming));
     CUDA_CHECK(cudaMalloc((void **)&m->flag, 2 * sizeof *m->flag));
     CUDA_CHECK(cudaMemsetAsync(m->flag, 0, 2 * sizeof *m->flag, m->stream));
     warm_up(c);

@@ -5,7 +5,8 @@
  * only, no device-wide synchronization). Every operation is also waited for on the host
  * (polling its event with the timeout, NCCL's asynchronous errors and the stop signal:
  * waits.h), which aborts the communicator and then the job naming the ranks that stopped
- * answering. */
+ * answering; a started reduce-scatter or all-gather only at its coll_wait, so the host and
+ * the compute stream run on while it is in flight. Up to 8 started ones may be in flight. */
 #ifndef RT_COMM_NCCL_H
 #define RT_COMM_NCCL_H
 

@@ -30,6 +30,20 @@ static void plan_all_gather(struct comm *c, const void *send, void *recv, int64_
     (void)send, (void)recv, (void)count, (void)dtype;
     no_data(c, "all-gather");
 }
+static void plan_reduce_scatter_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                      struct comm_req *req) {
+    (void)send, (void)recv, (void)count, (void)dtype, (void)req;
+    no_data(c, "reduce-scatter");
+}
+static void plan_all_gather_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                  struct comm_req *req) {
+    (void)send, (void)recv, (void)count, (void)dtype, (void)req;
+    no_data(c, "all-gather");
+}
+static void plan_coll_wait(struct comm *c, struct comm_req *req, const char *what) {
+    (void)req, (void)what;
+    no_data(c, "collective wait");
+}
 static void plan_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
     (void)buf, (void)count, (void)dtype, (void)root;
     no_data(c, "broadcast");
@@ -41,8 +55,17 @@ static void plan_free(struct comm *c) {
 }
 
 static const struct comm_ops plan_ops = {
-    plan_ring_start, plan_ring_wait, plan_all_reduce, plan_reduce_scatter,
-    plan_all_gather, plan_broadcast,  plan_barrier,    plan_free,
+    .ring_start = plan_ring_start,
+    .ring_wait = plan_ring_wait,
+    .all_reduce = plan_all_reduce,
+    .reduce_scatter = plan_reduce_scatter,
+    .all_gather = plan_all_gather,
+    .reduce_scatter_start = plan_reduce_scatter_start,
+    .all_gather_start = plan_all_gather_start,
+    .coll_wait = plan_coll_wait,
+    .broadcast = plan_broadcast,
+    .barrier = plan_barrier,
+    .free = plan_free,
 };
 
 void comm_plan_init(struct comm *c, const struct group *gr, const char *name) {

@@ -5,7 +5,8 @@
  *   send/recv          (max_bytes each) the collective in progress
  * Every operation starts by waiting for the compute stream (after its device->host copies)
  * before MPI touches a host buffer, which also retires the host->device copies that earlier
- * operations queued from the same buffers. */
+ * operations queued from the same buffers. A started reduce-scatter or all-gather finishes
+ * inside its start (the copies are on the compute stream already); its wait does nothing. */
 #include "comm_staged.h"
 
 #ifdef RT_HAVE_CUDA
@@ -119,6 +120,29 @@ static void staged_all_gather(struct comm *c, const void *send, void *recv, int6
     to_dev(m, recv, m->recv, rbytes);
 }
 
+/* The started forms finish at once: the data has to pass through the host buffers anyway. */
+static void mark_started(struct comm *c, struct comm_req *req, const char *kind) {
+    if (req->active) RT_FATAL("comm %s: %s started on a request still in flight", c->name, kind);
+    req->active = 1;
+}
+
+static void staged_reduce_scatter_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                        struct comm_req *req) {
+    mark_started(c, req, "reduce-scatter");
+    staged_reduce_scatter(c, send, recv, count, dtype);
+}
+
+static void staged_all_gather_start(struct comm *c, const void *send, void *recv, int64_t count, int dtype,
+                                    struct comm_req *req) {
+    mark_started(c, req, "all-gather");
+    staged_all_gather(c, send, recv, count, dtype);
+}
+
+static void staged_coll_wait(struct comm *c, struct comm_req *req, const char *what) {
+    if (!req->active) RT_FATAL("comm %s: collective wait without a collective (%s)", c->name, what);
+    req->active = 0;
+}
+
 static void staged_broadcast(struct comm *c, void *buf, int64_t count, int dtype, int root) {
     struct staged_impl *m = impl(c);
     size_t bytes = staged_bytes(c, count, 1, dtype, "broadcast");
@@ -145,8 +169,17 @@ static void staged_free(struct comm *c) {
 }
 
 static const struct comm_ops staged_ops = {
-    staged_ring_start, staged_ring_wait, staged_all_reduce, staged_reduce_scatter,
-    staged_all_gather, staged_broadcast,  staged_barrier,    staged_free,
+    .ring_start = staged_ring_start,
+    .ring_wait = staged_ring_wait,
+    .all_reduce = staged_all_reduce,
+    .reduce_scatter = staged_reduce_scatter,
+    .all_gather = staged_all_gather,
+    .reduce_scatter_start = staged_reduce_scatter_start,
+    .all_gather_start = staged_all_gather_start,
+    .coll_wait = staged_coll_wait,
+    .broadcast = staged_broadcast,
+    .barrier = staged_barrier,
+    .free = staged_free,
 };
 
 void comm_staged_init(struct comm *c, MPI_Comm parent, const char *name, double timeout_s,

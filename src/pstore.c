@@ -1,5 +1,6 @@
-/* pstore: the parameter store's layout, buffers and working weights (see pstore.h);
- * pstore_grad.c holds the gradients and the update, pstore_state.c the checkpoint state. */
+/* pstore: the parameter store's layout, buffers and working weights (stage 3: gathered per
+ * layer, the next one prefetched; see pstore.h); pstore_grad.c holds the gradients and the
+ * update, pstore_state.c the checkpoint state. */
 #include "pstore.h"
 
 #include <stdio.h>
@@ -52,7 +53,7 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
         u->s = pstore_split(u->lo, u->hi, ps->shards, ps->rank, &u->own_lo, &u->own_n);
         u->sh = S;
         u->gfull = G;
-        u->wslot = u->gslot = -1;
+        u->wslot = -1;
         S += u->s;
         G += ps->shards * u->s;
         if (u->s > ps->max_part) ps->max_part = u->s;
@@ -233,11 +234,29 @@ static void own_to_act(struct pstore *ps, int i, void *dst) {
     be->to_act(be, dst, src, u->own_n);
 }
 
+/* Wait for the gather in flight into weight slot k, if any (stage 3). */
+static void wslot_wait(struct pstore *ps, int k) {
+    if (!ps->wreq[k].active) return;
+    char what[48];
+    snprintf(what, sizeof what, "of the working weights of unit %d", ps->wslot_unit[k]);
+    comm_coll_wait(ps->world, &ps->wreq[k], what);
+}
+
+/* Start gathering layer i's working weights into its slot (stage 3). The transport orders it
+ * after the work queued so far, which holds every reader of the slot's previous layer. */
+static void gather_start(struct pstore *ps, int i) {
+    const struct pstore_unit *u = &ps->u[i];
+    int k = i % PSTORE_SLOTS;
+    wslot_wait(ps, k);
+    comm_all_gather_start(ps->world, act_at(ps, ps->ashard, u->sh), ps->wslot[k], u->s, ps->dtype, &ps->wreq[k]);
+    ps->wslot_unit[k] = i;
+}
+
 /* Unit i's working weights from the master (layers converted per use: nothing to do). */
 static void refresh_unit(struct pstore *ps, int i) {
     struct pstore_unit *u = &ps->u[i];
     for (int k = 0; k < PSTORE_SLOTS; k++)
-        if (ps->wslot_unit[k] == i) ps->wslot_unit[k] = -1;
+        if (ps->wslot_unit[k] == i) wslot_wait(ps, k), ps->wslot_unit[k] = -1;
     if (ps->aliased || (is_layer(ps, i) && ps->wmode == PW_CONVERT)) return;
     if (is_layer(ps, i) && ps->wmode == PW_GATHER) {
         u->w = NULL;
@@ -268,20 +287,34 @@ void pstore_refresh(struct pstore *ps) {
     for (int i = 0; i < ps->n_units; i++) refresh_unit(ps, i);
 }
 
+/* Stage 3: start gathering layer `next` into its slot while unit i (a layer in the other
+ * slot, or the embedding) computes. A layer whose host update is still to come is gathered
+ * by its own acquire, after the update (settle). */
+static void prefetch(struct pstore *ps, int i, int next) {
+    if (ps->wmode != PW_GATHER || next < 0 || !is_layer(ps, next) || ps->u[next].stale) return;
+    if (is_layer(ps, i) && next % PSTORE_SLOTS == i % PSTORE_SLOTS) return;
+    if (ps->wslot_unit[next % PSTORE_SLOTS] != next) gather_start(ps, next);
+}
+
 void pstore_acquire_weights(struct pstore *ps, int i, int next) {
     struct pstore_unit *u = &ps->u[i];
     settle(ps, i);
     if (next >= 0 && ps->u[next].stale && ps->u[next].own_n && ps->stage_buf[0] &&
         ps->stage_unit[stage_of(next)] < 0 && pw_done(&ps->worker, PW_UPDATE, next))
         stage_in(ps, next);
-    if (!is_layer(ps, i) || ps->aliased || ps->wmode == PW_RESIDENT) return;
+    if (!is_layer(ps, i)) {
+        prefetch(ps, i, next);
+        return;
+    }
+    if (ps->aliased || ps->wmode == PW_RESIDENT) return;
     int k = ps->wmode == PW_CONVERT ? 0 : i % PSTORE_SLOTS;
-    if (ps->wslot_unit[k] != i) {
-        if (ps->wmode == PW_CONVERT)
-            ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
-        else /* the collectives are ordered on the transport: no prefetch of the gathers */
-            comm_all_gather(ps->world, act_at(ps, ps->ashard, u->sh), ps->wslot[k], u->s, ps->dtype);
+    if (ps->wmode == PW_CONVERT) {
+        if (ps->wslot_unit[k] != i) ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
         ps->wslot_unit[k] = i;
+    } else {
+        if (ps->wslot_unit[k] != i) gather_start(ps, i); /* not prefetched */
+        prefetch(ps, i, next);
+        wslot_wait(ps, k);
     }
     u->w = ps->wslot[k];
     u->wslot = k;

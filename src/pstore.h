@@ -24,10 +24,16 @@
  * resident in act (gathered or converted after each update) and have gradient buffers of
  * their own; only layers rotate through the two weight and gradient slots.
  *
- * Gradients of a unit buffer are final for one sequence at pstore_release_grads: the buffer
- * is reduce-scattered over the world (all-reduced when not sharded) and this rank's part
- * added into its gradient shard (the first sequence of a step copies). Full gradients (stages 0 and 1) are
- * reduced at pstore_reduce: all-reduced (stage 0) or reduce-scattered unit by unit. */
+ * Gradients of a unit buffer are final for one sequence at pstore_release_grads: the buffer's
+ * reduce-scatter over the world is started there (all-reduced at once when not sharded) and
+ * the unit is "pending" until the buffer is next needed -- the next acquire of its slot, or
+ * pstore_reduce -- which waits for the collective and then adds this rank's part into its
+ * gradient shard (the first sequence of a step copies). So a layer's reduce-scatter runs
+ * while the next layers' backward does. Full gradients (stages 0 and 1) are reduced at
+ * pstore_reduce: all-reduced (stage 0) or reduce-scattered unit by unit.
+ * Gathered working weights (stage 3): acquiring layer i starts the gather of `next` (the
+ * layer after it in the pass) into the other weight slot and waits only for its own, so a
+ * layer's gather runs while the layer before it computes. */
 #ifndef RT_PSTORE_H
 #define RT_PSTORE_H
 
@@ -53,7 +59,8 @@ struct pstore_unit {
     int64_t gfull;           /* offset in the full gradient buffer (stages 0-1, device optimizer) */
     void   *w;               /* act working weights (shards * s), NULL while not present */
     float  *g;               /* gradient buffer (shards * s) while acquired, else NULL */
-    int     wslot, gslot;    /* the layer slot holding them; -1: none / not a slot */
+    int     wslot;           /* the weight slot holding w; -1: none / not a slot */
+    int     pending;         /* released gradients whose reduction may be in flight, not yet in the shard */
     int     g_first;         /* no sequence of this step has added into the shard yet */
     int     g_seen;          /* sequences of this step released */
     int     stale;           /* host optimizer: updated (or being updated) since its act weights were made */
@@ -86,6 +93,9 @@ struct pstore {
     float   *gslot[PSTORE_SLOTS];        /* layer gradient buffers (unit gradient buffers) */
     int      gslot_unit[PSTORE_SLOTS];   /* the unit a gradient slot holds or still owes */
     float   *gglob[2];                   /* gradient buffers of the embedding and the head */
+    struct comm_req greq[PSTORE_SLOTS + 2]; /* the reduce-scatter in flight from each gradient buffer
+                                             * (layer slots, embedding, head) */
+    struct comm_req wreq[PSTORE_SLOTS];     /* the all-gather in flight into each weight slot */
     float   *stage_buf[2];   /* (max_part) device fp32: host master parts on their way to act */
     void    *stage_fence[2]; /* their copies in */
     int      stage_unit[2];  /* the unit whose part is in (or on its way to) a stage buffer, -1: none */
@@ -135,16 +145,18 @@ void pstore_refresh(struct pstore *ps);
 
 /* Weights of unit u for the ops that follow (a layer: converted or gathered into a slot;
  * the embedding and the head are resident; a pending update of the unit is finished first)
- * and next: the unit to prefetch (its updated part copied in if its update is done), -1 for
- * none. Collective at stage 3 and while an update is pending. */
+ * and next: the unit to prefetch, -1 for none -- at stage 3 its gather is started (unless its
+ * host update is still to come), with the host optimizer its updated part copied in if its
+ * update is done. Collective at stage 3 and while an update is pending. */
 void pstore_acquire_weights(struct pstore *ps, int u, int next);
 void pstore_release_weights(struct pstore *ps, int u);
 /* The working weight at flat offset off (its unit acquired). */
 const void *pstore_weight(const struct pstore *ps, int64_t off);
 
 /* Gradients: pstore_begin_step before a step's nseq sequences; per sequence and unit
- * acquire (a zeroed buffer, or the full buffer's part), the ops adding into pstore_grad,
- * then release (collective at stage >= 2). */
+ * acquire (a zeroed buffer, or the full buffer's part; a pending unit of the buffer is
+ * added into the shard first), the ops adding into pstore_grad, then release (collective
+ * at stage >= 2: the reduction is started). */
 void pstore_begin_step(struct pstore *ps, int nseq);
 /* The numerical guard's test switch: this step's reduced gradient of parameter 0 becomes NaN
  * on the rank that owns it, before the norm (call before the step's sequences). */
@@ -152,10 +164,10 @@ void pstore_poison(struct pstore *ps);
 void pstore_acquire_grads(struct pstore *ps, int u);
 void pstore_release_grads(struct pstore *ps, int u);
 float *pstore_grad(const struct pstore *ps, int64_t off);
-/* After the step's last sequence: the reduced gradients of this rank's shard complete
- * (collective); returns their sum of squares over this rank's shard (every rank's
- * shards together are all the parameters once when shards > 1; with one shard each rank's
- * sum is already the total). */
+/* After the step's last sequence: the pending units added, the reduced gradients of this
+ * rank's shard complete (collective); returns their sum of squares over this rank's shard
+ * (every rank's shards together are all the parameters once when shards > 1; with one
+ * shard each rank's sum is already the total). */
 double pstore_reduce(struct pstore *ps);
 /* This rank's reduced gradient of flat parameter off, and whether this rank owns it. */
 float *pstore_owned_grad(struct pstore *ps, int64_t off);

@@ -1,7 +1,9 @@
 /* pstore_grad: the parameter store's gradients -- unit buffers and their reduce-scatter into
- * the rank's shard, the full buffer's reduction, the norm -- and the AdamW update on the
- * shard (see pstore.h). */
+ * the rank's shard (started at a unit's release, added into the shard when its buffer is
+ * next needed), the full buffer's reduction, the norm -- and the AdamW update on the shard
+ * (see pstore.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "optimizer.h"
@@ -10,9 +12,15 @@
 
 static int is_layer(const struct pstore *ps, int u) { return u >= 1 && u <= ps->Ly; }
 
-/* The fence of unit i's gradient buffer: a layer slot, the embedding's or the head's. */
-static void *gfence_of(const struct pstore *ps, int i) {
-    return ps->gfence[is_layer(ps, i) ? i % PSTORE_SLOTS : i == 0 ? PSTORE_SLOTS : PSTORE_SLOTS + 1];
+/* Unit i's gradient buffer: layer slot 0..PSTORE_SLOTS-1, the embedding's (PSTORE_SLOTS)
+ * or the head's (PSTORE_SLOTS + 1); it indexes gfence and greq. */
+static int gbuf_of(const struct pstore *ps, int i) {
+    return is_layer(ps, i) ? i % PSTORE_SLOTS : i == 0 ? PSTORE_SLOTS : PSTORE_SLOTS + 1;
+}
+
+static float *gbuf(const struct pstore *ps, int i) {
+    int b = gbuf_of(ps, i);
+    return b < PSTORE_SLOTS ? ps->gslot[b] : ps->gglob[b - PSTORE_SLOTS];
 }
 
 void pstore_begin_step(struct pstore *ps, int nseq) {
@@ -28,24 +36,6 @@ void pstore_begin_step(struct pstore *ps, int nseq) {
 
 void pstore_poison(struct pstore *ps) { ps->poison = 1; }
 
-void pstore_acquire_grads(struct pstore *ps, int i) {
-    if (ps->grad_full) return;
-    struct pstore_unit *u = &ps->u[i];
-    if (u->g) return; /* the embedding, acquired at the head when tied */
-    float *buf;
-    if (is_layer(ps, i)) {
-        int k = i % PSTORE_SLOTS;
-        buf = ps->gslot[k];
-        ps->gslot_unit[k] = i;
-        u->gslot = k;
-    } else {
-        buf = ps->gglob[i == 0 ? 0 : 1];
-    }
-    if (ps->host_opt && !ps->be->host_memory) ps->be->fence_wait(ps->be, gfence_of(ps, i)); /* its last copy out */
-    ps->be->zero(ps->be, buf, (size_t)(ps->shards * u->s) * sizeof(float));
-    u->g = buf;
-}
-
 /* Wait on the host until the copies to the host shard are done. */
 static void host_wait(struct pstore *ps) {
     ps->be->fence_wait(ps->be, ps->fence);
@@ -58,7 +48,7 @@ static void add_into_shard(struct pstore *ps, int i) {
     const struct backend *be = ps->be;
     struct pstore_unit *u = &ps->u[i];
     int64_t n = u->own_n;
-    const float *src = u->g + ps->rank * u->s;
+    const float *src = gbuf(ps, i) + ps->rank * u->s;
     float *dst = ps->gshard + u->sh;
     size_t bytes = (size_t)n * sizeof(float);
     int first = u->g_first;
@@ -70,7 +60,7 @@ static void add_into_shard(struct pstore *ps, int i) {
         return;
     }
     if (first) {
-        be->copy_async(be, dst, src, bytes, gfence_of(ps, i));
+        be->copy_async(be, dst, src, bytes, ps->gfence[gbuf_of(ps, i)]);
         return;
     }
     be->copy_async(be, ps->host_add, src, bytes, ps->fence);
@@ -78,19 +68,54 @@ static void add_into_shard(struct pstore *ps, int i) {
     ps->obe->add_f32(ps->obe, dst, ps->host_add, n);
 }
 
-void pstore_release_grads(struct pstore *ps, int i) {
-    if (ps->grad_full) return;
+/* Pending unit i into the shard: its reduction waited for (on a device, the shard's copy or
+ * add is ordered after it on the compute stream; the host waits for it only here), then
+ * added; with the host optimizer its sum of squares follows once the last sequence's copy
+ * lands. */
+static void retire(struct pstore *ps, int i) {
     struct pstore_unit *u = &ps->u[i];
-    if (!u->g) RT_FATAL("pstore: gradients of unit %d released but not acquired", i);
-    if (ps->shards > 1) comm_reduce_scatter(ps->world, u->g, u->g + ps->rank * u->s, u->s, COMM_F32);
-    else if (ps->world->size > 1) comm_all_reduce(ps->world, u->g, u->g, u->s, COMM_F32, COMM_SUM);
+    if (!u->pending) return;
+    struct comm_req *req = &ps->greq[gbuf_of(ps, i)];
+    if (req->active) {
+        char what[48];
+        snprintf(what, sizeof what, "of the gradients of unit %d", i);
+        comm_coll_wait(ps->world, req, what);
+    }
     add_into_shard(ps, i);
-    u->g = NULL;
-    u->gslot = -1;
+    u->pending = 0;
     if (ps->worker.started && ++u->g_seen == ps->nseq) { /* the shard is final once its copy lands */
         pw_expect(&ps->worker, PW_NORM, i);
         ps->be->host_fn(ps->be, pw_arrive, &ps->worker.arrival[i]);
     }
+}
+
+void pstore_acquire_grads(struct pstore *ps, int i) {
+    if (ps->grad_full) return;
+    struct pstore_unit *u = &ps->u[i];
+    if (u->g) return; /* the embedding, acquired at the head when tied */
+    int b = gbuf_of(ps, i);
+    if (b < PSTORE_SLOTS) { /* a layer slot: its last unit settled first */
+        if (ps->gslot_unit[b] >= 0) retire(ps, ps->gslot_unit[b]);
+        ps->gslot_unit[b] = i;
+    } else {
+        retire(ps, i); /* the previous sequence's */
+    }
+    float *buf = gbuf(ps, i);
+    if (ps->host_opt && !ps->be->host_memory) ps->be->fence_wait(ps->be, ps->gfence[b]); /* its last copy out */
+    ps->be->zero(ps->be, buf, (size_t)(ps->shards * u->s) * sizeof(float));
+    u->g = buf;
+}
+
+void pstore_release_grads(struct pstore *ps, int i) {
+    if (ps->grad_full) return;
+    struct pstore_unit *u = &ps->u[i];
+    if (!u->g) RT_FATAL("pstore: gradients of unit %d released but not acquired", i);
+    if (ps->shards > 1)
+        comm_reduce_scatter_start(ps->world, u->g, u->g + ps->rank * u->s, u->s, COMM_F32, &ps->greq[gbuf_of(ps, i)]);
+    else if (ps->world->size > 1)
+        comm_all_reduce(ps->world, u->g, u->g, u->s, COMM_F32, COMM_SUM);
+    u->g = NULL;
+    u->pending = 1;
 }
 
 float *pstore_grad(const struct pstore *ps, int64_t off) {
@@ -127,6 +152,7 @@ void pstore_host_job(void *ctx, int kind, int i) {
 }
 
 double pstore_reduce(struct pstore *ps) {
+    for (int i = 0; i < ps->n_units; i++) retire(ps, i);
     if (ps->grad_full && ps->world->size > 1) {
         for (int i = 0; i < ps->n_units; i++) {
             struct pstore_unit *u = &ps->u[i];

@@ -2,8 +2,11 @@
  * every value sent is a function of (seed, sender, offset), so each receiver knows what
  * must arrive. Ring exchange over several hops (double-buffered, as the ring schedule
  * uses it), all-reduce (sum, max, in place), reduce-scatter and all-gather (out of place
- * and in place, as ZeRO uses them), broadcast, and the MPI-only gather and scatter to and
- * from a root (in place at the root and not). */
+ * and in place, as ZeRO uses them), their started forms as the parameter store overlaps
+ * them (an in-place reduce-scatter and an all-gather in flight together with a blocking
+ * all-reduce between, waited in the reverse order; two started on the same buffers in a
+ * row), broadcast, and the MPI-only gather and scatter to and from a root (in place at the
+ * root and not). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -92,6 +95,45 @@ static void test_collectives(struct comm *c) {
     free(d), free(dsum), free(send), free(recv);
 }
 
+/* Sum over the ranks of value(seed, r, i). */
+static float sum_of(int P, uint64_t seed, int64_t i) {
+    float e = 0;
+    for (int r = 0; r < P; r++) e += value(seed, r, i);
+    return e;
+}
+
+/* The started forms: a gradient buffer's in-place reduce-scatter and a weight slot's
+ * all-gather in flight at once, a blocking all-reduce issued meanwhile, waited in the
+ * reverse order; then the same buffers again (a slot reused after its wait). */
+static void test_started(struct comm *c) {
+    enum { N = 1003 };
+    int P = c->size;
+    int64_t all = (int64_t)P * N;
+    float *g = malloc((size_t)all * sizeof(float)), *w = malloc((size_t)all * sizeof(float));
+    float *part = malloc(N * sizeof(float));
+    float *mine = g + (int64_t)c->rank * N;
+    for (int round = 0; round < 2; round++) {
+        uint64_t sg = 20 + 2 * round, sw = 21 + 2 * round;
+        for (int64_t i = 0; i < all; i++) g[i] = value(sg, c->rank, i), w[i] = -1.0f;
+        for (int64_t i = 0; i < N; i++) part[i] = value(sw, c->rank, i);
+        struct comm_req rs = {0}, ag = {0};
+        float x[2] = {1.0f, (float)c->rank};
+        comm_reduce_scatter_start(c, g, mine, N, COMM_F32, &rs);
+        comm_all_gather_start(c, part, w, N, COMM_F32, &ag);
+        CHECK(rs.active && ag.active);
+        comm_all_reduce(c, x, x, 2, COMM_F32, COMM_SUM);
+        comm_coll_wait(c, &ag, "test all-gather");
+        comm_coll_wait(c, &rs, "test reduce-scatter");
+        CHECK(!rs.active && !ag.active);
+        CHECK(x[0] == (float)P && x[1] == (float)(P * (P - 1) / 2));
+        int bad = 0;
+        for (int64_t i = 0; i < N; i++) bad += mine[i] != sum_of(P, sg, (int64_t)c->rank * N + i);
+        for (int64_t i = 0; i < all; i++) bad += w[i] != value(sw, (int)(i / N), i % N);
+        if (!CHECK(bad == 0)) fprintf(stderr, "  started collectives, round %d: %d wrong\n", round, bad);
+    }
+    free(g), free(w), free(part);
+}
+
 /* Gather to and scatter from the last rank, out of place and in place at the root. */
 static void test_root_collectives(struct comm *c) {
     enum { N = 777 };
@@ -125,6 +167,7 @@ int main(int argc, char **argv) {
     CHECK(comm_dtype_size(COMM_F64) == 8 && comm_dtype_size(COMM_I32) == 4);
     test_ring(&world);
     test_collectives(&world);
+    test_started(&world);
     test_root_collectives(&world);
     int fails = tu_failures;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));

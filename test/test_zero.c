@@ -17,6 +17,13 @@
  *     and then added, where full buffers add the sequences first. That is about one ulp per
  *     gradient element per step, which AdamW's m / sqrt(v) grows on elements with a small v
  *     (seen at 4 ranks over 20 steps: losses 3e-9, weights 3e-6 L2 and 4e-5 max).
+ *     These runs move the store's started collectives over the strict transport
+ *     (comm_strict.h: each runs only at its wait, its output poisoned until then), so a
+ *     gradient or weight read before its collective's wait turns the losses into NaN; no
+ *     buffer may be written while in flight, sharded unit gradient buffers (ZeRO-2/3, and
+ *     ZeRO-1 with the host optimizer) must start collectives and have two in flight at once
+ *     (a layer's reduce-scatter or gather overlaps other work), the other placements none.
+ *     The checkpoint runs (3) use the MPI transport's own started collectives.
  *  3. Checkpoints: saved by a ZeRO-3 run after STEPS/2 steps (every rank writes its slices)
  *     and loaded by fresh trainers of every stage and placement (every rank reads what it
  *     holds), the next steps continue as the original run does: bit for bit with the same
@@ -29,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm_strict.h"
 #include "rng.h"
 #include "runtime.h"
 #include "testutil.h"
@@ -193,9 +201,23 @@ static void take_state(struct trainer *t, struct outcome *o) {
     }
 }
 
+/* The started collectives of a run over the strict transport: where unit gradient buffers are
+ * sharded (ZeRO-2/3; ZeRO-1 with the host optimizer) some, two in flight at once at least;
+ * else none. Never a buffer written in flight. */
+static void check_started(const struct trainer *t, const struct job *j) {
+    const struct comm_strict_stats *st = comm_strict_stats(&t->world);
+    const struct pstore *ps = &t->model.ps;
+    int overlapped = !ps->grad_full && ps->shards > 1;
+    if (!CHECK(st->violations == 0 && (overlapped ? st->started > 0 && st->most_in_flight >= 2 : st->started == 0)))
+        fprintf(stderr, "  zero %d host %d: %d started collectives, at most %d in flight, %d written in flight\n",
+                j->cfg.parallel.zero, j->cfg.memory.optimizer == OPTIMIZER_HOST, st->started, st->most_in_flight,
+                st->violations);
+}
+
 static void run(const struct job *j, int steps, struct outcome *o) {
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, j, &rt, NULL);
+    comm_strict_wrap(&t->world);
     const struct pstore *ps = &t->model.ps;
     int sharded = j->cfg.parallel.zero >= 1 && rt.world > 1;
     CHECK(ps->shards == (sharded ? rt.world : 1) && ps->stage == (rt.world > 1 ? j->cfg.parallel.zero : 0));
@@ -207,6 +229,7 @@ static void run(const struct job *j, int steps, struct outcome *o) {
         CHECK(!st.skipped && st.grad_norm > CLIP); /* every step clips */
     }
     take_state(t, o);
+    check_started(t, j);
     trainer_free(t);
     free(t);
 }

@@ -8,10 +8,16 @@
  * Each: ring exchange over several hops (double-buffered, as the ring schedule uses it; f32
  * and bf16; two exchanges in flight at once, waited in reverse order), all-reduce (sum, max,
  * in place and out of place; bf16 sum on NCCL), reduce-scatter and all-gather (out of
- * place, and in place as ZeRO runs them on the gradients and weights), broadcast, barrier. Stream order is checked too: the first ring message is written by a copy queued on
- * the compute stream behind slow work and sent without a host wait (the transport must order
- * after the compute stream), and results are read back by copies queued on the compute stream
- * right after a collective returns (the compute stream must wait for the transport).
+ * place, and in place as ZeRO runs them on the gradients and weights), their started forms
+ * as the parameter store overlaps them (an in-place f32 reduce-scatter and a bf16 all-gather
+ * into a slot in flight together, a blocking all-reduce between, waited in reverse order:
+ * the same bytes as the blocking forms give; on NCCL the start returns while the compute
+ * stream is still busy, i.e. without waiting for it on the host), broadcast, barrier.
+ * Stream order is checked too: the first ring message and the started collectives' inputs
+ * are written by copies queued on the compute stream behind slow work and sent without a
+ * host wait (the transport must order after the compute stream), and results are read back
+ * by copies queued on the compute stream right after a collective returns or is waited for
+ * (the compute stream must wait for the transport).
  * Prints one summary line (rank 0); exits non-zero on any failed check on any rank. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,6 +295,68 @@ static void test_scatter_gather(struct comm *c) {
     free(hs), free(hr), free(hw);
 }
 
+/* The started forms against the blocking ones: a gradient buffer (f32, P x COLL_N) reduce-
+ * scattered in place and a weight part (bf16 words, COLL_N) gathered into a slot, first
+ * blocking, then started -- inputs written behind slow compute work, both in flight with an
+ * all-reduce between, waited in reverse order -- with byte-identical results. */
+static void test_started(struct comm *c, int is_nccl) {
+    int P = c->size;
+    size_t all = (size_t)P * COLL_N, gbytes = all * sizeof(float), wbytes = all * 2;
+    float *hg = NULL, *want_g = malloc(COLL_N * sizeof(float)), *got_g = malloc(COLL_N * sizeof(float));
+    uint16_t *hw = NULL, *want_w = malloc(wbytes), *got_w = malloc(wbytes);
+    CUDA_CHECK(cudaMallocHost((void **)&hg, gbytes)); /* pinned: the copies behind the slow work stay async */
+    CUDA_CHECK(cudaMallocHost((void **)&hw, COLL_N * 2));
+    float *g = dalloc(gbytes), *mine = g + (int64_t)c->rank * COLL_N;
+    uint16_t *part = dalloc(COLL_N * 2), *slot = dalloc(wbytes);
+    int32_t x = 1, *dx = dalloc(sizeof x);
+    for (size_t i = 0; i < all; i++) hg[i] = value(15, c->rank, (int64_t)i);
+    for (int64_t i = 0; i < COLL_N; i++) hw[i] = word(16, c->rank, i);
+
+    up(g, hg, gbytes);
+    up(part, hw, COLL_N * 2);
+    comm_reduce_scatter(c, g, mine, COLL_N, COMM_F32);
+    comm_all_gather(c, part, slot, COLL_N, COMM_BF16);
+    down(want_g, mine, COLL_N * sizeof(float));
+    down(want_w, slot, wbytes);
+
+    poison(g, gbytes);
+    poison(slot, wbytes);
+    sync_device();
+    for (int i = 0; i < 4; i++) delay_compute();
+    CUDA_CHECK(cudaMemcpyAsync(g, hg, gbytes, cudaMemcpyHostToDevice, g_compute));
+    struct comm_req rs = {0}, ag = {0};
+    comm_reduce_scatter_start(c, g, mine, COLL_N, COMM_F32, &rs);
+    if (is_nccl) CHECK(cudaStreamQuery(g_compute) == cudaErrorNotReady); /* the host did not wait for it */
+    CUDA_CHECK(cudaMemcpyAsync(part, hw, COLL_N * 2, cudaMemcpyHostToDevice, g_compute));
+    comm_all_gather_start(c, part, slot, COLL_N, COMM_BF16, &ag);
+    up(dx, &x, sizeof x);
+    comm_all_reduce(c, dx, dx, 1, COMM_I32, COMM_SUM);
+    comm_coll_wait(c, &ag, "test all-gather");
+    CUDA_CHECK(cudaMemcpyAsync(got_w, slot, wbytes, cudaMemcpyDeviceToHost, g_compute));
+    comm_coll_wait(c, &rs, "test reduce-scatter");
+    CHECK(!rs.active && !ag.active);
+    down(got_g, mine, COLL_N * sizeof(float));
+    down(&x, dx, sizeof x);
+    CHECK(x == P);
+    int bad = 0;
+    for (int64_t i = 0; i < COLL_N; i++) {
+        float e = 0;
+        for (int r = 0; r < P; r++) e += value(15, r, (int64_t)c->rank * COLL_N + i);
+        bad += want_g[i] != e;
+    }
+    for (size_t i = 0; i < all; i++) bad += want_w[i] != word(16, (int)(i / COLL_N), (int64_t)(i % COLL_N));
+    if (!CHECK(bad == 0)) fprintf(stderr, "  %s: blocking reduce-scatter / all-gather: %d wrong\n", c->name, bad);
+    int same = !memcmp(got_g, want_g, COLL_N * sizeof(float)) && !memcmp(got_w, want_w, wbytes);
+    if (!CHECK(same)) fprintf(stderr, "  %s: started collectives differ from the blocking ones\n", c->name);
+    CUDA_CHECK(cudaFree(g));
+    CUDA_CHECK(cudaFree(part));
+    CUDA_CHECK(cudaFree(slot));
+    CUDA_CHECK(cudaFree(dx));
+    CUDA_CHECK(cudaFreeHost(hg));
+    CUDA_CHECK(cudaFreeHost(hw));
+    free(want_g), free(got_g), free(want_w), free(got_w);
+}
+
 static void test_broadcast(struct comm *c) {
     int P = c->size;
     int32_t b[3] = {c->rank, c->rank + 1, c->rank + 2}, *db = dalloc(sizeof b);
@@ -316,6 +384,7 @@ static void test_transport(struct comm *c, int is_nccl) {
     test_ring_pair(c);
     test_all_reduce(c, is_nccl);
     test_scatter_gather(c);
+    test_started(c, is_nccl);
     test_broadcast(c);
     comm_barrier(c);
     if (tu_failures != before)
