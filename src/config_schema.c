@@ -135,11 +135,11 @@ const struct cfg_key cfg_schema[] = {
     KEY("memory.optimizer", CFGT_ENUM, memory.optimizer, NOBOUND, "device|host", "device",
         "Where the fp32 master weights, AdamW moments and reduced gradients of this rank's part live: `device`, or `host` (pinned host memory; AdamW runs on the rank's CPU cores; the GPU keeps bf16 weights and two layers of gradient buffers, each layer's gradients copied out as its backward ends)."),
     KEY("memory.offload", CFGT_ENUM, memory.offload, NOBOUND, "none|auto|all", "auto",
-        "Activation offload: the saved layer inputs and attention outputs of the first layers "
-        "wait for the backward in pinned host memory, copied out and back (one layer ahead) while "
-        "other layers compute. `auto` offloads as few layers as make the job fit the GPU (none "
-        "when it fits; never on the cpu backend), `all` every layer, `none` none. Needs "
-        "memory.checkpointing full or selective; on the cpu backend `all` copies host to host "
+        "Activation offload, token-wise: the last tokens of every layer's saved input and attention "
+        "output wait for the backward in pinned host memory, copied out and back (one layer ahead) "
+        "while other layers compute. `auto` offloads as few tokens (in steps of 256) as make the job "
+        "fit the GPU (none when it fits; never on the cpu backend), `all` every token, `none` none. "
+        "Needs memory.checkpointing full or selective; on the cpu backend `all` copies host to host "
         "(for tests)."),
     KEY("memory.tile_tokens", CFGT_INT, memory.tile_tokens, GE(0), NULL, "0",
         "Tokens per tile of the token-wise layer work (norms, q/k/v/o projections, RoPE, the MLP, "
@@ -151,7 +151,7 @@ const struct cfg_key cfg_schema[] = {
         "recomputed, so every activation is kept whole)."),
     KEY("memory.reserve_gib", CFGT_FLOAT, memory.reserve_gib, GE(0), NULL, "1.5",
         "GiB of GPU memory that `memory.offload: auto` leaves free for the libraries' "
-        "workspaces when it decides how many layers to keep on the GPU."),
+        "workspaces when it decides how many tokens of each layer to keep on the GPU."),
 
     KEY("device.backend", CFGT_ENUM, device.backend, NOBOUND, "cpu|cuda", "cpu",
         "Compute backend: `cpu` (the reference implementation) or `cuda`."),

@@ -91,8 +91,9 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
 
 /* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
  * against what train_backend_budget measures: its arena, laid out, into t->arena; returns the
- * layers memory.offload keeps in host memory (-1 when none fits, why). */
-static int plan_run(struct trainer *t, const struct runtime *rt, char *why, size_t whylen) {
+ * tokens of every layer's saved tensors that memory.offload keeps on the device (-1 when no
+ * split fits, why). */
+static int64_t plan_run(struct trainer *t, const struct runtime *rt, char *why, size_t whylen) {
     double gpu_gib;
     int ranks_per_gpu;
     train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
