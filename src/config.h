@@ -23,7 +23,7 @@ enum cfg_synthetic { SYNTHETIC_NONE, SYNTHETIC_COPY };
 enum cfg_schedule  { SCHEDULE_CONSTANT, SCHEDULE_COSINE };
 enum cfg_ring      { RING_ZIGZAG, RING_PLAIN };
 enum cfg_transport { TRANSPORT_AUTO, TRANSPORT_NCCL, TRANSPORT_MPI };
-enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE };
+enum cfg_ckpting   { CKPT_NONE, CKPT_FULL, CKPT_SELECTIVE, CKPT_AUTO };
 enum cfg_offload   { OFFLOAD_NONE, OFFLOAD_AUTO, OFFLOAD_ALL };
 enum cfg_optimizer { OPTIMIZER_DEVICE, OPTIMIZER_HOST };
 enum cfg_backend   { BACKEND_CPU, BACKEND_CUDA };

@@ -128,10 +128,13 @@ const struct cfg_key cfg_schema[] = {
     KEY("parallel.timeout_s", CFGT_FLOAT, parallel.timeout_s, IN(1, 1e6), NULL, "600",
         "Longest wait for other ranks, in seconds, of any operation: ring exchanges, gradient and control collectives, the waits of a checkpoint save (every rank writes its own slices, then waits for the slowest: keep it above the longest write of one rank's share). A rank that stops answering (stopped, hung, dead) ends the job after this long with exit 1 and a message naming it (the ranks that do not answer a roll call); while waiting, a SIGINT ends the job within a few seconds (exit 130)."),
 
-    KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective",
+    KEY("memory.checkpointing", CFGT_ENUM, memory.checkpointing, NOBOUND, "none|full|selective|auto",
         "selective",
         "Activation checkpointing: `none` keeps all activations, `full` recomputes each block "
-        "in the backward pass, `selective` recomputes only the cheap parts."),
+        "in the backward pass (the ring attention forward too), `selective` recomputes only the "
+        "cheap parts (each layer's attention output is saved), `auto` saves the attention output "
+        "of as many layers as the device and host memory hold (after memory.offload's share) and "
+        "recomputes the others' as `full` does: selective when it fits, full when nothing else does."),
     KEY("memory.optimizer", CFGT_ENUM, memory.optimizer, NOBOUND, "device|host", "device",
         "Where the fp32 master weights, AdamW moments and reduced gradients of this rank's part live: `device`, or `host` (pinned host memory; AdamW runs on the rank's CPU cores; the GPU keeps bf16 weights and two layers of gradient buffers, each layer's gradients copied out as its backward ends)."),
     KEY("memory.offload", CFGT_ENUM, memory.offload, NOBOUND, "none|auto|all", "auto",

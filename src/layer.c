@@ -117,7 +117,7 @@ static void qkv_tile_backward(struct model *m, const struct layer_acts *a, const
 void layer_forward(struct model *m, int l, const struct layer_weights *w, const struct saved_rows *out) {
     struct layer_acts *a = &m->la[l];
     const struct saved_rows *x = &m->xs[l];
-    int nt = n_tiles(m), keep_attn = m->ckpt == MODEL_SAVE_SELECTIVE;
+    int nt = n_tiles(m), keep_attn = model_saves_attn(m, l);
     for (int i = 0, t0, n; i < nt; i++) tile_at(m, i, &t0, &n), qkv_tile(m, a, x, w, t0, n);
     if (keep_attn) a->attn = offload_write(&m->saved_attn, l).dev; /* contiguous: OFFLOAD_WHOLE */
     ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
@@ -130,10 +130,10 @@ void layer_backward(struct model *m, int l, const struct layer_weights *w) {
     const struct backend *be = m->be;
     const struct model_config *mc = &m->mc;
     const struct saved_rows *x = &m->xs[l];
-    int nt = n_tiles(m), recompute = m->ckpt != MODEL_SAVE_ALL, keep_attn = m->ckpt == MODEL_SAVE_SELECTIVE;
+    int nt = n_tiles(m), recompute = m->ckpt != MODEL_SAVE_ALL, keep_attn = model_saves_attn(m, l);
     if (recompute) {
         for (int i = 0, t0, n; i < nt; i++) tile_at(m, i, &t0, &n), qkv_tile(m, a, x, w, t0, n);
-        if (m->ckpt == MODEL_SAVE_FULL) ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
+        if (!keep_attn) ring_forward(&m->ring, a->attn, a->lse, a->q, a->k, a->v);
     }
     if (keep_attn) a->attn = offload_read(&m->saved_attn, l).dev;
     for (int i = 0, t0, n; i < nt; i++) {
@@ -143,7 +143,7 @@ void layer_backward(struct model *m, int l, const struct layer_weights *w) {
     }
     ring_backward(&m->ring, m->dq_a, m->dk_a, m->dv_a, m->dattn, a->q, a->k, a->v, a->attn, a->lse);
     /* the attention output's staging is free: the layer below may come back into it */
-    if (keep_attn) offload_prefetch(&m->saved_attn, l - 1);
+    if (l > 0 && model_saves_attn(m, l - 1)) offload_prefetch(&m->saved_attn, l - 1);
     for (int i = 0, t0, n; i < nt; i++) {
         tile_at(m, i, &t0, &n);
         if (nt > 1) /* the tile's xn1 was overwritten by later tiles */

@@ -3,6 +3,8 @@
  * never runs the model. */
 #include "mem_plan.h"
 
+#include <unistd.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +89,12 @@ static void p_fence_wait(const struct backend *be, void *fence) { (void)be, (voi
 size_t mem_plan_need(const struct mem_plan *p) {
     return p->total[MEM_DEVICE] - (p->measured ? p->allowance[MEM_DEVICE] : 0) -
            (p->backend_made ? p->outside[MEM_DEVICE] : 0);
+}
+
+double mem_machine_gib(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0) RT_FATAL("sysconf: the physical memory of this machine is unknown");
+    return (double)pages * (double)size / MEM_GIB;
 }
 
 size_t mem_plan_host(const struct mem_plan *p) {

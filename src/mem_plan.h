@@ -73,6 +73,8 @@ size_t mem_plan_need(const struct mem_plan *p);
 /* Bytes of one rank's host memory: pinned and plain, and on a backend whose memory is host
  * RAM (the cpu backend) its memory too. */
 size_t mem_plan_host(const struct mem_plan *p);
+/* The physical memory of this machine in GiB. */
+double mem_machine_gib(void);
 int mem_plan_fits(const struct mem_plan *p);
 void mem_plan_free(struct mem_plan *p);
 /* The plan backend takes the name, activation size and weight sharing of `real` (a backend

@@ -1,6 +1,8 @@
 /* model: Llama forward and backward over one rank's shard, with rematerialization-aware
- * checkpointing: MODEL_SAVE_SELECTIVE keeps each layer's input, attention output and lse
- * (the backward recomputes norms, projections, RoPE and the MLP, never the ring);
+ * checkpointing: MODEL_SAVE_SELECTIVE keeps each layer's input, and the attention output and
+ * lse of the layers [0, keep) (model_place_saved; all of them under memory.checkpointing
+ * selective): the backward recomputes norms, projections, RoPE and the MLP, and the ring only
+ * for the layers past keep;
  * MODEL_SAVE_FULL keeps only the layer input (the backward re-runs the ring);
  * MODEL_SAVE_ALL keeps everything.
  * Weights and gradients live in the parameter store (pstore.h), unit by unit (embedding,
@@ -115,7 +117,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->la = rt_calloc((size_t)Ly, sizeof *m->la, "layer activations");
     /* "all" keeps every layer's own; the others share one scratch layer, whose attention
      * output and lse only full checkpointing uses (selective saves them per layer). */
-    if (ckpt != MODEL_SAVE_ALL) acts_alloc(m, &m->scratch, ckpt == MODEL_SAVE_FULL);
+    if (ckpt != MODEL_SAVE_ALL) acts_alloc(m, &m->scratch, 0);
     for (int l = 0; l < Ly; l++) {
         struct layer_acts *a = &m->la[l];
         if (ckpt == MODEL_SAVE_ALL) {
@@ -123,7 +125,6 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
             continue;
         }
         *a = m->scratch;
-        if (ckpt == MODEL_SAVE_SELECTIVE) a->lse = f32_alloc(m, (int64_t)mc->n_heads * T, "saved lse");
         /* the selective policy's attn: m->saved_attn's, set by the layer (layer.c) */
     }
     m->xnf = act_alloc(m, t * d, "tile activations: final norm");
@@ -145,43 +146,66 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->tok_pred = own(m, owned_of(m), (size_t)T * sizeof(int32_t), "token losses and predictions");
 }
 
-/* The attention output is a saved tensor of its own (offloadable) under the selective policy;
- * the policy "all" keeps it with the layer's other activations. */
-static int saves_attn(const struct model *m) { return m->ckpt == MODEL_SAVE_SELECTIVE; }
+/* The attention output is a saved tensor of its own (offloadable) under the selective policy,
+ * for the layers [0, keep); the policy "all" keeps it with the layer's other activations. */
+int model_saves_attn(const struct model *m, int l) { return m->ckpt == MODEL_SAVE_SELECTIVE && l < m->keep; }
 
 int model_saved_rows(const struct model *m, int *shape, size_t *row_bytes) {
     shape[0] = OFFLOAD_ROWS;
     shape[1] = OFFLOAD_WHOLE;
     row_bytes[0] = (size_t)m->mc.dim * m->be->act_size;
     row_bytes[1] = (size_t)m->mc.n_heads * m->mc.head_dim * m->be->act_size;
-    return saves_attn(m) ? 2 : 1;
+    return m->ckpt == MODEL_SAVE_SELECTIVE ? 2 : 1;
 }
 
-double model_offloaded_bytes(const struct model *m, int64_t split) {
+double model_offloaded_bytes(const struct model *m, int64_t split, int keep) {
     int shape[2];
     size_t rb[2];
-    int nsets = model_saved_rows(m, shape, rb);
-    double row = (double)rb[0] + (nsets > 1 ? (double)rb[1] : 0.0);
-    return row * (double)(m->T - split) * m->mc.n_layers;
+    model_saved_rows(m, shape, rb);
+    return ((double)rb[0] * m->mc.n_layers + (double)rb[1] * keep) * (double)(m->T - split);
 }
 
-void model_place_saved(struct model *m, int64_t split) {
+size_t model_attn_scratch_bytes(const struct model *m, int keep) {
+    const struct model_config *mc = &m->mc;
+    size_t lse = (size_t)mc->n_heads * (size_t)m->T * sizeof(float);
+    size_t attn = (size_t)m->T * (size_t)mc->n_heads * (size_t)mc->head_dim * m->be->act_size;
+    if (m->ckpt == MODEL_SAVE_ALL) return 0;
+    return (size_t)keep * lse + (keep < mc->n_layers ? attn + lse : 0);
+}
+
+void model_place_saved(struct model *m, int64_t split, int keep) {
+    const struct model_config *mc = &m->mc;
+    int Ly = mc->n_layers;
     if (split < m->T && m->ckpt == MODEL_SAVE_ALL)
         RT_FATAL("model: offload needs the selective or full checkpointing policy");
+    if (keep < 0 || keep > Ly || (keep && m->ckpt != MODEL_SAVE_SELECTIVE))
+        RT_FATAL("model: the attention outputs of %d of %d layers saved under checkpointing policy %d", keep, Ly,
+                 m->ckpt);
     int shape[2];
     size_t rb[2];
     model_saved_rows(m, shape, rb);
     m->split = split;
-    int Ly = m->mc.n_layers;
+    m->keep = keep;
+    if (m->ckpt != MODEL_SAVE_ALL) {
+        /* the layers that recompute their attention output share one, and one lse */
+        if (keep < Ly) {
+            m->scratch.attn = act_alloc(m, (int64_t)m->T * mc->n_heads * mc->head_dim, "activations: attention output");
+            m->scratch.lse = f32_alloc(m, (int64_t)mc->n_heads * m->T, "activations: lse");
+        }
+        for (int l = 0; l < Ly; l++) {
+            if (l < keep) m->la[l].lse = f32_alloc(m, (int64_t)mc->n_heads * m->T, "saved lse");
+            else m->la[l].attn = m->scratch.attn, m->la[l].lse = m->scratch.lse;
+        }
+    }
     offload_init(&m->saved_x, m->be, "saved layer inputs", shape[0], rb[0], m->T, Ly, split);
-    if (saves_attn(m)) offload_init(&m->saved_attn, m->be, "saved attention outputs", shape[1], rb[1], m->T, Ly, split);
+    if (keep) offload_init(&m->saved_attn, m->be, "saved attention outputs", shape[1], rb[1], m->T, keep, split);
     m->placed = 1;
 }
 
 void model_free(struct model *m) {
     if (m->placed) {
         offload_free(&m->saved_x);
-        if (saves_attn(m)) offload_free(&m->saved_attn);
+        if (m->keep) offload_free(&m->saved_attn);
     }
     struct owned *o = owned_of(m);
     for (int i = 0; i < o->n; i++) m->be->free(m->be, o->p[i]);

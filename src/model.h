@@ -51,6 +51,7 @@ struct model {
     struct offload_set saved_x;    /* the layer inputs xs[0..Ly) */
     struct offload_set saved_attn; /* the attention outputs (selective policy) */
     int64_t split;         /* rows of every saved tensor kept on the device; the rest offloaded (T: none) */
+    int     keep;          /* selective: layers [0, keep) save their attention output, the others recompute it */
     int     placed;        /* model_place_saved was called */
     struct layer_acts *la; /* Ly */
     struct layer_acts scratch;
@@ -87,12 +88,20 @@ void model_free(struct model *m);
  * move: their shapes (offload.h) and bytes per token row (the layer input, then the
  * attention output); returns how many (2 under the selective policy, else 1). */
 int model_saved_rows(const struct model *m, int *shape, size_t *row_bytes);
-/* Bytes of host memory they take with rows [0, split) of every layer on the device. */
-double model_offloaded_bytes(const struct model *m, int64_t split);
+/* Bytes of host memory they take with rows [0, split) of every layer on the device and the
+ * attention outputs of keep layers saved. */
+double model_offloaded_bytes(const struct model *m, int64_t split, int keep);
+/* Device bytes model_place_saved adds besides the offload sets with keep layers saving their
+ * attention output: their lse, and one attention output and lse shared by the others. */
+size_t model_attn_scratch_bytes(const struct model *m, int keep);
 /* Allocate them: rows [0, split) of every layer's on the backend, the rest in host memory
- * (offload; split = T: none); the layers tile the two parts apart (layer.c). Called once
- * after model_init, before the first forward. */
-void model_place_saved(struct model *m, int64_t split);
+ * (offload; split = T: none); the layers tile the two parts apart (layer.c). keep: the
+ * layers [0, keep) save their attention output (selective policy only; 0..Ly), the others
+ * recompute it in the backward (the ring forward again, as full checkpointing does). Called
+ * once after model_init, before the first forward. */
+void model_place_saved(struct model *m, int64_t split, int keep);
+/* Whether layer l saved its attention output (else the backward recomputes it). */
+int model_saves_attn(const struct model *m, int l);
 
 /* Take fp32 master weights from host memory (pt.total floats, the same on every rank; each
  * rank keeps its shard) and refresh the working copies. Collective. */

@@ -19,7 +19,7 @@ void offload_init(struct offload_set *s, const struct backend *be, const char *w
     s->dev = rt_calloc((size_t)n, sizeof *s->dev, what);
     for (int l = 0; l < n && split; l++) s->dev[l] = be->alloc(be, rows_bytes(s, split), what);
     for (int k = 0; k < OFFLOAD_SLOTS; k++) s->slot_layer[k] = -1;
-    if (split == T) return;
+    if (split == T || !n) return;
     s->host = rt_calloc((size_t)n, sizeof *s->host, what);
     for (int l = 0; l < n; l++) s->host[l] = be->host_alloc(be, rows_bytes(s, host_rows(s)), what);
     s->nslots = shape == OFFLOAD_WHOLE ? 1 : OFFLOAD_SLOTS;
@@ -100,17 +100,18 @@ struct saved_rows offload_read(struct offload_set *s, int l) {
 }
 
 size_t offload_device_bytes(int shape, size_t row_bytes, int64_t T, int n, int64_t split) {
+    if (!n) return 0;
     int64_t staging = split == T ? 0 : shape == OFFLOAD_WHOLE ? T : OFFLOAD_SLOTS * (T - split);
     return row_bytes * (size_t)(n * split + staging);
 }
 
-int64_t offload_split_for(int mode, int64_t T, int n, int64_t step, const int *shape, const size_t *row_bytes,
-                          int nsets, size_t budget) {
+int64_t offload_split_for(int mode, int64_t T, int64_t step, const int *shape, const size_t *row_bytes, const int *n,
+                          int nsets, size_t fixed, size_t budget) {
     if (mode == OFFLOAD_NONE) return T;
     if (mode == OFFLOAD_ALL) return 0;
     for (int64_t split = T; split >= 0; split = split == T ? (T - 1) / step * step : split - step) {
-        size_t need = 0;
-        for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], row_bytes[i], T, n, split);
+        size_t need = fixed;
+        for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], row_bytes[i], T, n[i], split);
         if (need <= budget) return split;
         if (split == 0) break;
     }

@@ -77,14 +77,15 @@ void offload_written(struct offload_set *s, int l);
 void offload_prefetch(struct offload_set *s, int l);
 struct saved_rows offload_read(struct offload_set *s, int l);
 
-/* Device bytes of a set of n layers of T rows with `split` rows each on the device. */
+/* Device bytes of a set of n layers of T rows with `split` rows each on the device (0 for
+ * no layers). */
 size_t offload_device_bytes(int shape, size_t row_bytes, int64_t T, int n, int64_t split);
 
 /* The rows per layer to keep on the device: mode (enum cfg_offload) OFFLOAD_NONE: T;
  * OFFLOAD_ALL: 0; OFFLOAD_AUTO: the most, in steps of `step` rows (T itself always counts),
- * whose device bytes (offload_device_bytes of the nsets tensor kinds shape[i],
- * row_bytes[i]) fit in `budget`; -1 when even split 0 does not fit. */
-int64_t offload_split_for(int mode, int64_t T, int n, int64_t step, const int *shape, const size_t *row_bytes,
-                          int nsets, size_t budget);
+ * whose device bytes -- `fixed` plus offload_device_bytes of the nsets tensor kinds shape[i],
+ * row_bytes[i] of n[i] layers -- fit in `budget`; -1 when even split 0 does not fit. */
+int64_t offload_split_for(int mode, int64_t T, int64_t step, const int *shape, const size_t *row_bytes, const int *n,
+                          int nsets, size_t fixed, size_t budget);
 
 #endif

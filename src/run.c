@@ -165,7 +165,7 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
     printf("ringtrain %s: %d rank%s (cp %d x dp %d), backend %s, %s attention, checkpointing %s\n",
            RT_VERSION, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp, t->model.be->name,
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
-           (const char *[]){"none", "full", "selective"}[j->cfg.memory.checkpointing]);
+           (const char *[]){"none", "full", "selective", "auto"}[j->cfg.memory.checkpointing]);
     printf("attention kernels: %s\n", t->model.be->attention);
     char arena[160];
     printf("%s, one allocation each, laid out by the memory plan\n",
@@ -174,8 +174,11 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
         const struct model *m = &t->model;
         printf("offload: the last %lld of %lld tokens of every layer's saved activations wait in %shost memory "
                "(%.2f GiB on rank 0)\n", (long long)(m->T - m->split), (long long)m->T,
-               m->be->host_memory ? "" : "pinned ", model_offloaded_bytes(m, m->split) / 1073741824.0);
+               m->be->host_memory ? "" : "pinned ", model_offloaded_bytes(m, m->split, m->keep) / 1073741824.0);
     }
+    if (j->cfg.memory.checkpointing == CKPT_AUTO)
+        printf("checkpointing auto: layers 0-%d save their attention output (selective), the other %d recompute it "
+               "(full)\n", t->model.keep - 1, mc->n_layers - t->model.keep);
     printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
            (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,
            mc->n_kv_heads, mc->head_dim, mc->ffn_dim, mc->tie_embeddings ? ", tied embeddings" : "");

@@ -169,7 +169,7 @@ static void print_header(const struct trainer *t, const struct mem_plan *p) {
     printf("memory plan of %s: %d rank%s (cp %d x dp %d), seq_len %lld (%lld tokens per rank), %d sequence%s "
            "per step, backend %s, checkpointing %s\n", c->path, world, world > 1 ? "s" : "", j->cp, j->dp,
            (long long)t->L, (long long)t->T, c->train.seqs_per_step, c->train.seqs_per_step > 1 ? "s" : "",
-           p->be.name, (const char *[]){"none", "full", "selective"}[c->memory.checkpointing]);
+           p->be.name, (const char *[]){"none", "full", "selective", "auto"}[c->memory.checkpointing]);
     print_tiles(t);
     if (c->device.backend == BACKEND_CUDA) {
         printf("attention: %s\n", p->attention);
@@ -186,7 +186,12 @@ static void print_offload(const struct trainer *t, const struct mem_plan *p) {
     const struct model *m = &t->model;
     long long T = m->T, host = m->T - m->split;
     char gib[32];
-    mem_bytes_text(model_offloaded_bytes(m, m->split), gib, sizeof gib);
+    mem_bytes_text(model_offloaded_bytes(m, m->split, m->keep), gib, sizeof gib);
+    if (c->memory.checkpointing == CKPT_AUTO)
+        printf("checkpointing auto: %d of %d layers save their attention output (selective), the others recompute "
+               "it (full: the ring forward again in the backward)%s\n", m->keep, t->job.mc.n_layers,
+               p->be.mem_free ? ", the most that fit the device and this rank's share of the host memory"
+                              : " (no device limit: every layer)");
     if (c->memory.checkpointing == CKPT_NONE) {
         printf("offload: none (memory.checkpointing none saves every activation on the device)\n");
     } else if (c->memory.offload == OFFLOAD_NONE) {
@@ -213,7 +218,7 @@ static void print_offload(const struct trainer *t, const struct mem_plan *p) {
     if (host > 0)
         printf("  (every layer keeps %lld tokens of each saved tensor on the device and stages the rest: the layer "
                "input in %d buffers of %lld tokens%s)\n", T - host, OFFLOAD_SLOTS, host,
-               c->memory.checkpointing == CKPT_SELECTIVE ? ", the attention output in one of all tokens" : "");
+               m->keep ? ", the attention output in one of all tokens" : "");
 }
 
 static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
@@ -350,13 +355,6 @@ static void print_summary(const struct trainer *t, const struct mem_plan *p, con
            fit);
 }
 
-/* The physical memory of this machine in GiB. */
-static double machine_gib(void) {
-    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || size <= 0) RT_FATAL("sysconf: the physical memory of this machine is unknown");
-    return (double)pages * (double)size / MEM_GIB;
-}
-
 /* The fit line (rank 0). */
 static void print_fit(const struct cfg *c, const struct mem_plan *p, const struct verdict *v) {
     double gpu = p->gpu_gib * MEM_GIB, hostmem = v->host_gib * MEM_GIB;
@@ -394,7 +392,7 @@ static void print_fit(const struct cfg *c, const struct mem_plan *p, const struc
 int run_plan(const struct job *j, const struct runtime *rt, int standin) {
     const struct cfg *c = &j->cfg;
     struct setup s = {.gpu_gib = c->device.memory_gib, .measured = 0, .ranks_per_gpu = 1, .standin = standin};
-    if (c->device.memory_gib > 0) s.host_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : machine_gib();
+    if (c->device.memory_gib > 0) s.host_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : mem_machine_gib();
     struct mem_plan p;
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
     struct verdict v = plan_ranks(t, &p, j, rt, &s); /* standin: rt is one rank (main.c) */

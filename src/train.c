@@ -14,35 +14,60 @@
 #include "optimizer.h"
 #include "train_backend.h"
 
-/* How many rows (tokens) of every layer's saved tensors stay on the device (memory.offload;
- * the rest wait in host memory), decided in a plan (a run takes its plan's split): T for
- * none; -1, with the reason in why, when memory.offload: auto finds no split that fits. auto
- * asks the plan backend for the free device memory once every rank has recorded everything
- * else; ranks sharing a GPU split it. */
-static int64_t offload_split(struct trainer *t, char *why, size_t whylen) {
+/* Where the saved tensors go, decided in a plan (a run takes its plan's choice): *split, the
+ * rows (tokens) of every layer's saved tensors kept on the device (memory.offload; the rest
+ * wait in host memory), and *keep, the layers that save their attention output (all under
+ * memory.checkpointing selective, none under full; under auto the most that the device, with
+ * offload, and the host's share of this rank hold). memory.offload auto and checkpointing
+ * auto measure the free device memory once every rank has recorded everything else (ranks
+ * sharing a GPU split it). Returns -1, with the reason in why, when nothing fits. */
+static int place_saved_for(struct trainer *t, const struct runtime *rt, const struct mem_plan *plan,
+                           int64_t *split, int *keep, char *why, size_t whylen) {
     const struct cfg *c = &t->job.cfg;
     const struct model *m = &t->model;
     const struct backend *be = m->be;
-    int Ly = t->job.mc.n_layers, mode = c->memory.offload, shape[2];
+    int Ly = t->job.mc.n_layers, mode = c->memory.offload, shape[2], autokeep = c->memory.checkpointing == CKPT_AUTO;
     size_t rb[2];
     int nsets = model_saved_rows(m, shape, rb);
-    if (c->memory.checkpointing == CKPT_NONE || (mode == OFFLOAD_AUTO && !be->mem_free)) return m->T;
-    if (mode != OFFLOAD_AUTO) return offload_split_for(mode, m->T, Ly, OFFLOAD_STEP, shape, rb, nsets, 0);
-    comm_barrier(&t->ctl);
-    double free_b = (double)be->mem_free(be) / t->gpu_sharing - c->memory.reserve_gib * 1073741824.0;
-    comm_barrier(&t->ctl);
-    size_t budget = free_b > 0 ? (size_t)free_b : 0;
-    int64_t split = offload_split_for(mode, m->T, Ly, OFFLOAD_STEP, shape, rb, nsets, budget);
-    if (split < 0) {
-        size_t need = 0;
-        for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, Ly, 0);
-        snprintf(why, whylen,
-                 "with every token of every layer offloaded the saved activations still need %.2f GiB of "
-                 "staging, %.2f GiB is free after the weights, optimizer state and scratch (memory.reserve_gib "
-                 "%.2f kept back); try fewer tokens per rank (more ranks or a shorter data.seq_len)",
-                 need / 1073741824.0, budget / 1073741824.0, c->memory.reserve_gib);
+    *split = m->T;
+    *keep = m->ckpt == MODEL_SAVE_SELECTIVE ? Ly : 0;
+    if (m->ckpt == MODEL_SAVE_ALL) return 0;
+    int measure = (mode == OFFLOAD_AUTO || autokeep) && be->mem_free;
+    if (!measure && mode == OFFLOAD_AUTO) return 0; /* no device limit: nothing offloaded, every layer kept */
+    size_t budget = SIZE_MAX;
+    if (measure) {
+        comm_barrier(&t->ctl);
+        double free_b = (double)be->mem_free(be) / t->gpu_sharing - c->memory.reserve_gib * MEM_GIB;
+        comm_barrier(&t->ctl);
+        budget = free_b > 0 ? (size_t)free_b : 0;
     }
-    return split;
+    /* this rank's share of its node's host memory, less what it has planned there already */
+    double node_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : mem_machine_gib();
+    double host_left = node_gib * MEM_GIB / (rt->local_size > 0 ? rt->local_size : 1) - (double)mem_plan_host(plan);
+    for (int k = *keep; k >= (autokeep && measure ? 0 : *keep); k--) {
+        int n[2] = {Ly, k};
+        size_t fixed = model_attn_scratch_bytes(m, k);
+        int64_t s = offload_split_for(mode, m->T, OFFLOAD_STEP, shape, rb, n, nsets, fixed, budget);
+        size_t need = fixed;
+        for (int i = 0; s >= 0 && i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, n[i], s);
+        if (s < 0 || need > budget) continue;
+        if (autokeep && k > 0 && model_offloaded_bytes(m, s, k) > host_left) continue;
+        *split = s;
+        *keep = k;
+        return 0;
+    }
+    int k = autokeep ? 0 : *keep, n[2] = {Ly, k};
+    size_t need = model_attn_scratch_bytes(m, k);
+    for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, n[i], 0);
+    snprintf(why, whylen,
+             "with every token of every layer offloaded%s the saved activations still need %.2f GiB of device "
+             "memory, %.2f GiB is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept "
+             "back); try fewer tokens per rank (more ranks or a shorter data.seq_len)",
+             autokeep ? " and every attention output recomputed" : "", need / MEM_GIB, budget / MEM_GIB,
+             c->memory.reserve_gib);
+    *split = 0;
+    *keep = k;
+    return -1;
 }
 
 /* The weights: loaded from the HF directory or randomly initialised, each rank only the
@@ -90,10 +115,11 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
                           const struct train_opts *o, struct mem_plan *plan);
 
 /* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
- * against what train_backend_budget measures: its arena, laid out, into t->arena; returns the
- * tokens of every layer's saved tensors that memory.offload keeps on the device (-1 when no
- * split fits, why). */
-static int64_t plan_run(struct trainer *t, const struct runtime *rt, char *why, size_t whylen) {
+ * against what train_backend_budget measures: its arena, laid out, into t->arena; the plan's
+ * placement of the saved tensors (place_saved_for) into split and keep. Returns -1 when
+ * nothing fits (why). */
+static int plan_run(struct trainer *t, const struct runtime *rt, int64_t *split, int *keep, char *why,
+                    size_t whylen) {
     double gpu_gib;
     int ranks_per_gpu;
     train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
@@ -102,13 +128,15 @@ static int64_t plan_run(struct trainer *t, const struct runtime *rt, char *why, 
     plan.backend_made = gpu_gib > 0;
     struct trainer *pt = rt_calloc(1, sizeof *pt, "trainer");
     trainer_build(pt, &t->job, rt, NULL, &plan);
-    int64_t split = plan.no_fit[0] ? -1 : pt->model.split;
+    int rc = plan.no_fit[0] ? -1 : 0;
+    *split = pt->model.split;
+    *keep = pt->model.keep;
     snprintf(why, whylen, "%s", plan.no_fit);
     arena_move(&t->arena, &plan.arena);
     trainer_free(pt);
     free(pt);
     mem_plan_free(&plan);
-    return split;
+    return rc;
 }
 
 /* The trainer's start-up, shared by a memory plan (every backend buffer recorded into plan, no
@@ -128,28 +156,26 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     int64_t split = 0;
+    int keep = 0;
     if (!plan) { /* the run's plan, before anything is allocated */
         char why[1024];
-        split = plan_run(t, rt, why, sizeof why);
-        if (split < 0) RT_NO_FIT("does not fit: %s", why);
+        if (plan_run(t, rt, &split, &keep, why, sizeof why)) RT_NO_FIT("does not fit: %s", why);
         train_backend_attach(t);
     }
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
-                                   [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE};
+                                   [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE, [CKPT_AUTO] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
                ckpt_map[c->memory.checkpointing], c->memory.tile_tokens, &t->world, c->parallel.zero,
                c->memory.optimizer == OPTIMIZER_HOST);
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
-    if (plan) split = offload_split(t, err, sizeof err);
-    if (split < 0) {
+    /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
+    if (plan) plan_plain_host(t, plan);
+    if (plan && place_saved_for(t, rt, plan, &split, &keep, err, sizeof err))
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
-        split = 0;
-    }
-    model_place_saved(&t->model, split);
-    if (plan) { /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
-        plan_plain_host(t, plan);
+    model_place_saved(&t->model, split, keep);
+    if (plan) {
         mem_plan_pack(plan);
         return;
     }

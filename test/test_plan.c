@@ -4,7 +4,9 @@
  * saved tokens (the H200 run, which offloaded whole layers then, chose 18 and 20 of the 32;
  * token-wise offload stages less on the device, so it needs fewer) and plans a device total within 5% of
  * what the H200 measured (cudaMemGetInfo's used, context included: 137.65 and 137.64 GiB);
- * at 32K the total is within 5% of 127.95 GiB and nothing is offloaded. With the default
+ * at 32K the total is within 5% of 127.95 GiB and nothing is offloaded. memory.checkpointing
+ * auto with the optimizer on the host on one H200 (116 GiB of host) saves every layer's
+ * attention output at 128K, some at 256K, none at 384K, each plan fitting. With the default
  * tiles (auto: 4096 tokens) the plan says so, the 32K job needs at least 4.5 GiB less (the
  * layer scratch is sized by the tile), the 64K job offloads at most 20% of the tokens, and 256K
  * fits (at least 90% offloaded; untiled it did not); at 384K it does not
@@ -170,6 +172,24 @@ static void cuda_plans(void) {
     CHECK(!strcmp(s.fits, "no") && s.offload == s.tokens);
     printf("test_plan: 7B 384K: does not fit, planned %.2f GiB on the device\n", s.device);
 
+    /* checkpointing auto with the optimizer on the host, one H200 and 116 GiB of host: every
+     * layer saves its attention output at 128K, some (not all, not none) at 256K, none at
+     * 384K, and each fits */
+    const long seqs[] = {131072, 262144, 393216};
+    for (int i = 0; i < 3; i++) {
+        char a[400];
+        snprintf(a, sizeof a, "--plan yaml/bench_7b.yaml --set data.seq_len=%ld --set memory.optimizer=host "
+                 "--set memory.checkpointing=auto --set device.memory_gib=139.5 --set device.host_memory_gib=116", seqs[i]);
+        int kept = -1, layers = 0;
+        if (expect("", a, 0, "checkpointing auto: |fits: ", &s)) {
+            sscanf(strstr(out, "checkpointing auto: "), "checkpointing auto: %d of %d", &kept, &layers);
+            printf("test_plan: 7B %ldK, checkpointing auto: %d of %d layers save their attention output, %d tokens "
+                   "of %d offloaded, host %.2f GiB\n", seqs[i] / 1024, kept, layers, s.offload, s.tokens, s.host);
+        }
+        CHECK(!strcmp(s.fits, "yes") && s.host <= 116);
+        CHECK(i == 0 ? kept == 32 : i == 1 ? kept > 0 && kept < 32 : kept == 0);
+    }
+
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=65536", 0, "fit: not checked: device.memory_gib", &s);
     CHECK(!strcmp(s.fits, "unchecked") && s.offload == 0);
 
@@ -233,6 +253,8 @@ int main(void) {
     expect("", "--plan yaml/demo.yaml", 0, "backend cpu|backend memory|AdamW first moment|offload: none|fit: not checked",
            &s);
     CHECK(!strcmp(s.fits, "unchecked"));
+    expect("", "--plan yaml/demo.yaml --set memory.checkpointing=auto", 0,
+           "checkpointing auto: 2 of 2 layers save their attention output|(no device limit: every layer)", &s);
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.01", 0, "fits: ", &s);
     expect("", "--plan yaml/demo.yaml --set device.memory_gib=0.001", 3, "does not fit: |what to change:", &s);
     expect("scripts/mpirun.sh -np 4", "--plan yaml/demo.yaml --set parallel.cp=4", 0,

@@ -90,6 +90,9 @@ static double eval_loss(struct model *m, struct comm *cp, int zigzag, const int3
     return loss / nlab;
 }
 
+/* The layers that save their attention output when the policy saves them all. */
+static int all_kept(const struct model *m) { return m->ckpt == MODEL_SAVE_SELECTIVE ? m->mc.n_layers : 0; }
+
 static void test_gradients(struct comm *world, struct comm *self, int zigzag, int gqa, int ckpt) {
     struct model_config mc = shape(gqa);
     int64_t L = 96;
@@ -101,8 +104,8 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
     struct model m1, mN;
     model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0, self, 0, 0);
     model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0, world, 0, 0);
-    model_place_saved(&m1, m1.T);
-    model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? mN.T : 0); /* every token offloaded */
+    model_place_saved(&m1, m1.T, 0);
+    model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? mN.T : 0, all_kept(&mN)); /* every token offloaded */
     set_random(&m1, 42);
     set_random(&mN, 42);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(mN.pt.total * sizeof(float));
@@ -134,7 +137,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     }
     struct model r;
     model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, T, world, 0, 0);
-    model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0);
+    model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0, all_kept(&r));
     set_random(&r, 11);
     float *gr = malloc(r.pt.total * sizeof(float)), *g = malloc(r.pt.total * sizeof(float));
     double lr = loss_and_grads(&r, world, zigzag, in, lab, L, gr);
@@ -145,7 +148,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
         model_init(&m, &cpu_backend, &mc, world, zigzag, T, ckpt, tiles[c], world, 0, 0);
         int want = ckpt == MODEL_SAVE_ALL || tiles[c] == 0 || tiles[c] > T ? T : tiles[c];
         CHECK(m.tile == want);
-        model_place_saved(&m, ckpt == MODEL_SAVE_ALL ? T : T / 2 + 1); /* about half offloaded */
+        model_place_saved(&m, ckpt == MODEL_SAVE_ALL ? T : T / 2 + 1, all_kept(&m)); /* about half offloaded */
         set_random(&m, 11);
         double l = loss_and_grads(&m, world, zigzag, in, lab, L, g);
         char what[128];
@@ -172,7 +175,7 @@ static void test_ring_sizes(struct comm *self) {
     }
     struct model m1;
     model_init(&m1, &cpu_backend, &mc, self, 1, (int)L, MODEL_SAVE_ALL, 0, self, 0, 0);
-    model_place_saved(&m1, m1.T);
+    model_place_saved(&m1, m1.T, 0);
     set_random(&m1, 3);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(m1.pt.total * sizeof(float));
     double l1 = loss_and_grads(&m1, self, 1, in, lab, L, g1);
@@ -186,7 +189,7 @@ static void test_ring_sizes(struct comm *self) {
         comm_mpi_init(&ring, sub, "sub-ring", 60);
         struct model m;
         model_init(&m, &cpu_backend, &mc, &ring, 1, (int)(L / sizes[c]), MODEL_SAVE_SELECTIVE, 0, &ring, 0, 0);
-        model_place_saved(&m, m.T);
+        model_place_saved(&m, m.T, all_kept(&m));
         set_random(&m, 3);
         double l = loss_and_grads(&m, &ring, 1, in, lab, L, gN);
         err[c] = fabs(l - l1) / l1;
@@ -213,7 +216,9 @@ static void test_ring_sizes(struct comm *self) {
     model_free(&m1);
 }
 
-/* Keeping all T, T - 4, 8 or none of every layer's tokens on the device (the rest offloaded)
+/* Keeping all T, T - 4, 8 or none of every layer's tokens on the device (the rest offloaded),
+ * and under selective the attention outputs of only 3, 1 or 0 of the layers saved (the
+ * others recomputed in the backward),
  * gives identical losses and gradients, with 4-token tiles (T - 3 and 5, which cut a tile in
  * two: within 1e-6), on two different sequences one
  * after the other (slots keep state across calls); 7 layers, more than the slots. */
@@ -230,11 +235,14 @@ static void test_offload(struct comm *world, int ckpt) {
     float *ref[2] = {NULL, NULL};
     double ref_loss[2] = {0, 0};
     int T = (int)(L / world->size);
-    const int split[] = {T, T - 4, T - 3, 8, 5, 0};
-    for (int c = 0; c < 6; c++) {
+    /* keep: layers saving their attention output under selective (-1: all 7) */
+    const int split[] = {T, T - 4, T - 3, 8, 5, 0, T, 8, 0, T - 4};
+    const int keep[] = {-1, -1, -1, -1, -1, -1, 3, 3, 1, 0};
+    int ncase = ckpt == MODEL_SAVE_SELECTIVE ? 10 : 6;
+    for (int c = 0; c < ncase; c++) {
         struct model m;
         model_init(&m, &cpu_backend, &mc, world, 1, T, ckpt, 4, world, 0, 0);
-        model_place_saved(&m, split[c]);
+        model_place_saved(&m, split[c], keep[c] < 0 ? all_kept(&m) : keep[c]);
         set_random(&m, 5);
         for (int s = 0; s < 2; s++) {
             float *g = malloc(m.pt.total * sizeof(float));
@@ -243,8 +251,9 @@ static void test_offload(struct comm *world, int ckpt) {
                 ref[s] = g, ref_loss[s] = loss;
                 continue;
             }
-            char what[96];
-            snprintf(what, sizeof what, "%d of %d tokens kept, ckpt=%d, sequence %d", split[c], T, ckpt, s);
+            char what[128];
+            snprintf(what, sizeof what, "%d of %d tokens kept, attention saved by %d layers, ckpt=%d, sequence %d",
+                     split[c], T, m.keep, ckpt, s);
             /* a split inside a tile cuts it in two: the weight gradients are summed in other pieces */
             double tol = split[c] % 4 ? 1e-6 : 0.0;
             CHECK_ARRAY(g, ref[s], m.pt.total, tol, what);
