@@ -177,8 +177,8 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
                m->be->host_memory ? "" : "pinned ", model_offloaded_bytes(m, m->split, m->keep) / 1073741824.0);
     }
     if (j->cfg.memory.checkpointing == CKPT_AUTO)
-        printf("checkpointing auto: layers 0-%d save their attention output (selective), the other %d recompute it "
-               "(full)\n", t->model.keep - 1, mc->n_layers - t->model.keep);
+        printf("checkpointing auto: the first %d of %d layers save their attention output (selective), the others "
+               "recompute it (full)\n", t->model.keep, mc->n_layers);
     printf("model: %lld parameters, vocab %d, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d%s\n",
            (long long)t->model.pt.total, mc->vocab_size, mc->dim, mc->n_layers, mc->n_heads,
            mc->n_kv_heads, mc->head_dim, mc->ffn_dim, mc->tie_embeddings ? ", tied embeddings" : "");
