@@ -118,8 +118,8 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
  * against what train_backend_budget measures: its arena, laid out, into t->arena; the plan's
  * placement of the saved tensors (place_saved_for) into split and keep. Returns -1 when
  * nothing fits (why). */
-static int plan_run(struct trainer *t, const struct runtime *rt, int64_t *split, int *keep, char *why,
-                    size_t whylen) {
+static int plan_run(struct trainer *t, const struct runtime *rt, const struct train_opts *o, int64_t *split,
+                    int *keep, char *why, size_t whylen) {
     double gpu_gib;
     int ranks_per_gpu;
     train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
@@ -127,7 +127,7 @@ static int plan_run(struct trainer *t, const struct runtime *rt, int64_t *split,
     mem_plan_init(&plan, gpu_gib, gpu_gib > 0, ranks_per_gpu);
     plan.backend_made = gpu_gib > 0;
     struct trainer *pt = rt_calloc(1, sizeof *pt, "trainer");
-    trainer_build(pt, &t->job, rt, NULL, &plan);
+    trainer_build(pt, &t->job, rt, o, &plan);
     int rc = plan.no_fit[0] ? -1 : 0;
     *split = pt->model.split;
     *keep = pt->model.keep;
@@ -159,7 +159,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     int keep = 0;
     if (!plan) { /* the run's plan, before anything is allocated */
         char why[1024];
-        if (plan_run(t, rt, &split, &keep, why, sizeof why)) RT_NO_FIT("does not fit: %s", why);
+        if (plan_run(t, rt, o, &split, &keep, why, sizeof why)) RT_NO_FIT("does not fit: %s", why);
         train_backend_attach(t);
     }
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
@@ -174,6 +174,7 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     if (plan) plan_plain_host(t, plan);
     if (plan && place_saved_for(t, rt, plan, &split, &keep, err, sizeof err))
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
+    if (plan && t->opts.place) split = t->opts.place_split, keep = t->opts.place_keep;
     model_place_saved(&t->model, split, keep);
     if (plan) {
         mem_plan_pack(plan);

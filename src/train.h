@@ -26,6 +26,9 @@
 struct train_opts {
     int     local_attention_only;   /* attention never crosses shards (long-range task control) */
     int64_t poison_from, poison_to; /* steps [from, to) get a NaN gradient (numerical guard test) */
+    int     place;                  /* 1: the saved tensors placed as below, not as the plan would */
+    int64_t place_split;            /*    rows of every layer's saved tensors kept on the device */
+    int     place_keep;             /*    layers saving their attention output (selective policy) */
 };
 
 struct trainer {

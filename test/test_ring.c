@@ -295,15 +295,20 @@ static struct job make_job(const char *tokens, int cp, int dp, int seqs, int gqa
     return j;
 }
 
-static void train_losses(const struct job *j, const struct runtime *r, double *losses) {
+static void train_losses_opts(const struct job *j, const struct runtime *r, const struct train_opts *o,
+                              double *losses) {
     struct trainer t;
-    trainer_init(&t, j, r, NULL);
+    trainer_init(&t, j, r, o);
     for (int s = 0; s < j->cfg.train.steps; s++) {
         struct step_stats st;
         trainer_step(&t, &st);
         losses[s] = st.loss;
     }
     trainer_free(&t);
+}
+
+static void train_losses(const struct job *j, const struct runtime *r, double *losses) {
+    train_losses_opts(j, r, NULL, losses);
 }
 
 static void test_training(const char *tokens, const struct runtime *self_rt) {
@@ -317,6 +322,15 @@ static void test_training(const char *tokens, const struct runtime *self_rt) {
         CHECK(got[9] < got[0]); /* it trains */
         jN.cfg.memory.offload = OFFLOAD_ALL; /* the trainer's offload path changes nothing */
         double off[10];
+        train_losses(&jN, &rt, off);
+        for (int s = 0; s < 10; s++) CHECK(off[s] == got[s]);
+        /* the trainer's placement hook: every token offloaded and the attention output of
+         * layer 0 alone saved (layer 1 recomputes it); checkpointing auto (every layer on
+         * the cpu): the same losses, bit for bit */
+        struct train_opts o = {.place = 1, .place_split = 0, .place_keep = 1};
+        train_losses_opts(&jN, &rt, &o, off);
+        for (int s = 0; s < 10; s++) CHECK(off[s] == got[s]);
+        jN.cfg.memory.checkpointing = CKPT_AUTO;
         train_losses(&jN, &rt, off);
         for (int s = 0; s < 10; s++) CHECK(off[s] == got[s]);
         if (rt.world == 4) { /* cp 2 x dp 2 equals cp 4 x dp 1 and 1 rank */

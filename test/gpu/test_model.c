@@ -57,10 +57,10 @@ static struct job make_job(int D, int gqa, int zigzag, int backend, int cp, int 
     return j;
 }
 
-/* Step-0 loss and host copy of the all-reduced gradients. */
-static double grads_of(const struct job *j, const struct runtime *r, float **g) {
+/* Step-0 loss and host copy of the all-reduced gradients (o: test switches, or NULL). */
+static double grads_of_opts(const struct job *j, const struct runtime *r, const struct train_opts *o, float **g) {
     struct trainer *t = calloc(1, sizeof *t);
-    trainer_init(t, j, r, NULL);
+    trainer_init(t, j, r, o);
     struct step_stats st;
     if (r->rank == 0 && j->cfg.device.backend == BACKEND_CUDA) printf("    (%s)\n", t->model.be->attention);
     *g = malloc((size_t)t->model.pt.total * sizeof(float));
@@ -69,6 +69,8 @@ static double grads_of(const struct job *j, const struct runtime *r, float **g) 
     free(t);
     return st.loss;
 }
+
+static double grads_of(const struct job *j, const struct runtime *r, float **g) { return grads_of_opts(j, r, NULL, g); }
 
 static void compare_grads(const char *what, const struct job *j, const float *got, const float *want) {
     struct param_table pt;
@@ -86,9 +88,9 @@ static void compare_grads(const char *what, const struct job *j, const float *go
     params_free(&pt);
 }
 
-static void losses_of(const struct job *j, const struct runtime *r, double *out) {
+static void losses_of_opts(const struct job *j, const struct runtime *r, const struct train_opts *o, double *out) {
     struct trainer *t = calloc(1, sizeof *t);
-    trainer_init(t, j, r, NULL);
+    trainer_init(t, j, r, o);
     for (int s = 0; s < j->cfg.train.steps; s++) {
         struct step_stats st;
         trainer_step(t, &st);
@@ -97,6 +99,8 @@ static void losses_of(const struct job *j, const struct runtime *r, double *out)
     trainer_free(t);
     free(t);
 }
+
+static void losses_of(const struct job *j, const struct runtime *r, double *out) { losses_of_opts(j, r, NULL, out); }
 
 static void single_rank_tests(void) {
     static const struct { int D, gqa, zigzag, attention; } cases[] = {
@@ -126,10 +130,37 @@ static void single_rank_tests(void) {
     }
 }
 
-/* Offload on the GPU: the saved tensors of every layer (5 layers, more than the 3 slots)
- * copied to pinned host memory and back on the copy stream give the same gradients and
- * 20-step losses as keeping them on the GPU, with both attentions and both saving policies.
- * Bound 1e-5: the copies are exact; only the order of GPU atomics may differ. */
+/* Offload on the GPU: the saved tensors of every layer (5 layers, more than the 2 staging
+ * slots) copied to pinned host memory and back on the copy stream give the same gradients
+ * and 20-step losses as keeping them on the GPU, with both attentions and both saving
+ * policies; so do, with tiles of 128 of the 512 tokens, selective and cuDNN attention, the
+ * placements of the trainer's test switch: 256 tokens of every layer on the device and the
+ * rest offloaded with the attention outputs of all 5, of 2 (the other 3 recomputed) or of no
+ * layers saved, and every token offloaded with 2 saved. Bound 1e-5: the copies are exact,
+ * the recomputed attention is the forward's again; only the order of GPU atomics may differ. */
+static void offload_case(const char *what, const struct job *jn, const struct job *jo, const struct train_opts *o) {
+    float *gn, *go;
+    double ln = grads_of(jn, &self, &gn), lo = grads_of_opts(jo, &self, o, &go);
+    CHECK_REL(lo, ln, 1e-6);
+    struct param_table pt;
+    char err[256];
+    if (params_init(&pt, &jn->mc, err, sizeof err)) RT_FATAL("%s", err);
+    double worst = tu_max_rel_err(go, gn, pt.total);
+    CHECK_ARRAY(go, gn, pt.total, 1e-5, what);
+    params_free(&pt);
+    double Ln[20], Lo[20], wl = 0;
+    losses_of(jn, &self, Ln);
+    losses_of_opts(jo, &self, o, Lo);
+    for (int s = 0; s < 20; s++) {
+        CHECK_REL(Lo[s], Ln[s], 1e-5);
+        double e = fabs(Lo[s] - Ln[s]) / Ln[s];
+        if (e > wl) wl = e;
+    }
+    printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e, 20 steps worst loss error %.2e "
+           "(bounds 1e-5)\n", what, lo, ln, worst, wl);
+    free(gn), free(go);
+}
+
 static void offload_tests(void) {
     for (int c = 0; c < 4; c++) {
         int attention = c & 1 ? ATTN_NATIVE : ATTN_AUTO, ckpt = c < 2 ? CKPT_SELECTIVE : CKPT_FULL;
@@ -142,26 +173,19 @@ static void offload_tests(void) {
         jn.cfg.memory.offload = OFFLOAD_NONE;
         jo = jn;
         jo.cfg.memory.offload = OFFLOAD_ALL;
-        float *gn, *go;
-        double ln = grads_of(&jn, &self, &gn), lo = grads_of(&jo, &self, &go);
-        CHECK_REL(lo, ln, 1e-6);
-        struct param_table pt;
-        char err[256];
-        if (params_init(&pt, &jn.mc, err, sizeof err)) RT_FATAL("%s", err);
-        double worst = tu_max_rel_err(go, gn, pt.total);
-        CHECK_ARRAY(go, gn, pt.total, 1e-5, what);
-        params_free(&pt);
-        double Ln[20], Lo[20], wl = 0;
-        losses_of(&jn, &self, Ln);
-        losses_of(&jo, &self, Lo);
-        for (int s = 0; s < 20; s++) {
-            CHECK_REL(Lo[s], Ln[s], 1e-5);
-            double e = fabs(Lo[s] - Ln[s]) / Ln[s];
-            if (e > wl) wl = e;
-        }
-        printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e, 20 steps worst loss error %.2e "
-               "(bounds 1e-5)\n", what, lo, ln, worst, wl);
-        free(gn), free(go);
+        offload_case(what, &jn, &jo, NULL);
+    }
+    static const struct { int split, keep; } place[] = {{256, 5}, {256, 2}, {256, 0}, {0, 2}};
+    for (size_t c = 0; c < sizeof place / sizeof place[0]; c++) {
+        char what[96];
+        snprintf(what, sizeof what, "%d of 512 tokens kept, attention saved by %d of 5 layers vs none offloaded",
+                 place[c].split, place[c].keep);
+        struct job jn = make_job(64, 1, 1, BACKEND_CUDA, 1, ATTN_AUTO);
+        jn.mc.n_layers = 5;
+        jn.cfg.memory.offload = OFFLOAD_NONE;
+        jn.cfg.memory.tile_tokens = 128;
+        struct train_opts o = {.place = 1, .place_split = place[c].split, .place_keep = place[c].keep};
+        offload_case(what, &jn, &jn, &o);
     }
 }
 
