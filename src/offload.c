@@ -105,14 +105,21 @@ size_t offload_device_bytes(int shape, size_t row_bytes, int64_t T, int n, int64
     return row_bytes * (size_t)(n * split + staging);
 }
 
+size_t offload_need(int64_t T, const int *shape, const size_t *row_bytes, const int *n, int nsets, size_t fixed,
+                    int64_t split) {
+    size_t need = fixed;
+    for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], row_bytes[i], T, n[i], split);
+    return need;
+}
+
 int64_t offload_split_for(int mode, int64_t T, int64_t step, const int *shape, const size_t *row_bytes, const int *n,
                           int nsets, size_t fixed, size_t budget) {
-    if (mode == OFFLOAD_NONE) return T;
-    if (mode == OFFLOAD_ALL) return 0;
+    if (mode != OFFLOAD_AUTO) {
+        int64_t split = mode == OFFLOAD_NONE ? T : 0;
+        return offload_need(T, shape, row_bytes, n, nsets, fixed, split) <= budget ? split : -1;
+    }
     for (int64_t split = T; split >= 0; split = split == T ? (T - 1) / step * step : split - step) {
-        size_t need = fixed;
-        for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], row_bytes[i], T, n[i], split);
-        if (need <= budget) return split;
+        if (offload_need(T, shape, row_bytes, n, nsets, fixed, split) <= budget) return split;
         if (split == 0) break;
     }
     return -1;

@@ -81,10 +81,14 @@ struct saved_rows offload_read(struct offload_set *s, int l);
  * no layers). */
 size_t offload_device_bytes(int shape, size_t row_bytes, int64_t T, int n, int64_t split);
 
+/* Device bytes of the saved tensors with `split` rows of each layer on the device: `fixed`
+ * plus offload_device_bytes of the nsets tensor kinds shape[i], row_bytes[i] of n[i] layers. */
+size_t offload_need(int64_t T, const int *shape, const size_t *row_bytes, const int *n, int nsets, size_t fixed,
+                    int64_t split);
 /* The rows per layer to keep on the device: mode (enum cfg_offload) OFFLOAD_NONE: T;
  * OFFLOAD_ALL: 0; OFFLOAD_AUTO: the most, in steps of `step` rows (T itself always counts),
- * whose device bytes -- `fixed` plus offload_device_bytes of the nsets tensor kinds shape[i],
- * row_bytes[i] of n[i] layers -- fit in `budget`; -1 when even split 0 does not fit. */
+ * whose offload_need fits in `budget`. -1 when the mode's split does not fit (for AUTO:
+ * not even split 0). */
 int64_t offload_split_for(int mode, int64_t T, int64_t step, const int *shape, const size_t *row_bytes, const int *n,
                           int nsets, size_t fixed, size_t budget);
 

@@ -48,17 +48,14 @@ static int place_saved_for(struct trainer *t, const struct runtime *rt, const st
         int n[2] = {Ly, k};
         size_t fixed = model_attn_scratch_bytes(m, k);
         int64_t s = offload_split_for(mode, m->T, OFFLOAD_STEP, shape, rb, n, nsets, fixed, budget);
-        size_t need = fixed;
-        for (int i = 0; s >= 0 && i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, n[i], s);
-        if (s < 0 || need > budget) continue;
+        if (s < 0) continue;
         if (autokeep && k > 0 && model_offloaded_bytes(m, s, k) > host_left) continue;
         *split = s;
         *keep = k;
         return 0;
     }
     int k = autokeep ? 0 : *keep, n[2] = {Ly, k};
-    size_t need = model_attn_scratch_bytes(m, k);
-    for (int i = 0; i < nsets; i++) need += offload_device_bytes(shape[i], rb[i], m->T, n[i], 0);
+    size_t need = offload_need(m->T, shape, rb, n, nsets, model_attn_scratch_bytes(m, k), 0);
     snprintf(why, whylen,
              "with every token of every layer offloaded%s the saved activations still need %.2f GiB of device "
              "memory, %.2f GiB is free after the weights, optimizer state and scratch (memory.reserve_gib %.2f kept "
