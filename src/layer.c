@@ -3,7 +3,8 @@
  *             ring attention over all rows -> attn, lse
  *             tiles: h = x + o(attn), xn2 = norm(h), act = silu(gate(xn2)) * up(xn2),
  *                    out = h + down(act)
- *   backward: [recompute the q/k/v tiles; under full also the ring]
+ *   backward: [recompute the q/k/v tiles; and the ring when the layer did not save its
+ *             attention output (full, or past keep under checkpointing auto)]
  *             tiles: [recompute h .. act of the tile], MLP and norm2 backward into g rows,
  *                    o-proj backward into dattn rows
  *             ring backward -> dq, dk, dv (whole)

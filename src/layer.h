@@ -25,7 +25,8 @@ struct layer_weights {
 
 /* Forward of layer l from m->xs[l] into out (T, d): tiles of q/k/v, the ring, tiles of
  * o-proj and MLP. Leaves m->la[l]'s whole tensors (attn, lse; and under "all" everything);
- * under selective the attention output goes to m->saved_attn (written, copied out). */
+ * a layer that saves its attention output (model_saves_attn) writes it to m->saved_attn
+ * (copied out there). */
 void layer_forward(struct model *m, int l, const struct layer_weights *w, const struct saved_rows *out);
 /* Backward of layer l: m->g (T, d) holds dL/d(layer output) and becomes dL/d(layer input);
  * recomputes what the checkpointing policy did not save (q/k/v, and the ring under full).
