@@ -8,6 +8,8 @@
 # over the steps) and the largest host memory in use (`free`, sampled every second, less
 # what was in use before the run). Fails when a run fails. Needs an H200 and its host;
 # minutes per entry (a 384K step is ~7 minutes). By hand: RUNS=... OUT=dir test/gpu/bench_long.sh
+# SETS adds --set options to every entry (e.g. SETS="log.profile=false model.n_layers=2"); an
+# entry may end in :NAME=VALUE,... for options of its own (e.g. 65536:selective:host:3:memory.tile_tokens=65536).
 set -u
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-"131072:selective:host:2"}
@@ -22,11 +24,12 @@ stat() { awk -v k="\"$2\":" -v how="$3" -F, '{ for (i = 1; i <= NF; i++) if (ind
            else printf "%.4f", s / n }' "$1"; }
 base=$(free -m | awk '/^Mem:/ { print $3 }')
 for r in $RUNS; do
-    IFS=: read -r seq ckpt opt steps <<< "$r"
-    name="${seq}_${ckpt}_${opt}"
+    IFS=: read -r seq ckpt opt steps own <<< "$r"
+    name="${seq}_${ckpt}_${opt}${own:+_$(echo "$own" | tr -c 'A-Za-z0-9_\n' _)}"
     sets="--set data.seq_len=$seq --set memory.checkpointing=$ckpt --set memory.optimizer=$opt --set train.steps=$steps"
+    for kv in ${SETS:-} $(echo "${own:-}" | tr , ' '); do sets="$sets --set $kv"; done
     ./ringtrain yaml/bench_7b.yaml --plan $sets > "$out/$name.plan" 2>&1
-    echo "== 7B, $seq tokens, checkpointing $ckpt, optimizer on the $opt, $steps step(s)"
+    echo "== 7B, $seq tokens, checkpointing $ckpt, optimizer on the $opt, $steps step(s)${SETS:+, $SETS}${own:+, $own}"
     grep -E "^(plan|offload):" "$out/$name.plan" | sed 's/^/  planned: /'
     ( while :; do free -m | awk '/^Mem:/ { print $3 }'; sleep 1; done ) > "$out/$name.host" &
     sampler=$!
