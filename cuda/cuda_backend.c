@@ -14,6 +14,7 @@
 #include "cuda_ops.h"
 #include "cudnn_attn.h"
 #include "mem_plan.h"
+#include "ring.h"
 #include "runtime.h"
 
 #define XENT_CHUNK 1024 /* tokens per lm_head/cross-entropy chunk */
@@ -374,20 +375,10 @@ int cuda_device_pci_bus_id(int local_rank, char *busid, int len) {
     return n > 0 && cudaDeviceGetPCIBusId(busid, len, local_rank % n) == cudaSuccess ? 0 : -1;
 }
 
-/* The attention blocks the ring will run (ring.c): the causal diagonal step, and either
- * the two zigzag block shapes or the plain ring's full block; all with ld = T. */
-struct block_shape { int Tq, Tk, causal; };
-
-static int ring_shapes(const struct cuda_backend_opts *o, struct block_shape *b) {
-    int n = 0, T = o->T, C = T / 2;
-    b[n++] = (struct block_shape){T, T, 1};
-    if (o->ring_size > 1 && o->zigzag) {
-        b[n++] = (struct block_shape){T, C, 0};
-        b[n++] = (struct block_shape){C, T, 0};
-    } else if (o->ring_size > 1) {
-        b[n++] = (struct block_shape){T, T, 0};
-    }
-    return n;
+/* The attention calls the ring will make (ring_call_shapes); all with ld = T. */
+#define MAX_SHAPES 16
+static int ring_shapes(const struct cuda_backend_opts *o, struct ring_shape *b) {
+    return ring_call_shapes(o->T, o->ring_size, o->zigzag, o->attn_block, b, MAX_SHAPES);
 }
 
 /* The scratch buffers cuda_backend_create allocates (their sizes are functions of the
@@ -408,7 +399,7 @@ static size_t local32_bytes(const struct cuda_backend_opts *o) {
  * serves them all; native never. takes: cudnn_attn_supported, or cudnn_attn_takes_shape
  * where no GPU may be touched (a plan). */
 static int use_cudnn(const struct cuda_backend_opts *o, int (*takes)(int, int, int, int, int, int)) {
-    struct block_shape b[3];
+    struct ring_shape b[MAX_SHAPES];
     int n = ring_shapes(o, b), ok = o->attention != ATTN_NATIVE;
     for (int i = 0; i < n && ok; i++) ok = takes(b[i].Tq, b[i].Tk, o->H, o->Hkv, o->D, b[i].causal);
     if (!ok && o->attention == ATTN_CUDNN)
@@ -427,8 +418,8 @@ static void native_text(char *buf, size_t n, const struct cuda_backend_opts *o) 
  * fp32 scratch (cuda_backend_attach). */
 static void choose_attention(struct backend *be, const struct cuda_backend_opts *o) {
     struct cuda_ctx *c = be->ctx;
-    struct block_shape b[3];
-    int n = ring_shapes(o, b), direct = o->ring_size == 1;
+    struct ring_shape b[MAX_SHAPES];
+    int n = ring_shapes(o, b), direct = o->ring_size == 1 && !o->attn_block;
     if (!use_cudnn(o, cudnn_attn_supported)) {
         native_text(c->attention, sizeof c->attention, o);
         if (direct) c->local32_bytes = local32_bytes(o);
@@ -524,8 +515,8 @@ void cuda_backend_plan(const struct cuda_backend_opts *o, struct mem_plan *p) {
     if (norm) pb->alloc(pb, norm, NORM_WHAT);
     pb->alloc(pb, CUDA_SUMSQ_PARTS * sizeof(double), SUMSQ_WHAT);
     pb->alloc(pb, sizeof(double), SUMSQ_OUT_WHAT);
-    struct block_shape b[3];
-    int n = ring_shapes(o, b), direct = o->ring_size == 1;
+    struct ring_shape b[MAX_SHAPES];
+    int n = ring_shapes(o, b), direct = o->ring_size == 1 && !o->attn_block;
     /* a run's plan (measured: the GPU is there) asks the GPU as choose_attention does */
     p->cudnn = use_cudnn(o, p->measured ? cudnn_attn_supported : cudnn_attn_takes_shape);
     p->be.attn_own_delta = p->cudnn; /* as choose_attention sets it: the ring plans no delta */

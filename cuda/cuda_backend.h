@@ -16,6 +16,7 @@ struct cuda_backend_opts {
     int T, d, V;             /* shard tokens, model width, vocabulary: scratch sizes */
     int H, Hkv, D;           /* attention heads, kv heads, head dim */
     int ring_size, zigzag;   /* the ring the attention blocks come from */
+    int attn_block;          /* its tokens per attention call (ring_call_block; 0: one call per block) */
     int attention;           /* enum cfg_attn_impl: auto | cudnn | native */
     int profile;             /* time every op with CUDA events (read with be->profile) */
 };

@@ -83,6 +83,7 @@ struct cfg_memory {
     int offload;                   /* enum cfg_offload */
     double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
     int tile_tokens;               /* tokens per tile of the token-wise layer work; 0 = auto */
+    int attention_block_tokens;    /* query rows and keys per attention call; 0 = auto */
 };
 
 struct cfg_device {

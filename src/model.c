@@ -88,8 +88,8 @@ static void acts_alloc(struct model *m, struct layer_acts *a, int attn) {
 }
 
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, struct comm *world, int stage,
-                int host_opt) {
+                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, int attn_block, struct comm *world,
+                int stage, int host_opt) {
     memset(m, 0, sizeof *m);
     m->be = be;
     m->mc = *mc;
@@ -105,7 +105,7 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->inv_freq = own(m, owned_of(m), (size_t)mc->head_dim / 2 * sizeof(double), "rope frequencies");
     be->upload(be, m->inv_freq, inv, (size_t)mc->head_dim / 2 * sizeof(double));
     free(inv);
-    ring_init(&m->ring, be, cp, zigzag, T, mc->n_heads, mc->n_kv_heads, mc->head_dim);
+    ring_init(&m->ring, be, cp, zigzag, T, mc->n_heads, mc->n_kv_heads, mc->head_dim, attn_block);
 
     int Ly = mc->n_layers;
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,

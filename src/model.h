@@ -74,10 +74,11 @@ struct model {
 
 /* Allocates the parameter store (zero: load or init the weights with model_set_params;
  * world: the ZeRO group, stage: parallel.zero, host_opt: memory.optimizer host) and the
- * activations. tile_tokens: memory.tile_tokens (0: auto, model_tile). */
+ * activations. tile_tokens: memory.tile_tokens (0: auto, model_tile); attn_block: the
+ * ring's tokens per attention call (ring_call_block; 0: one call per block). */
 void model_init(struct model *m, const struct backend *be, const struct model_config *mc,
-                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, struct comm *world, int stage,
-                int host_opt);
+                struct comm *cp, int zigzag, int T, int ckpt, int tile_tokens, int attn_block, struct comm *world,
+                int stage, int host_opt);
 /* Tokens per tile for T local tokens: T under MODEL_SAVE_ALL (nothing is recomputed, every
  * activation is kept whole); else min(tile_tokens, T), or for tile_tokens 0 (auto) T split
  * evenly into the fewest tiles of at most MODEL_TILE_AUTO tokens. */

@@ -7,10 +7,14 @@
  * Backward: the same blocks with the final out/lse; dq stays local, the dK/dV accumulators
  * travel with K/V to r+1 after every step (N hops) and so end at their owner. The exchange
  * of K/V for step s+1 is posted before the compute of step s. With one rank (N = 1) the
- * single causal block runs on the rank's own K/V and gradients: no buffers travel. */
+ * single causal block runs on the rank's own K/V and gradients: no buffers travel.
+ * Blocked (blk > 0): each step's block is cut into calls of at most blk query rows and blk
+ * keys (call_next); the first call of a query block at step 0 seeds its rows, every other
+ * call merges (forward) or accumulates (backward) into them. */
 #include "ring.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "runtime.h"
 
@@ -28,37 +32,49 @@ static void *at(const struct ring *rg, const void *base, size_t elems) {
     return (char *)base + elems * rg->be->act_size;
 }
 
+int ring_call_block(int cfg_blk, int N, int T) {
+    int blk = cfg_blk > 0 ? cfg_blk : N > 1 ? RING_CALL_AUTO : 0;
+    return blk > 0 && blk < T ? blk : 0;
+}
+
 void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,
-               int Hkv, int D) {
+               int Hkv, int D, int blk) {
+    memset(rg, 0, sizeof *rg);
     rg->be = be;
     rg->cp = cp;
     rg->zigzag = zigzag;
-    rg->local_only = 0;
     rg->T = T;
     rg->H = H;
     rg->Hkv = Hkv;
     rg->D = D;
+    rg->blk = blk > 0 && blk < T ? blk : 0;
     rg->act_dtype = be->act_size == 2 ? COMM_BF16 : COMM_F32;
     /* delta only for kernels that do not form it themselves (cuDNN does: attn_own_delta) */
     rg->delta = be->attn_own_delta ? NULL : be->alloc(be, (size_t)H * T * sizeof(float), "ring delta");
-    if (cp->size == 1) return; /* one block, on the rank's own K/V: nothing travels or merges */
-    rg->out32 = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring merged output (dq in the backward)");
-    for (int i = 0; i < 2; i++) {
-        rg->kv[i] = be->alloc(be, kv_elems(rg) * be->act_size, "ring K/V buffer");
-        rg->dkv[i] = be->alloc(be, kv_elems(rg) * sizeof(float), "ring dK/dV buffer");
+    size_t rows = rg->blk ? (size_t)rg->blk : (size_t)T, hd = (size_t)H * D;
+    if (cp->size == 1 && !rg->blk) return; /* one direct call on the rank's own K/V: nothing travels or merges */
+    if (cp->size == 1) { /* one rank, blocked: query-block accumulators, whole dK/dV */
+        rg->out32 = be->alloc(be, rows * hd * sizeof(float), "ring query block output (dq in the backward)");
+        rg->dkv[0] = be->alloc(be, kv_elems(rg) * sizeof(float), "ring dK/dV buffer");
+    } else {
+        rg->out32 = be->alloc(be, (size_t)T * hd * sizeof(float), "ring merged output (dq in the backward)");
+        for (int i = 0; i < 2; i++) {
+            rg->kv[i] = be->alloc(be, kv_elems(rg) * be->act_size, "ring K/V buffer");
+            rg->dkv[i] = be->alloc(be, kv_elems(rg) * sizeof(float), "ring dK/dV buffer");
+        }
     }
-    rg->blk_out = be->alloc(be, (size_t)T * H * D * sizeof(float), "ring block output");
-    rg->blk_lse = be->alloc(be, (size_t)H * T * sizeof(float), "ring block lse");
+    rg->blk_out = be->alloc(be, rows * hd * sizeof(float), "ring block output");
+    rg->blk_lse = be->alloc(be, (size_t)H * T * sizeof(float), "ring block lse"); /* row stride T, as lse */
 }
 
 void ring_free(struct ring *rg) {
     const struct backend *be = rg->be;
     if (rg->delta) be->free(be, rg->delta);
-    if (rg->cp->size == 1) return;
+    if (!rg->out32) return;
     be->free(be, rg->out32);
     for (int i = 0; i < 2; i++) {
-        be->free(be, rg->kv[i]);
-        be->free(be, rg->dkv[i]);
+        if (rg->kv[i]) be->free(be, rg->kv[i]);
+        if (rg->dkv[i]) be->free(be, rg->dkv[i]);
     }
     be->free(be, rg->blk_out);
     be->free(be, rg->blk_lse);
@@ -66,6 +82,67 @@ void ring_free(struct ring *rg) {
 
 /* Which block a step computes: q rows [q0, q0+nq), keys [k0, k0+nk) of the held K/V. */
 struct block { int q0, nq, k0, nk, causal; };
+
+/* One attention call of a block: q rows [q0, q0+nq), keys [k0, k0+nk); first / last: the
+ * first / last call of its query rows. */
+struct call { int q0, nq, k0, nk, causal, first, last; };
+
+/* Piece i of n rows cut into pieces of blk (the last shorter; blk 0: one piece). */
+static int n_pieces(int n, int blk) { return blk > 0 && blk < n ? (n + blk - 1) / blk : 1; }
+static void piece(int n, int blk, int i, int *p0, int *pn) {
+    if (n_pieces(n, blk) == 1) {
+        *p0 = 0;
+        *pn = n;
+        return;
+    }
+    *p0 = i * blk;
+    *pn = n - *p0 < blk ? n - *p0 : blk;
+}
+
+/* The calls of block b, query pieces outer, key pieces inner: from *i = *j = 0, fills c and
+ * advances; 0 past the last. A causal block (q0 == k0, nq == nk) has the calls on and below
+ * its diagonal: the diagonal ones causal, the ones below whole (their keys precede their
+ * queries). */
+static int call_next(const struct block *b, int blk, int *i, int *j, struct call *c) {
+    if (*i >= n_pieces(b->nq, blk)) return 0;
+    int qa, qn, ka, kn, last_j = b->causal ? *i : n_pieces(b->nk, blk) - 1;
+    piece(b->nq, blk, *i, &qa, &qn);
+    piece(b->nk, blk, *j, &ka, &kn);
+    *c = (struct call){b->q0 + qa, qn, b->k0 + ka, kn, b->causal && *i == *j, *j == 0, *j == last_j};
+    if (*j < last_j) (*j)++;
+    else (*i)++, *j = 0;
+    return 1;
+}
+
+/* The blocks a ring's steps compute, whatever the rank: the causal local block, and with N > 1
+ * the zigzag (or plain) cross-shard ones. */
+static int block_kinds(int T, int N, int zigzag, struct block *b) {
+    int n = 0, C = T / 2;
+    b[n++] = (struct block){0, T, 0, T, 1};
+    if (N > 1 && zigzag) {
+        b[n++] = (struct block){0, T, 0, C, 0};
+        b[n++] = (struct block){C, C, 0, T, 0};
+    } else if (N > 1) {
+        b[n++] = (struct block){0, T, 0, T, 0};
+    }
+    return n;
+}
+
+int ring_call_shapes(int T, int N, int zigzag, int blk, struct ring_shape *s, int max) {
+    struct block b[3];
+    int nb = block_kinds(T, N, zigzag, b), n = 0;
+    for (int k = 0; k < nb; k++) {
+        struct call c;
+        for (int i = 0, j = 0; call_next(&b[k], blk, &i, &j, &c);) {
+            int seen = 0;
+            for (int m = 0; m < n && !seen; m++) seen = s[m].Tq == c.nq && s[m].Tk == c.nk && s[m].causal == c.causal;
+            if (seen) continue;
+            if (n == max) RT_FATAL("ring: more than %d attention call shapes", max);
+            s[n++] = (struct ring_shape){c.nq, c.nk, c.causal};
+        }
+    }
+    return n;
+}
 
 static int step_block(const struct ring *rg, int s, struct block *b) {
     int N = rg->cp->size, r = rg->cp->rank, T = rg->T, C = T / 2;
@@ -87,11 +164,86 @@ static int step_block(const struct ring *rg, int s, struct block *b) {
     return 0;
 }
 
+/* One call of the forward into the running (acc, lse) of its query rows (acc: their first
+ * row; lse: the whole (H, T)): a seed call (the first of its query rows) writes them, every
+ * other call goes through the call buffers and merges. k, v: the held keys' first row. */
+static void forward_call(struct ring *rg, const struct call *c, int seed, float *acc, float *lse, const void *q,
+                         const void *k, const void *v) {
+    const struct backend *be = rg->be;
+    int H = rg->H, Hkv = rg->Hkv, D = rg->D, T = rg->T;
+    size_t ko = (size_t)c->k0 * Hkv * D;
+    const void *qb = at(rg, q, (size_t)c->q0 * H * D), *kb = at(rg, k, ko), *vb = at(rg, v, ko);
+    if (seed) {
+        be->attn_forward(be, acc, lse + c->q0, T, qb, kb, vb, c->nq, c->nk, H, Hkv, D, c->causal);
+        return;
+    }
+    be->attn_forward(be, rg->blk_out, rg->blk_lse, T, qb, kb, vb, c->nq, c->nk, H, Hkv, D, c->causal);
+    be->attn_merge(be, acc, lse + c->q0, T, rg->blk_out, rg->blk_lse, T, c->nq, H, D);
+}
+
+/* One call of the backward: its dq rows += into acc (their first row), its keys' dK/dV +=
+ * into dk, dv (fp32, the held keys' first row). */
+static void backward_call(struct ring *rg, const struct call *c, float *acc, float *dk, float *dv, const void *dout,
+                          const void *q, const void *k, const void *v, const void *out, const float *lse,
+                          const float *delta) {
+    const struct backend *be = rg->be;
+    int H = rg->H, Hkv = rg->Hkv, D = rg->D;
+    size_t ko = (size_t)c->k0 * Hkv * D, qo = (size_t)c->q0 * H * D;
+    be->attn_backward(be, acc, dk + ko, dv + ko, at(rg, dout, qo), at(rg, q, qo), at(rg, k, ko), at(rg, v, ko),
+                      at(rg, out, qo), lse + c->q0, delta ? delta + c->q0 : NULL, rg->T, c->nq, c->nk, H, Hkv, D,
+                      c->causal);
+}
+
+/* rowsum(dout * out) into the ring's delta, unless the kernels form it themselves (NULL). */
+static const float *ring_delta(struct ring *rg, const void *dout, const void *out) {
+    const struct backend *be = rg->be;
+    if (be->attn_own_delta) return NULL;
+    be->attn_delta(be, rg->delta, rg->T, dout, out, rg->T, rg->H, rg->D);
+    return rg->delta;
+}
+
+/* A blocked ring of one rank: the causal local block in calls of blk, each query block
+ * merged in out32 (blk rows) and then written to its rows of out. */
+static void local_blocked_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
+                                  const void *v) {
+    size_t hd = (size_t)rg->H * rg->D;
+    struct block b = {0, rg->T, 0, rg->T, 1};
+    struct call c;
+    for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);) {
+        forward_call(rg, &c, c.first, rg->out32, lse, q, k, v);
+        if (c.last) rg->be->to_act(rg->be, at(rg, out, c.q0 * hd), rg->out32, (int64_t)(c.nq * hd));
+    }
+}
+
+/* Its backward: dq per query block in out32, dK|dV in the whole fp32 dkv[0]. */
+static void local_blocked_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, const void *dout,
+                                   const void *q, const void *k, const void *v, const void *out,
+                                   const float *lse) {
+    const struct backend *be = rg->be;
+    size_t hd = (size_t)rg->H * rg->D, kv_half = (size_t)rg->T * rg->Hkv * rg->D;
+    const float *delta = ring_delta(rg, dout, out);
+    float *dk = rg->dkv[0], *dv = rg->dkv[0] + kv_half;
+    be->zero(be, rg->dkv[0], 2 * kv_half * sizeof(float));
+    struct block b = {0, rg->T, 0, rg->T, 1};
+    struct call c;
+    for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);) {
+        if (c.first) be->zero(be, rg->out32, c.nq * hd * sizeof(float));
+        backward_call(rg, &c, rg->out32, dk, dv, dout, q, k, v, out, lse, delta);
+        if (c.last) be->to_act(be, at(rg, dq_out, c.q0 * hd), rg->out32, (int64_t)(c.nq * hd));
+    }
+    be->to_act(be, dk_out, dk, (int64_t)kv_half);
+    be->to_act(be, dv_out, dv, (int64_t)kv_half);
+}
+
 void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
                   const void *v) {
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
     size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
+    if (N == 1 && rg->blk) {
+        local_blocked_forward(rg, out, lse, q, k, v);
+        return;
+    }
     if (N == 1) {
         be->attn_local_forward(be, out, lse, q, k, v, T, H, Hkv, D);
         return;
@@ -104,17 +256,10 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
         void *cur = rg->kv[s & 1], *next = rg->kv[(s + 1) & 1];
         if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)(2 * kv_half), rg->act_dtype, &req);
         struct block b;
-        if (step_block(rg, s, &b)) {
-            const void *kb = at(rg, cur, (size_t)b.k0 * Hkv * D), *vb = at(rg, cur, kv_half + (size_t)b.k0 * Hkv * D);
-            const void *qb = at(rg, q, (size_t)b.q0 * hd);
-            if (s == 0) {
-                be->attn_forward(be, rg->out32, lse, T, q, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
-            } else {
-                be->attn_forward(be, rg->blk_out, rg->blk_lse, T, qb, kb, vb, b.nq, b.nk, H, Hkv, D, b.causal);
-                be->attn_merge(be, rg->out32 + (size_t)b.q0 * hd, lse + b.q0, T, rg->blk_out, rg->blk_lse, T,
-                               b.nq, H, D);
-            }
-        }
+        struct call c;
+        if (step_block(rg, s, &b))
+            for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);)
+                forward_call(rg, &c, s == 0 && c.first, rg->out32 + c.q0 * hd, lse, q, cur, at(rg, cur, kv_half));
         if (s + 1 < N) {
             snprintf(what, sizeof what, "K/V forward step %d/%d", s + 1, N);
             wait_timed(rg, &req, what);
@@ -129,16 +274,16 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
     const struct backend *be = rg->be;
     int N = rg->cp->size, T = rg->T, H = rg->H, Hkv = rg->Hkv, D = rg->D;
     size_t kv_half = (size_t)T * Hkv * D, hd = (size_t)H * D;
+    if (N == 1 && rg->blk) {
+        local_blocked_backward(rg, dq_out, dk_out, dv_out, dout, q, k, v, out, lse);
+        return;
+    }
     if (N == 1) {
         be->attn_local_backward(be, dq_out, dk_out, dv_out, dout, q, k, v, out, lse, rg->delta, T, H, Hkv, D);
         return;
     }
     float *dq = rg->out32; /* the forward's merge buffer accumulates dq */
-    const float *delta = NULL; /* rowsum(dout * out), unless the kernels form it themselves */
-    if (!be->attn_own_delta) {
-        be->attn_delta(be, rg->delta, T, dout, out, T, H, D);
-        delta = rg->delta;
-    }
+    const float *delta = ring_delta(rg, dout, out);
     be->zero(be, dq, (size_t)T * hd * sizeof(float));
     be->copy(be, rg->kv[0], k, kv_half * be->act_size);
     be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
@@ -150,12 +295,11 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
         float *dcur = rg->dkv[s & 1], *dnext = rg->dkv[(s + 1) & 1];
         if (s + 1 < N) comm_ring_start(rg->cp, cur, next, (int64_t)(2 * kv_half), rg->act_dtype, &req);
         struct block b;
-        if (step_block(rg, s, &b)) {
-            size_t ko = (size_t)b.k0 * Hkv * D, qo = (size_t)b.q0 * hd;
-            be->attn_backward(be, dq + qo, dcur + ko, dcur + kv_half + ko, at(rg, dout, qo), at(rg, q, qo),
-                              at(rg, cur, ko), at(rg, cur, kv_half + ko), at(rg, out, qo), lse + b.q0,
-                              delta ? delta + b.q0 : NULL, T, b.nq, b.nk, H, Hkv, D, b.causal);
-        }
+        struct call c;
+        if (step_block(rg, s, &b))
+            for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);)
+                backward_call(rg, &c, dq + c.q0 * hd, dcur, dcur + kv_half, dout, q, cur, at(rg, cur, kv_half), out,
+                              lse, delta);
         /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
         comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
         if (s + 1 < N) {

@@ -6,7 +6,12 @@
  * Shapes: q, out (T, H, D); k, v (T, Hkv, D); lse (H, T). q, k, v, out, dout are in the
  * backend's activation type; K/V travel in it; merging, lse, the dq accumulator and the
  * dK/dV accumulators that travel in the backward are fp32. A ring of one rank runs the
- * backend's attn_local_* ops, whose outputs are act (no fp32 buffers at all). */
+ * backend's attn_local_* ops, whose outputs are act (no fp32 buffers at all).
+ * Blocked calls (blk > 0, memory.attention_block_tokens): every block of a step is cut into
+ * attention calls of at most blk query rows and blk keys (a causal block into the calls on
+ * and below its diagonal), so the backend's workspace and the block output are (blk, .),
+ * not (T, .). A blocked ring of one rank runs these fp32 calls too: its output merges per
+ * query block (blk rows), dq accumulates per query block, dK/dV in whole fp32 accumulators. */
 #ifndef RT_RING_H
 #define RT_RING_H
 
@@ -19,18 +24,22 @@ struct ring {
     int   zigzag;         /* 1: zigzag shards, 0: contiguous shards */
     int   local_only;     /* test-only: skip every cross-shard step */
     int   T, H, Hkv, D;
+    int   blk;            /* query rows and keys per attention call; 0: one call per block */
     int   act_dtype;      /* comm dtype of the activations */
     void  *kv[2];         /* (2, T, Hkv, D) act, double-buffered K|V travelling the ring (N > 1) */
-    float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them (N > 1) */
-    float *out32;         /* (T, H, D) fp32 merged output; the dq accumulator in the backward (N > 1) */
-    float *blk_out;       /* (T, H, D) one block's output (N > 1) */
-    float *blk_lse;       /* (H, T) one block's lse (N > 1) */
+    float *dkv[2];        /* (2, T, Hkv, D) fp32 dK|dV accumulators travelling with them (N > 1);
+                           * a blocked ring of one rank: dkv[0] only, its dK|dV accumulator */
+    float *out32;         /* (T, H, D) fp32 merged output; the dq accumulator in the backward (N > 1);
+                           * a blocked ring of one rank: (blk, H, D), one query block's */
+    float *blk_out;       /* (b, H, D) one call's output, b = blk or T (N > 1 or blocked) */
+    float *blk_lse;       /* (H, T) one call's lse in rows [0, nq) (row stride T, as every lse view) */
     float *delta;         /* (H, T) rowsum(dout * out); NULL when the backend forms it itself (attn_own_delta) */
     double t_wait;        /* seconds spent in exchange waits (exposed communication), summed */
 };
 
+/* blk: ring_call_block's. */
 void ring_init(struct ring *rg, const struct backend *be, struct comm *cp, int zigzag, int T, int H,
-               int Hkv, int D);
+               int Hkv, int D, int blk);
 void ring_free(struct ring *rg);
 
 /* out (act) and lse (overwritten) = causal attention of the local q over the whole
@@ -42,5 +51,19 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
 void ring_backward(struct ring *rg, void *dq, void *dk, void *dv, const void *dout,
                    const void *q, const void *k, const void *v, const void *out,
                    const float *lse);
+
+/* Query rows and keys per attention call for memory.attention_block_tokens cfg_blk (0: auto)
+ * on a ring of N ranks of T local tokens; 0: one call per block. Auto: RING_CALL_AUTO tokens
+ * on a ring of several ranks; one direct call on a ring of one rank (the fastest; its blocked
+ * form keeps whole fp32 dK/dV accumulators, more than cuDNN's whole fp32 dQ accumulator of the
+ * direct call unless Hkv < H / 2). 0 when blk >= T: every block is one call. */
+int ring_call_block(int cfg_blk, int N, int T);
+#define RING_CALL_AUTO 16384
+
+/* The distinct (Tq, Tk, causal) shapes of the attention calls a ring makes (N ranks, T local
+ * tokens, zigzag or not, blk from ring_call_block), at most max of them into s (16 always
+ * suffice); returns how many. What a backend plans workspace for. */
+struct ring_shape { int Tq, Tk, causal; };
+int ring_call_shapes(int T, int N, int zigzag, int blk, struct ring_shape *s, int max);
 
 #endif

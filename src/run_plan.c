@@ -162,6 +162,22 @@ static void print_tiles(const struct trainer *t) {
                "their scratch is sized by the tile\n", n, tile, set);
 }
 
+/* The ring's attention calls (ring_call_block). */
+static void print_calls(const struct trainer *t) {
+    const struct cfg *c = &t->job.cfg;
+    int blk = t->model.ring.blk;
+    char set[64];
+    snprintf(set, sizeof set, c->memory.attention_block_tokens ? "memory.attention_block_tokens %d"
+             : "memory.attention_block_tokens auto", c->memory.attention_block_tokens);
+    if (blk)
+        printf("attention calls: blocks of at most %d query rows x %d keys (%s); the attention workspace and "
+               "block output are sized by them\n", blk, blk, set);
+    else if (t->job.cp > 1)
+        printf("attention calls: one per ring block (%s)\n", set);
+    else
+        printf("attention calls: one over all %lld tokens (%s)\n", (long long)t->T, set);
+}
+
 static void print_header(const struct trainer *t, const struct mem_plan *p) {
     const struct job *j = &t->job;
     const struct cfg *c = &j->cfg;
@@ -171,6 +187,7 @@ static void print_header(const struct trainer *t, const struct mem_plan *p) {
            (long long)t->L, (long long)t->T, c->train.seqs_per_step, c->train.seqs_per_step > 1 ? "s" : "",
            p->be.name, (const char *[]){"none", "full", "selective", "auto"}[c->memory.checkpointing]);
     print_tiles(t);
+    print_calls(t);
     if (c->device.backend == BACKEND_CUDA) {
         printf("attention: %s\n", p->attention);
         if (c->parallel.transport == TRANSPORT_MPI || p->ranks_per_gpu > 1)

@@ -162,7 +162,8 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE, [CKPT_AUTO] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
-               ckpt_map[c->memory.checkpointing], c->memory.tile_tokens, &t->world, c->parallel.zero,
+               ckpt_map[c->memory.checkpointing], c->memory.tile_tokens,
+               ring_call_block(c->memory.attention_block_tokens, j->cp, (int)t->T), &t->world, c->parallel.zero,
                c->memory.optimizer == OPTIMIZER_HOST);
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;

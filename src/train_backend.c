@@ -7,6 +7,7 @@
 #include "arena_backend.h"
 #include "comm_mpi.h"
 #include "comm_plan.h"
+#include "ring.h"
 #ifdef RT_HAVE_CUDA
 #include "comm_nccl.h"
 #include "comm_staged.h"
@@ -20,7 +21,9 @@ static struct cuda_backend_opts cuda_opts(const struct trainer *t, const struct 
     return (struct cuda_backend_opts){
         .local_rank = rt->local_rank, .T = (int)t->T, .d = mc->dim, .V = mc->vocab_size, .H = mc->n_heads,
         .Hkv = mc->n_kv_heads, .D = mc->head_dim, .ring_size = t->job.cp,
-        .zigzag = c->parallel.attention == RING_ZIGZAG, .attention = c->device.attention,
+        .zigzag = c->parallel.attention == RING_ZIGZAG,
+        .attn_block = ring_call_block(c->memory.attention_block_tokens, t->job.cp, (int)t->T),
+        .attention = c->device.attention,
         .profile = c->log.profile};
 }
 

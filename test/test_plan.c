@@ -145,6 +145,7 @@ static void check_7b(const char *extra, long seq, double measured, double lo, do
 }
 
 static void cuda_plans(void) {
+    char args[512];
     check_7b("", 65536, 137.65, 0.35, 0.6);
     check_7b("--set device.attention=native", 65536, 137.64, 0.35, 0.6);
     check_7b("", 32768, 127.95, 0, 0);
@@ -189,6 +190,19 @@ static void cuda_plans(void) {
         CHECK(!strcmp(s.fits, "yes") && s.host <= 116);
         CHECK(i == 0 ? kept == 32 : i == 1 ? kept > 0 && kept < 32 : kept == 0);
     }
+
+    /* 7B at 1M tokens on 8 ranks of 79 GiB: attention calls in blocks of 16384 tokens (auto)
+     * bound the cuDNN workspace (642 MiB, not 5 GiB) and the block output (256 MiB, not 2 GiB):
+     * the default ZeRO-1 fits; with one call per ring block it does not */
+    const char *m1 = "--plan yaml/bench_7b.yaml --ranks 8 --set data.seq_len=1048576 --set device.memory_gib=79 "
+                     "--set device.host_memory_gib=560";
+    if (expect("", m1, 0, "attention calls: blocks of at most 16384 query rows x 16384 keys (memory.attention_block_"
+               "tokens auto)|642.00 MiB|fits: ", &s))
+        printf("test_plan: 7B 1M on 8 ranks of 79 GiB, ZeRO-1, blocks of 16384: %.2f GiB device, %d of %d tokens "
+               "offloaded, host %.2f GiB per node\n", s.device, s.offload, s.tokens, s.node);
+    CHECK(!strcmp(s.fits, "yes") && s.device <= 79);
+    snprintf(args, sizeof args, "%s --set memory.attention_block_tokens=131072", m1);
+    expect("", args, 3, "attention calls: one per ring block|does not fit: ", &s);
 
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=65536", 0, "fit: not checked: device.memory_gib", &s);
     CHECK(!strcmp(s.fits, "unchecked") && s.offload == 0);

@@ -17,7 +17,10 @@
  * Ring size: at 8 ranks, rings of 1, 2, 3, 4, 6 and 8 of them (sub-communicators) against
  * one rank: the gradient error stays flat in the ring size (the dK/dV accumulators travel
  * N hops in fp32): every error within 5e-6 and within 3x the 2-rank error (measured: all
- * 0.7-1.0e-6; dK/dV rounded to bf16 on the way would be ~1e-3 and grow with the hops). */
+ * 0.7-1.0e-6; dK/dV rounded to bf16 on the way would be ~1e-3 and grow with the hops).
+ * Attention calls blocked (memory.attention_block_tokens) to sizes that divide T, T / 2 or
+ * neither give the loss and gradients of one call per block (1e-6), and every call's shape is
+ * one ring_call_shapes lists for the GPU's workspace. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,8 +105,8 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
         lab[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(8, i) % mc.vocab_size); /* some ignored */
     }
     struct model m1, mN;
-    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0, self, 0, 0);
-    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0, world, 0, 0);
+    model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
+    model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0, 0, world, 0, 0);
     model_place_saved(&m1, m1.T, 0);
     model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? mN.T : 0, all_kept(&mN)); /* every token offloaded */
     set_random(&m1, 42);
@@ -136,7 +139,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
         lab[i] = i % 5 == 2 ? -1 : (int32_t)(rng_u64(38, i) % mc.vocab_size);
     }
     struct model r;
-    model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, T, world, 0, 0);
+    model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, T, 0, world, 0, 0);
     model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0, all_kept(&r));
     set_random(&r, 11);
     float *gr = malloc(r.pt.total * sizeof(float)), *g = malloc(r.pt.total * sizeof(float));
@@ -145,7 +148,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     const int tiles[] = {1, 5, 7, 13, T - 1, T + 3, 0};
     for (size_t c = 0; c < sizeof tiles / sizeof tiles[0]; c++) {
         struct model m;
-        model_init(&m, &cpu_backend, &mc, world, zigzag, T, ckpt, tiles[c], world, 0, 0);
+        model_init(&m, &cpu_backend, &mc, world, zigzag, T, ckpt, tiles[c], 0, world, 0, 0);
         int want = ckpt == MODEL_SAVE_ALL || tiles[c] == 0 || tiles[c] > T ? T : tiles[c];
         CHECK(m.tile == want);
         model_place_saved(&m, ckpt == MODEL_SAVE_ALL ? T : T / 2 + 1, all_kept(&m)); /* about half offloaded */
@@ -163,6 +166,102 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     model_free(&r);
 }
 
+/* The shapes of the attention calls the CPU backend receives, recorded by a backend that
+ * wraps it: blocks_case checks each against ring_call_shapes (what a GPU plans workspace for). */
+static struct backend rec_backend;
+static struct ring_shape rec_shapes[64];
+static int rec_n, rec_rows_max;
+static void rec_shape(int Tq, int Tk, int causal) {
+    for (int i = 0; i < rec_n; i++)
+        if (rec_shapes[i].Tq == Tq && rec_shapes[i].Tk == Tk && rec_shapes[i].causal == causal) return;
+    if (rec_n < 64) rec_shapes[rec_n++] = (struct ring_shape){Tq, Tk, causal};
+}
+static void rec_fwd(const struct backend *be, float *out, float *lse, int ld, const void *q, const void *k,
+                    const void *v, int Tq, int Tk, int H, int Hkv, int D, int causal) {
+    rec_shape(Tq, Tk, causal);
+    if (Tq > rec_rows_max) rec_rows_max = Tq;
+    cpu_backend.attn_forward(be, out, lse, ld, q, k, v, Tq, Tk, H, Hkv, D, causal);
+}
+static void rec_bwd(const struct backend *be, float *dq, float *dk, float *dv, const void *dout, const void *q,
+                    const void *k, const void *v, const void *out, const float *lse, const float *delta, int ld, int Tq,
+                    int Tk, int H, int Hkv, int D, int causal) {
+    rec_shape(Tq, Tk, causal);
+    if (Tq > rec_rows_max) rec_rows_max = Tq;
+    cpu_backend.attn_backward(be, dq, dk, dv, dout, q, k, v, out, lse, delta, ld, Tq, Tk, H, Hkv, D, causal);
+}
+
+/* Blocked attention calls (memory.attention_block_tokens): blocks of 1, 3, 5 (dividing
+ * neither T nor T / 2), T / 2 and T - 1 tokens give the loss and gradients of one call per
+ * block, within 1e-6 (the blocks merge through the log-sum-exp in another order), on this
+ * ring (a ring of one rank runs its blocked form: per-block merge, whole fp32 dK/dV); every
+ * call the backend receives has a shape ring_call_shapes lists and at most blk query rows. */
+static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
+    struct model_config mc = shape(gqa);
+    int64_t L = 96;
+    int T = (int)(L / world->size);
+    int32_t in[96], lab[96];
+    for (int i = 0; i < L; i++) {
+        in[i] = (int32_t)(rng_u64(57, i) % mc.vocab_size);
+        lab[i] = i % 6 == 1 ? -1 : (int32_t)(rng_u64(58, i) % mc.vocab_size);
+    }
+    struct model r;
+    model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, 0, 0, world, 0, 0);
+    model_place_saved(&r, T, all_kept(&r));
+    set_random(&r, 23);
+    float *gr = malloc(r.pt.total * sizeof(float)), *g = malloc(r.pt.total * sizeof(float));
+    double lr = loss_and_grads(&r, world, zigzag, in, lab, L, gr);
+    rec_backend = cpu_backend;
+    rec_backend.attn_forward = rec_fwd;
+    rec_backend.attn_backward = rec_bwd;
+    const int blks[] = {1, 3, 5, T / 2, T - 1};
+    for (size_t c = 0; c < sizeof blks / sizeof blks[0]; c++) {
+        struct model m;
+        model_init(&m, &rec_backend, &mc, world, zigzag, T, ckpt, 0, blks[c], world, 0, 0);
+        CHECK(m.ring.blk == blks[c]);
+        model_place_saved(&m, T, all_kept(&m));
+        set_random(&m, 23);
+        rec_n = rec_rows_max = 0;
+        double l = loss_and_grads(&m, world, zigzag, in, lab, L, g);
+        char what[128];
+        snprintf(what, sizeof what, "N=%d T=%d attention blocks of %d %s %s ckpt=%d", world->size, T, blks[c],
+                 zigzag ? "zigzag" : "ring", gqa ? "gqa" : "mha", ckpt);
+        if (!CHECK_REL(l, lr, 1e-6)) fprintf(stderr, "  loss in %s\n", what);
+        CHECK_ARRAY(g, gr, m.pt.total, 1e-6, what);
+        struct ring_shape want[16];
+        int nw = ring_call_shapes(T, world->size, zigzag, blks[c], want, 16);
+        for (int i = 0; i < rec_n; i++) {
+            int found = 0;
+            for (int w = 0; w < nw && !found; w++)
+                found = want[w].Tq == rec_shapes[i].Tq && want[w].Tk == rec_shapes[i].Tk &&
+                        want[w].causal == rec_shapes[i].causal;
+            if (!CHECK(found))
+                fprintf(stderr, "  %s: call %dx%d causal %d not in ring_call_shapes\n", what, rec_shapes[i].Tq,
+                        rec_shapes[i].Tk, rec_shapes[i].causal);
+        }
+        if (!CHECK(rec_n > 0 && rec_rows_max <= blks[c])) fprintf(stderr, "  %s: %d rows in a call\n", what, rec_rows_max);
+        model_free(&m);
+    }
+    free(gr), free(g);
+    model_free(&r);
+}
+
+/* ring_call_block's auto and ring_call_shapes on small cases worked by hand. */
+static void test_call_shapes(void) {
+    CHECK(ring_call_block(0, 8, 131072) == RING_CALL_AUTO);
+    CHECK(ring_call_block(0, 8, RING_CALL_AUTO) == 0); /* one call per block already */
+    CHECK(ring_call_block(0, 1, 524288) == 0);          /* one rank: the direct call */
+    CHECK(ring_call_block(4096, 1, 524288) == 4096);
+    CHECK(ring_call_block(20000, 2, 16384) == 0);
+    struct ring_shape s[16];
+    /* one rank, T = 10, blocks of 4: rows 4, 4, 2: diagonal 4x4 and 2x2 causal, below 4x4 and 2x4 */
+    CHECK(ring_call_shapes(10, 1, 1, 4, s, 16) == 4);
+    CHECK(ring_call_shapes(10, 1, 1, 0, s, 16) == 1 && s[0].Tq == 10 && s[0].Tk == 10 && s[0].causal);
+    /* zigzag, T = 10 (C = 5), blocks of 4: the above, and T x C (4|2 x 4|1), C x T (4|1 x 4|2) */
+    CHECK(ring_call_shapes(10, 2, 1, 4, s, 16) == 9);
+    CHECK(ring_call_shapes(10, 2, 1, 0, s, 16) == 3);
+    CHECK(ring_call_shapes(10, 2, 0, 4, s, 16) == 6); /* plain: the full T x T block adds 4x2 and 2x2 */
+}
+
 /* At 8 ranks: rings of n = 1, 2, 3, 4, 6, 8 ranks (the first n) against one rank. */
 static void test_ring_sizes(struct comm *self) {
     if (rt.world != 8) return;
@@ -174,7 +273,7 @@ static void test_ring_sizes(struct comm *self) {
         lab[i] = (int32_t)(rng_u64(48, i) % mc.vocab_size);
     }
     struct model m1;
-    model_init(&m1, &cpu_backend, &mc, self, 1, (int)L, MODEL_SAVE_ALL, 0, self, 0, 0);
+    model_init(&m1, &cpu_backend, &mc, self, 1, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
     model_place_saved(&m1, m1.T, 0);
     set_random(&m1, 3);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(m1.pt.total * sizeof(float));
@@ -188,7 +287,7 @@ static void test_ring_sizes(struct comm *self) {
         struct comm ring;
         comm_mpi_init(&ring, sub, "sub-ring", 60);
         struct model m;
-        model_init(&m, &cpu_backend, &mc, &ring, 1, (int)(L / sizes[c]), MODEL_SAVE_SELECTIVE, 0, &ring, 0, 0);
+        model_init(&m, &cpu_backend, &mc, &ring, 1, (int)(L / sizes[c]), MODEL_SAVE_SELECTIVE, 0, 0, &ring, 0, 0);
         model_place_saved(&m, m.T, all_kept(&m));
         set_random(&m, 3);
         double l = loss_and_grads(&m, &ring, 1, in, lab, L, gN);
@@ -241,7 +340,7 @@ static void test_offload(struct comm *world, int ckpt) {
     int ncase = ckpt == MODEL_SAVE_SELECTIVE ? 10 : 6;
     for (int c = 0; c < ncase; c++) {
         struct model m;
-        model_init(&m, &cpu_backend, &mc, world, 1, T, ckpt, 4, world, 0, 0);
+        model_init(&m, &cpu_backend, &mc, world, 1, T, ckpt, 4, 0, world, 0, 0);
         model_place_saved(&m, split[c], keep[c] < 0 ? all_kept(&m) : keep[c]);
         set_random(&m, 5);
         for (int s = 0; s < 2; s++) {
@@ -358,6 +457,10 @@ int main(int argc, char **argv) {
     tiles_case(&world, 1, 0, MODEL_SAVE_FULL);
     tiles_case(&world, 1, 1, MODEL_SAVE_ALL);
     test_ring_sizes(&self);
+    test_call_shapes();
+    blocks_case(&world, 1, 1, MODEL_SAVE_SELECTIVE);
+    blocks_case(&world, 0, 0, MODEL_SAVE_SELECTIVE);
+    blocks_case(&world, 1, 0, MODEL_SAVE_FULL);
 
     char tokens[512];
     token_file(tokens, sizeof tokens);

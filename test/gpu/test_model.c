@@ -18,6 +18,10 @@
  *     error of 2e-2, 20 AdamW steps within 5e-3 step by step. Not bit-exact: cuBLAS may pick
  *     other kernels for other row counts, so bf16 outputs can differ in the last bit; the
  *     weight gradients sum over tiles in fp32. With N ranks, one ring case runs tiled.
+ *  7. Blocked attention calls (memory.attention_block_tokens): on one rank blocks of 100
+ *     and 128 of the 512 tokens against one call, with 6.'s bounds; with N ranks three of
+ *     the four ring cases run in blocks of 40-56 tokens (pieces that divide neither T nor
+ *     T / 2), with 3.'s bounds.
  * Shapes cover the tensor-core attention (head dim 64 and 128) and the SIMT fallback (48),
  * MHA and GQA, tied and untied, zigzag and plain rings. */
 #include <math.h>
@@ -189,6 +193,34 @@ static void offload_tests(void) {
     }
 }
 
+/* jt against ju on one rank (what, ju's step-0 loss lu, gradients gu, 20 losses Lu): step-0
+ * loss 2e-3, every gradient 2e-2, 20 steps 5e-3. */
+static void compare_one_rank(const char *what, const struct job *jt, double lu, const float *gu, const double *Lu) {
+    float *gt;
+    double lt = grads_of(jt, &self, &gt), Lt[20], wl = 0;
+    CHECK_REL(lt, lu, 2e-3);
+    struct param_table pt;
+    char err[256];
+    if (params_init(&pt, &jt->mc, err, sizeof err)) RT_FATAL("%s", err);
+    double worst = 0;
+    for (int i = 0; i < pt.n; i++) {
+        const struct param *p = &pt.p[i];
+        worst = fmax(worst, tu_max_rel_err(gt + p->offset, gu + p->offset, p->numel));
+        CHECK_ARRAY(gt + p->offset, gu + p->offset, p->numel, 2e-2, what);
+    }
+    params_free(&pt);
+    losses_of(jt, &self, Lt);
+    for (int s = 0; s < 20; s++) {
+        CHECK_REL(Lt[s], Lu[s], 5e-3);
+        wl = fmax(wl, fabs(Lt[s] - Lu[s]) / Lu[s]);
+    }
+    printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e (bound 2e-2), 20 steps worst loss "
+           "error %.2e (bound 5e-3)\n", what, lt, lu, worst, wl);
+    free(gt);
+}
+
+/* Token tiles (100, 64) and blocked attention calls (blocks of 100 and 128 of the 512 tokens:
+ * a one-rank ring's blocked form) against neither, cuDNN and native, selective and full. */
 static void tile_tests(void) {
     for (int c = 0; c < 4; c++) {
         int attention = c & 1 ? ATTN_NATIVE : ATTN_AUTO, ckpt = c < 2 ? CKPT_SELECTIVE : CKPT_FULL;
@@ -198,33 +230,16 @@ static void tile_tests(void) {
         float *gu;
         double lu = grads_of(&ju, &self, &gu), Lu[20];
         losses_of(&ju, &self, Lu);
-        for (int tile = 100; tile >= 64; tile -= 36) {
+        static const struct { int size, blocks; } var[] = {{100, 0}, {64, 0}, {100, 1}, {128, 1}};
+        for (int k = 0; k < 4; k++) {
+            int size = var[k].size, blocks = var[k].blocks;
             struct job jt = ju;
-            jt.cfg.memory.tile_tokens = tile;
+            if (blocks) jt.cfg.memory.attention_block_tokens = size;
+            else jt.cfg.memory.tile_tokens = size;
             char what[96];
-            snprintf(what, sizeof what, "tiles of %d vs none, %s, %s", tile, attention == ATTN_AUTO ? "auto" : "native",
-                     ckpt == CKPT_FULL ? "full" : "selective");
-            float *gt;
-            double lt = grads_of(&jt, &self, &gt), Lt[20], wl = 0;
-            CHECK_REL(lt, lu, 2e-3);
-            struct param_table pt;
-            char err[256];
-            if (params_init(&pt, &jt.mc, err, sizeof err)) RT_FATAL("%s", err);
-            double worst = 0;
-            for (int i = 0; i < pt.n; i++) {
-                const struct param *p = &pt.p[i];
-                worst = fmax(worst, tu_max_rel_err(gt + p->offset, gu + p->offset, p->numel));
-                CHECK_ARRAY(gt + p->offset, gu + p->offset, p->numel, 2e-2, what);
-            }
-            params_free(&pt);
-            losses_of(&jt, &self, Lt);
-            for (int s = 0; s < 20; s++) {
-                CHECK_REL(Lt[s], Lu[s], 5e-3);
-                wl = fmax(wl, fabs(Lt[s] - Lu[s]) / Lu[s]);
-            }
-            printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e (bound 2e-2), 20 steps worst loss "
-                   "error %.2e (bound 5e-3)\n", what, lt, lu, worst, wl);
-            free(gt);
+            snprintf(what, sizeof what, "%s of %d vs none, %s, %s", blocks ? "attention blocks" : "tiles", size,
+                     attention == ATTN_AUTO ? "auto" : "native", ckpt == CKPT_FULL ? "full" : "selective");
+            compare_one_rank(what, &jt, lu, gu, Lu);
         }
         free(gu);
     }
@@ -265,6 +280,7 @@ static void ring_tests(void) {
         struct job jN = make_job(64, 1, zigzag, BACKEND_CUDA, rt.world, attention);
         if (c == 3) jN.cfg.memory.offload = OFFLOAD_ALL; /* and with ranks offloading through one GPU */
         if (c == 1) jN.cfg.memory.tile_tokens = 100;   /* and tiled: last tile of 512 / N % 100 tokens */
+        if (c < 3) jN.cfg.memory.attention_block_tokens = 40 + 8 * c; /* blocked calls, uneven pieces */
         float *g1, *gN;
         double l1 = grads_of(&j1, &self, &g1), lN = grads_of(&jN, &rt, &gN);
         if (rt.rank == 0) printf("  %s: loss %.6f vs %.6f\n", what, lN, l1);
