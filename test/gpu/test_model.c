@@ -19,7 +19,8 @@
  *     other kernels for other row counts, so bf16 outputs can differ in the last bit; the
  *     weight gradients sum over tiles in fp32. With N ranks, one ring case runs tiled.
  *  7. Blocked attention calls (memory.attention_block_tokens): on one rank blocks of 100
- *     and 128 of the 512 tokens against one call, with 6.'s bounds; with N ranks three of
+ *     and 128 of the 512 tokens against one call, with 6.'s loss bounds and 3.'s gradient
+ *     bound (other attention arithmetic, as a ring's); with N ranks three of
  *     the four ring cases run in blocks of 40-56 tokens (pieces that divide neither T nor
  *     T / 2), with 3.'s bounds.
  * Shapes cover the tensor-core attention (head dim 64 and 128) and the SIMT fallback (48),
@@ -194,8 +195,9 @@ static void offload_tests(void) {
 }
 
 /* jt against ju on one rank (what, ju's step-0 loss lu, gradients gu, 20 losses Lu): step-0
- * loss 2e-3, every gradient 2e-2, 20 steps 5e-3. */
-static void compare_one_rank(const char *what, const struct job *jt, double lu, const float *gu, const double *Lu) {
+ * loss 2e-3, every gradient gbound, 20 steps 5e-3. */
+static void compare_one_rank(const char *what, const struct job *jt, double lu, const float *gu, const double *Lu,
+                             double gbound) {
     float *gt;
     double lt = grads_of(jt, &self, &gt), Lt[20], wl = 0;
     CHECK_REL(lt, lu, 2e-3);
@@ -206,7 +208,7 @@ static void compare_one_rank(const char *what, const struct job *jt, double lu, 
     for (int i = 0; i < pt.n; i++) {
         const struct param *p = &pt.p[i];
         worst = fmax(worst, tu_max_rel_err(gt + p->offset, gu + p->offset, p->numel));
-        CHECK_ARRAY(gt + p->offset, gu + p->offset, p->numel, 2e-2, what);
+        CHECK_ARRAY(gt + p->offset, gu + p->offset, p->numel, gbound, what);
     }
     params_free(&pt);
     losses_of(jt, &self, Lt);
@@ -214,13 +216,17 @@ static void compare_one_rank(const char *what, const struct job *jt, double lu, 
         CHECK_REL(Lt[s], Lu[s], 5e-3);
         wl = fmax(wl, fabs(Lt[s] - Lu[s]) / Lu[s]);
     }
-    printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e (bound 2e-2), 20 steps worst loss "
-           "error %.2e (bound 5e-3)\n", what, lt, lu, worst, wl);
+    printf("  %s: step-0 loss %.7f vs %.7f, worst gradient error %.2e (bound %.0e), 20 steps worst loss "
+           "error %.2e (bound 5e-3)\n", what, lt, lu, worst, gbound, wl);
     free(gt);
 }
 
 /* Token tiles (100, 64) and blocked attention calls (blocks of 100 and 128 of the 512 tokens:
- * a one-rank ring's blocked form) against neither, cuDNN and native, selective and full. */
+ * a one-rank ring's blocked form) against neither, cuDNN and native, selective and full.
+ * Tiles change no attention arithmetic (gradients within ~1e-6); blocks do (per-call bf16
+ * outputs merged in fp32 instead of one call), so a bf16 rounding of the attention output
+ * can flip and travel through the backward: the ring's gradient bound, 5e-2 (measured on an
+ * H200: 0.9-1.8e-2, as 2 ranks against 1 show 1.0-1.2e-2). */
 static void tile_tests(void) {
     for (int c = 0; c < 4; c++) {
         int attention = c & 1 ? ATTN_NATIVE : ATTN_AUTO, ckpt = c < 2 ? CKPT_SELECTIVE : CKPT_FULL;
@@ -239,7 +245,7 @@ static void tile_tests(void) {
             char what[96];
             snprintf(what, sizeof what, "%s of %d vs none, %s, %s", blocks ? "attention blocks" : "tiles", size,
                      attention == ATTN_AUTO ? "auto" : "native", ckpt == CKPT_FULL ? "full" : "selective");
-            compare_one_rank(what, &jt, lu, gu, Lu);
+            compare_one_rank(what, &jt, lu, gu, Lu, blocks ? 5e-2 : 2e-2);
         }
         free(gu);
     }
