@@ -156,12 +156,13 @@ const struct cfg_key cfg_schema[] = {
         "Query rows and keys per attention call: every block of the ring is computed in calls of "
         "at most this many query rows against this many keys, merged through the log-sum-exp "
         "in fp32, so the attention workspace (cuDNN's fp32 dQ accumulator and staging) and the "
-        "block output are sized by it, not by the tokens per rank. `0` = auto: 16384 on a ring "
-        "of several ranks; on one rank one direct call over all tokens (the fastest; a blocked "
-        "one-rank ring keeps whole fp32 dK/dV accumulators, which is less memory than the "
-        "direct call's whole fp32 dQ accumulator only when n_kv_heads < n_heads / 2). A "
-        "value >= the tokens per rank is one call per block. Results are the same up to float "
-        "summation order."),
+        "block output are sized by it, not by the tokens per rank. On one rank (under "
+        "checkpointing) the layers then run attention query block by query block: q, the "
+        "attention output (unless saved) and their gradients are sized by it too, only k, v "
+        "and fp32 dK/dV accumulators stay whole (7B at 512K: 15 GiB less). `0` = auto: 16384 "
+        "on a ring of several ranks, and on one rank past 131072 tokens; up to there one rank "
+        "makes one direct call over all its tokens (the fastest). A value >= the tokens per "
+        "rank is one call per block. Results are the same up to float summation order."),
     KEY("memory.reserve_gib", CFGT_FLOAT, memory.reserve_gib, GE(0), NULL, "1.5",
         "GiB of GPU memory that `memory.offload: auto` leaves free for the libraries' "
         "workspaces when it decides how many tokens of each layer to keep on the GPU."),

@@ -2,11 +2,13 @@
  * struct model owns (model.h). The token-wise work -- RMSNorm, the q/k/v/o projections,
  * RoPE, the SwiGLU MLP and their gradients -- runs on tiles of m->tile tokens: rows
  * [t0, t0 + n) of the token-major (T, .) tensors, so its scratch is (tile, .) and not
- * (T, .). Attention runs once over all T rows: q, k, v, the attention output, lse and
- * their gradients are whole. Weight gradients accumulate (+=) tile by tile, so a tiled
- * layer equals an untiled one up to float summation order. The backward of a tile uses the
- * tile's own recomputed forward activations (checkpointing selective or full; under "all"
- * the tile is the whole shard and nothing is recomputed).
+ * (T, .). Attention runs once over all T rows (q, k, v, the attention output, lse and their
+ * gradients whole), or, on a blocked ring of one rank (m->qblk), query block by query block:
+ * then q, the shared attention output, dattn, dq, dk and dv are (block, .), only k, v, lse
+ * (and the ring's fp32 dK/dV) stay whole. Weight gradients accumulate (+=) tile by tile, so
+ * a tiled layer equals an untiled one up to float summation order. The backward of a tile
+ * uses the tile's own recomputed forward activations (checkpointing selective or full;
+ * under "all" the tile is the whole shard and nothing is recomputed).
  * Shapes: T local tokens, n <= tile tokens of one tile, d dim, H/Hkv heads, D head dim,
  * F ffn dim. */
 #ifndef RT_LAYER_H

@@ -13,7 +13,9 @@
  * in host memory between the forward and the backward (offload.h); model_place_saved
  * decides the split.
  * Tiles: the layers (layer.h) and the head (final norm, lm_head and cross-entropy) work on
- * tiles of m->tile tokens; their scratch is (tile, .). */
+ * tiles of m->tile tokens; their scratch is (tile, .). Query blocks: on a blocked ring of one
+ * rank the layers also run attention query block by query block, and q, the shared
+ * attention output and the attention gradients are (block, .). */
 #include "model.h"
 
 #include <stdlib.h>
@@ -64,13 +66,17 @@ int model_tile(int T, int ckpt, int tile_tokens) {
     return (T + n - 1) / n;
 }
 
-/* Allocate a layer's activations: q, k, v whole (T rows), the token-wise ones for one tile
- * (t rows), and the attention output and lse (whole) when attn. */
+/* Rows of q, the shared attention output and the attention gradients: a query block
+ * (m->qblk) or all T. */
+static int64_t q_rows(const struct model *m) { return m->qblk ? m->qblk : m->T; }
+
+/* Allocate a layer's activations: q (q_rows), k, v whole (T rows), the token-wise ones for one
+ * tile (t rows), and the attention output and lse (whole) when attn. */
 static void acts_alloc(struct model *m, struct layer_acts *a, int attn) {
     const struct model_config *mc = &m->mc;
     int64_t T = m->T, t = m->tile, d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
             kvd = (int64_t)mc->n_kv_heads * mc->head_dim, F = mc->ffn_dim;
-    a->q = act_alloc(m, T * hd, "activations: q");
+    a->q = act_alloc(m, q_rows(m) * hd, "activations: q");
     a->k = act_alloc(m, T * kvd, "activations: k, v");
     a->v = act_alloc(m, T * kvd, "activations: k, v");
     if (attn) {
@@ -106,6 +112,8 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     be->upload(be, m->inv_freq, inv, (size_t)mc->head_dim / 2 * sizeof(double));
     free(inv);
     ring_init(&m->ring, be, cp, zigzag, T, mc->n_heads, mc->n_kv_heads, mc->head_dim, attn_block);
+    /* a blocked ring of one rank: the layer runs query block by query block (layer.c) */
+    m->qblk = cp->size == 1 && m->ring.blk && ckpt != MODEL_SAVE_ALL ? m->ring.blk : 0;
 
     int Ly = mc->n_layers;
     int64_t d = mc->dim, hd = (int64_t)mc->n_heads * mc->head_dim,
@@ -131,10 +139,10 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
     m->rstdf = f32_alloc(m, t, "tile activations: rstd");
     m->tmp = act_alloc(m, t * d, "tile activations: projection output");
     m->dxn = act_alloc(m, t * d, "tile gradients: dxn");
-    m->dattn = act_alloc(m, T * hd, "gradient: dattn");
-    m->dq_a = act_alloc(m, T * hd, "gradient: dq");
-    m->dk_a = act_alloc(m, T * kvd, "gradient: dk, dv");
-    m->dv_a = act_alloc(m, T * kvd, "gradient: dk, dv");
+    m->dattn = act_alloc(m, q_rows(m) * hd, "gradient: dattn");
+    m->dq_a = act_alloc(m, q_rows(m) * hd, "gradient: dq");
+    m->dk_a = act_alloc(m, q_rows(m) * kvd, "gradient: dk, dv");
+    m->dv_a = act_alloc(m, q_rows(m) * kvd, "gradient: dk, dv");
     m->dgate = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
     m->dup = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
     m->dact = act_alloc(m, t * F, "tile gradients: dgate, dup, dact");
@@ -168,7 +176,7 @@ double model_offloaded_bytes(const struct model *m, int64_t split, int keep) {
 size_t model_attn_scratch_bytes(const struct model *m, int keep) {
     const struct model_config *mc = &m->mc;
     size_t lse = (size_t)mc->n_heads * (size_t)m->T * sizeof(float);
-    size_t attn = (size_t)m->T * (size_t)mc->n_heads * (size_t)mc->head_dim * m->be->act_size;
+    size_t attn = (size_t)q_rows(m) * (size_t)mc->n_heads * (size_t)mc->head_dim * m->be->act_size;
     if (m->ckpt == MODEL_SAVE_ALL) return 0;
     return (size_t)keep * lse + (keep < mc->n_layers ? attn + lse : 0);
 }
@@ -189,7 +197,7 @@ void model_place_saved(struct model *m, int64_t split, int keep) {
     if (m->ckpt != MODEL_SAVE_ALL) {
         /* the layers that recompute their attention output share one, and one lse */
         if (keep < Ly) {
-            m->scratch.attn = act_alloc(m, (int64_t)m->T * mc->n_heads * mc->head_dim, "activations: attention output");
+            m->scratch.attn = act_alloc(m, q_rows(m) * mc->n_heads * mc->head_dim, "activations: attention output");
             m->scratch.lse = f32_alloc(m, (int64_t)mc->n_heads * m->T, "activations: lse");
         }
         for (int l = 0; l < Ly; l++) {

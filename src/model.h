@@ -23,10 +23,10 @@ enum model_ckpt { MODEL_SAVE_ALL, MODEL_SAVE_FULL, MODEL_SAVE_SELECTIVE };
 struct layer_acts {
     void  *xn1;   /* (t, d) act */
     float *rstd1; /* (t) */
-    void  *q;     /* (T, H, D) act, after RoPE */
+    void  *q;     /* (T, H, D) act, after RoPE; (b, H, D) with query blocks */
     void  *k;     /* (T, Hkv, D) act, after RoPE */
     void  *v;     /* (T, Hkv, D) act */
-    void  *attn;  /* (T, H, D) act, attention output, pre o_proj */
+    void  *attn;  /* (T, H, D) act, attention output, pre o_proj; the shared one (b, H, D) with query blocks */
     float *lse;   /* (H, T) */
     void  *h;     /* (t, d) act, residual after attention */
     void  *xn2;   /* (t, d) act */
@@ -45,6 +45,8 @@ struct model {
     double  rope_scale;    /* RoPE attention factor (yarn's; else 1): scales cos and sin */
     int     T;             /* local tokens per sequence shard */
     int     tile;          /* t: tokens per tile of the token-wise work (model_init) */
+    int     qblk;          /* b: query rows per block of the layer's attention (a blocked ring of one
+                            * rank, under checkpointing: layer.c); 0: all T at once */
     int     ckpt;          /* enum model_ckpt */
     struct ring ring;
     struct saved_rows *xs; /* Ly+1 of (T, d) act: each layer's input (where its rows are now); xs[Ly] the last output */
@@ -60,8 +62,8 @@ struct model {
     void  *tmp;            /* (t, d) act */
     void  *g;              /* (T, d) act: dL/d(the residual stream); the buffer of xs[Ly] */
     void  *dxn;            /* (t, d) act: dL/d(a norm's output), one tile */
-    void  *dattn;          /* (T, H*D) act */
-    void  *dq_a, *dk_a, *dv_a; /* (T, H*D), (T, Hkv*D) x2 act: from the ring */
+    void  *dattn;          /* (T, H*D) act; (b, H*D) with query blocks */
+    void  *dq_a, *dk_a, *dv_a; /* (T, H*D), (T, Hkv*D) x2 act: from the ring; (b, .) with query blocks */
     void  *dgate, *dup, *dact; /* (t, F) act */
     int32_t *tok, *lab;    /* (T) backend copies of the shard */
     int64_t *pos;          /* (T) */

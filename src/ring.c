@@ -33,7 +33,7 @@ static void *at(const struct ring *rg, const void *base, size_t elems) {
 }
 
 int ring_call_block(int cfg_blk, int N, int T) {
-    int blk = cfg_blk > 0 ? cfg_blk : N > 1 ? RING_CALL_AUTO : 0;
+    int blk = cfg_blk > 0 ? cfg_blk : N > 1 || T > RING_LOCAL_DIRECT_MAX ? RING_CALL_AUTO : 0;
     return blk > 0 && blk < T ? blk : 0;
 }
 
@@ -164,15 +164,16 @@ static int step_block(const struct ring *rg, int s, struct block *b) {
     return 0;
 }
 
-/* One call of the forward into the running (acc, lse) of its query rows (acc: their first
- * row; lse: the whole (H, T)): a seed call (the first of its query rows) writes them, every
- * other call goes through the call buffers and merges. k, v: the held keys' first row. */
-static void forward_call(struct ring *rg, const struct call *c, int seed, float *acc, float *lse, const void *q,
+/* One call of the forward into the running (acc, lse) of its query rows: qb and acc at the
+ * call's first query row, lse the whole (H, T). A seed call (the first of its query rows)
+ * writes them, every other call goes through the call buffers and merges. k, v: the held
+ * keys' first row. */
+static void forward_call(struct ring *rg, const struct call *c, int seed, float *acc, float *lse, const void *qb,
                          const void *k, const void *v) {
     const struct backend *be = rg->be;
     int H = rg->H, Hkv = rg->Hkv, D = rg->D, T = rg->T;
     size_t ko = (size_t)c->k0 * Hkv * D;
-    const void *qb = at(rg, q, (size_t)c->q0 * H * D), *kb = at(rg, k, ko), *vb = at(rg, v, ko);
+    const void *kb = at(rg, k, ko), *vb = at(rg, v, ko);
     if (seed) {
         be->attn_forward(be, acc, lse + c->q0, T, qb, kb, vb, c->nq, c->nk, H, Hkv, D, c->causal);
         return;
@@ -181,58 +182,96 @@ static void forward_call(struct ring *rg, const struct call *c, int seed, float 
     be->attn_merge(be, acc, lse + c->q0, T, rg->blk_out, rg->blk_lse, T, c->nq, H, D);
 }
 
-/* One call of the backward: its dq rows += into acc (their first row), its keys' dK/dV +=
- * into dk, dv (fp32, the held keys' first row). */
-static void backward_call(struct ring *rg, const struct call *c, float *acc, float *dk, float *dv, const void *dout,
-                          const void *q, const void *k, const void *v, const void *out, const float *lse,
+/* One call of the backward: acc, doutb, qb, outb at the call's first query row (its dq rows
+ * += into acc), its keys' dK/dV += into dk, dv (fp32, the held keys' first row); lse and
+ * delta whole. */
+static void backward_call(struct ring *rg, const struct call *c, float *acc, float *dk, float *dv, const void *doutb,
+                          const void *qb, const void *k, const void *v, const void *outb, const float *lse,
                           const float *delta) {
     const struct backend *be = rg->be;
     int H = rg->H, Hkv = rg->Hkv, D = rg->D;
-    size_t ko = (size_t)c->k0 * Hkv * D, qo = (size_t)c->q0 * H * D;
-    be->attn_backward(be, acc, dk + ko, dv + ko, at(rg, dout, qo), at(rg, q, qo), at(rg, k, ko), at(rg, v, ko),
-                      at(rg, out, qo), lse + c->q0, delta ? delta + c->q0 : NULL, rg->T, c->nq, c->nk, H, Hkv, D,
-                      c->causal);
+    size_t ko = (size_t)c->k0 * Hkv * D;
+    be->attn_backward(be, acc, dk + ko, dv + ko, doutb, qb, at(rg, k, ko), at(rg, v, ko), outb, lse + c->q0,
+                      delta ? delta + c->q0 : NULL, rg->T, c->nq, c->nk, H, Hkv, D, c->causal);
 }
 
-/* rowsum(dout * out) into the ring's delta, unless the kernels form it themselves (NULL). */
-static const float *ring_delta(struct ring *rg, const void *dout, const void *out) {
+/* rowsum(dout * out) of rows [q0, q0 + nq) (dout, out at row q0) into the ring's delta,
+ * unless the kernels form it themselves (NULL). */
+static const float *ring_delta(struct ring *rg, const void *dout, const void *out, int q0, int nq) {
     const struct backend *be = rg->be;
     if (be->attn_own_delta) return NULL;
-    be->attn_delta(be, rg->delta, rg->T, dout, out, rg->T, rg->H, rg->D);
+    be->attn_delta(be, rg->delta + q0, rg->T, dout, out, nq, rg->H, rg->D);
     return rg->delta;
 }
 
-/* A blocked ring of one rank: the causal local block in calls of blk, each query block
- * merged in out32 (blk rows) and then written to its rows of out. */
+int ring_query_blocks(const struct ring *rg) { return n_pieces(rg->T, rg->blk); }
+
+void ring_query_block(const struct ring *rg, int i, int *q0, int *nq) { piece(rg->T, rg->blk, i, q0, nq); }
+
+/* The calls of query block i of a blocked one-rank ring: key blocks j = 0..i, the last
+ * (its own rows) causal. */
+static struct call local_call(const struct ring *rg, int i, int j) {
+    int q0, nq, k0, nk;
+    piece(rg->T, rg->blk, i, &q0, &nq);
+    piece(rg->T, rg->blk, j, &k0, &nk);
+    return (struct call){q0, nq, k0, nk, j == i, j == 0, j == i};
+}
+
+void ring_local_block_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k, const void *v,
+                              int i) {
+    struct call c = local_call(rg, i, i);
+    for (int j = 0; j <= i; j++) {
+        struct call cj = local_call(rg, i, j);
+        forward_call(rg, &cj, j == 0, rg->out32, lse, q, k, v);
+    }
+    rg->be->to_act(rg->be, out, rg->out32, (int64_t)c.nq * rg->H * rg->D);
+}
+
+void ring_local_backward_begin(struct ring *rg) {
+    rg->be->zero(rg->be, rg->dkv[0], kv_elems(rg) * sizeof(float));
+}
+
+void ring_local_block_backward(struct ring *rg, void *dq, const void *dout, const void *q, const void *k,
+                               const void *v, const void *out, const float *lse, int i) {
+    const struct backend *be = rg->be;
+    struct call c = local_call(rg, i, i);
+    size_t kv_half = (size_t)rg->T * rg->Hkv * rg->D;
+    const float *delta = ring_delta(rg, dout, out, c.q0, c.nq);
+    be->zero(be, rg->out32, (size_t)c.nq * rg->H * rg->D * sizeof(float));
+    for (int j = 0; j <= i; j++) {
+        struct call cj = local_call(rg, i, j);
+        backward_call(rg, &cj, rg->out32, rg->dkv[0], rg->dkv[0] + kv_half, dout, q, k, v, out, lse, delta);
+    }
+    be->to_act(be, dq, rg->out32, (int64_t)c.nq * rg->H * rg->D);
+}
+
+void ring_local_dkv(struct ring *rg, void *dk, void *dv, int k0, int nk) {
+    size_t kvd = (size_t)rg->Hkv * rg->D, kv_half = (size_t)rg->T * kvd;
+    rg->be->to_act(rg->be, dk, rg->dkv[0] + (size_t)k0 * kvd, (int64_t)((size_t)nk * kvd));
+    rg->be->to_act(rg->be, dv, rg->dkv[0] + kv_half + (size_t)k0 * kvd, (int64_t)((size_t)nk * kvd));
+}
+
+/* The whole forward and backward of a blocked one-rank ring, query block by query block. */
 static void local_blocked_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
                                   const void *v) {
     size_t hd = (size_t)rg->H * rg->D;
-    struct block b = {0, rg->T, 0, rg->T, 1};
-    struct call c;
-    for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);) {
-        forward_call(rg, &c, c.first, rg->out32, lse, q, k, v);
-        if (c.last) rg->be->to_act(rg->be, at(rg, out, c.q0 * hd), rg->out32, (int64_t)(c.nq * hd));
+    for (int i = 0, q0, nq; i < ring_query_blocks(rg); i++) {
+        ring_query_block(rg, i, &q0, &nq);
+        ring_local_block_forward(rg, at(rg, out, q0 * hd), lse, at(rg, q, q0 * hd), k, v, i);
     }
 }
 
-/* Its backward: dq per query block in out32, dK|dV in the whole fp32 dkv[0]. */
 static void local_blocked_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, const void *dout,
                                    const void *q, const void *k, const void *v, const void *out,
                                    const float *lse) {
-    const struct backend *be = rg->be;
-    size_t hd = (size_t)rg->H * rg->D, kv_half = (size_t)rg->T * rg->Hkv * rg->D;
-    const float *delta = ring_delta(rg, dout, out);
-    float *dk = rg->dkv[0], *dv = rg->dkv[0] + kv_half;
-    be->zero(be, rg->dkv[0], 2 * kv_half * sizeof(float));
-    struct block b = {0, rg->T, 0, rg->T, 1};
-    struct call c;
-    for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);) {
-        if (c.first) be->zero(be, rg->out32, c.nq * hd * sizeof(float));
-        backward_call(rg, &c, rg->out32, dk, dv, dout, q, k, v, out, lse, delta);
-        if (c.last) be->to_act(be, at(rg, dq_out, c.q0 * hd), rg->out32, (int64_t)(c.nq * hd));
+    size_t hd = (size_t)rg->H * rg->D;
+    ring_local_backward_begin(rg);
+    for (int i = 0, q0, nq; i < ring_query_blocks(rg); i++) {
+        ring_query_block(rg, i, &q0, &nq);
+        ring_local_block_backward(rg, at(rg, dq_out, q0 * hd), at(rg, dout, q0 * hd), at(rg, q, q0 * hd), k, v,
+                                  at(rg, out, q0 * hd), lse, i);
     }
-    be->to_act(be, dk_out, dk, (int64_t)kv_half);
-    be->to_act(be, dv_out, dv, (int64_t)kv_half);
+    ring_local_dkv(rg, dk_out, dv_out, 0, rg->T);
 }
 
 void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k,
@@ -259,7 +298,8 @@ void ring_forward(struct ring *rg, void *out, float *lse, const void *q, const v
         struct call c;
         if (step_block(rg, s, &b))
             for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);)
-                forward_call(rg, &c, s == 0 && c.first, rg->out32 + c.q0 * hd, lse, q, cur, at(rg, cur, kv_half));
+                forward_call(rg, &c, s == 0 && c.first, rg->out32 + c.q0 * hd, lse, at(rg, q, c.q0 * hd), cur,
+                             at(rg, cur, kv_half));
         if (s + 1 < N) {
             snprintf(what, sizeof what, "K/V forward step %d/%d", s + 1, N);
             wait_timed(rg, &req, what);
@@ -283,7 +323,7 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
         return;
     }
     float *dq = rg->out32; /* the forward's merge buffer accumulates dq */
-    const float *delta = ring_delta(rg, dout, out);
+    const float *delta = ring_delta(rg, dout, out, 0, T);
     be->zero(be, dq, (size_t)T * hd * sizeof(float));
     be->copy(be, rg->kv[0], k, kv_half * be->act_size);
     be->copy(be, at(rg, rg->kv[0], kv_half), v, kv_half * be->act_size);
@@ -298,8 +338,8 @@ void ring_backward(struct ring *rg, void *dq_out, void *dk_out, void *dv_out, co
         struct call c;
         if (step_block(rg, s, &b))
             for (int i = 0, j = 0; call_next(&b, rg->blk, &i, &j, &c);)
-                backward_call(rg, &c, dq + c.q0 * hd, dcur, dcur + kv_half, dout, q, cur, at(rg, cur, kv_half), out,
-                              lse, delta);
+                backward_call(rg, &c, dq + c.q0 * hd, dcur, dcur + kv_half, at(rg, dout, c.q0 * hd),
+                              at(rg, q, c.q0 * hd), cur, at(rg, cur, kv_half), at(rg, out, c.q0 * hd), lse, delta);
         /* dK/dV of src go on to r+1; what arrives belongs to src - 1 (after N hops: ours). */
         comm_ring_start(rg->cp, dcur, dnext, (int64_t)(2 * kv_half), COMM_F32, &dreq);
         if (s + 1 < N) {

@@ -10,8 +10,10 @@
  * Blocked calls (blk > 0, memory.attention_block_tokens): every block of a step is cut into
  * attention calls of at most blk query rows and blk keys (a causal block into the calls on
  * and below its diagonal), so the backend's workspace and the block output are (blk, .),
- * not (T, .). A blocked ring of one rank runs these fp32 calls too: its output merges per
- * query block (blk rows), dq accumulates per query block, dK/dV in whole fp32 accumulators. */
+ * not (T, .). A blocked ring of one rank runs these fp32 calls too, query block by query
+ * block: the output merges per query block (blk rows), dq accumulates per query block, dK/dV
+ * in whole fp32 accumulators; the layer can then hold q, the output and their gradients per
+ * query block (ring_local_block_*). */
 #ifndef RT_RING_H
 #define RT_RING_H
 
@@ -52,13 +54,35 @@ void ring_backward(struct ring *rg, void *dq, void *dk, void *dv, const void *do
                    const void *q, const void *k, const void *v, const void *out,
                    const float *lse);
 
+/* A blocked ring of one rank, query block by query block (what a layer that bounds q, the
+ * output and their gradients by the block calls, layer.c). Query block i (0 <= i <
+ * ring_query_blocks) is rows [q0, q0 + nq) of ring_query_block; its keys are rows
+ * [0, q0 + nq). Needs cp size 1 and blk > 0. */
+int  ring_query_blocks(const struct ring *rg);
+void ring_query_block(const struct ring *rg, int i, int *q0, int *nq);
+/* out (nq rows, act, overwritten) and lse rows [q0, q0 + nq) (the whole (H, T) lse) of query
+ * block i: q its nq rows, k, v the whole (T, Hkv, D). Keys up to the block's rows must be
+ * final in k, v. */
+void ring_local_block_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k, const void *v,
+                              int i);
+/* The backward: begin zeroes the fp32 dK/dV accumulators; block_backward writes query block
+ * i's dq (nq rows, act, overwritten) from its dout, q and final out (nq rows each) and the
+ * whole lse, and adds into the dK/dV of keys [0, q0 + nq); dkv writes dk, dv rows
+ * [k0, k0 + nk) (act, overwritten): final once every query block at or after k0 is done. */
+void ring_local_backward_begin(struct ring *rg);
+void ring_local_block_backward(struct ring *rg, void *dq, const void *dout, const void *q, const void *k,
+                               const void *v, const void *out, const float *lse, int i);
+void ring_local_dkv(struct ring *rg, void *dk, void *dv, int k0, int nk);
+
 /* Query rows and keys per attention call for memory.attention_block_tokens cfg_blk (0: auto)
  * on a ring of N ranks of T local tokens; 0: one call per block. Auto: RING_CALL_AUTO tokens
- * on a ring of several ranks; one direct call on a ring of one rank (the fastest; its blocked
- * form keeps whole fp32 dK/dV accumulators, more than cuDNN's whole fp32 dQ accumulator of the
- * direct call unless Hkv < H / 2). 0 when blk >= T: every block is one call. */
+ * on a ring of several ranks, and on a ring of one rank past RING_LOCAL_DIRECT_MAX tokens;
+ * up to there a ring of one rank makes one direct call (the fastest: bf16 outputs straight
+ * from cuDNN, no merge; its memory matters less than its speed there). 0 when blk >= T:
+ * every block is one call. */
 int ring_call_block(int cfg_blk, int N, int T);
 #define RING_CALL_AUTO 16384
+#define RING_LOCAL_DIRECT_MAX 131072
 
 /* The distinct (Tq, Tk, causal) shapes of the attention calls a ring makes (N ranks, T local
  * tokens, zigzag or not, blk from ring_call_block), at most max of them into s (16 always

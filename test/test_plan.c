@@ -167,17 +167,44 @@ static void cuda_plans(void) {
     expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=262144 --set device.memory_gib=139.5 "
            "--set device.host_memory_gib=560", 0, "fits: ", &s);
     CHECK(s.offload >= s.tokens * 9 / 10);
-    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=393216 --set device.memory_gib=139.5", 3,
+    /* 384K with the optimizer on the device: with one direct attention call the device does
+     * not fit even with every token offloaded; in query blocks (auto past 128K) the device
+     * fits and the host (this machine's) does not */
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=393216 --set device.memory_gib=139.5 "
+           "--set memory.attention_block_tokens=393216", 3,
            "does not fit: |device memory|saved layer inputs|AdamW second moment|pinned host memory|what to change:|"
            "fewer tokens per rank", &s);
     CHECK(!strcmp(s.fits, "no") && s.offload == s.tokens);
-    printf("test_plan: 7B 384K: does not fit, planned %.2f GiB on the device\n", s.device);
+    printf("test_plan: 7B 384K, one direct call: does not fit, planned %.2f GiB on the device\n", s.device);
+    expect("", "--plan yaml/bench_7b.yaml --set data.seq_len=393216 --set device.memory_gib=139.5 "
+           "--set device.host_memory_gib=116", 3, "attention calls: blocks of at most 16384|does not fit: host memory", &s);
+    CHECK(!strcmp(s.fits, "no") && s.offload < s.tokens && s.device <= 139.5);
+
+    /* One rank, full checkpointing, the optimizer on the host, 139.5 GiB + 116 GiB: query
+     * blocks (auto) fit 416K, one direct call does not; at 512K they take >= 12 GiB off the host */
+    const char *one = "--plan yaml/bench_7b.yaml --set memory.checkpointing=full --set memory.optimizer=host "
+                      "--set device.memory_gib=139.5 --set device.host_memory_gib=116";
+    struct summary blk, direct;
+    snprintf(args, sizeof args, "%s --set data.seq_len=425984", one);
+    expect("", args, 0, "attention calls: blocks of at most 16384|fits: ", &blk);
+    CHECK(!strcmp(blk.fits, "yes"));
+    snprintf(args, sizeof args, "%s --set data.seq_len=425984 --set memory.attention_block_tokens=425984", one);
+    expect("", args, 3, "attention calls: one over all 425984 tokens|does not fit: host memory", &direct);
+    printf("test_plan: 7B 416K on one H200, host optimizer: query blocks %.2f GiB host (fits), one call %.2f GiB\n",
+           blk.host, direct.host);
+    snprintf(args, sizeof args, "%s --set data.seq_len=524288", one);
+    expect("", args, 3, "does not fit: host memory", &blk);
+    snprintf(args, sizeof args, "%s --set data.seq_len=524288 --set memory.attention_block_tokens=524288", one);
+    expect("", args, 3, "does not fit: host memory", &direct);
+    printf("test_plan: 7B 512K on one H200, host optimizer: query blocks %.2f GiB host, one call %.2f GiB (116)\n",
+           blk.host, direct.host);
+    CHECK(blk.host <= direct.host - 12);
 
     /* checkpointing auto with the optimizer on the host, one H200 and 116 GiB of host: every
-     * layer saves its attention output at 128K, some (not all, not none) at 256K, none at
+     * layer saves its attention output at 128K, some (not all, not none) at 256K, fewer at
      * 384K, and each fits */
     const long seqs[] = {131072, 262144, 393216};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0, prev = 0; i < 3; i++) {
         char a[400];
         snprintf(a, sizeof a, "--plan yaml/bench_7b.yaml --set data.seq_len=%ld --set memory.optimizer=host "
                  "--set memory.checkpointing=auto --set device.memory_gib=139.5 --set device.host_memory_gib=116", seqs[i]);
@@ -188,7 +215,8 @@ static void cuda_plans(void) {
                    "of %d offloaded, host %.2f GiB\n", seqs[i] / 1024, kept, layers, s.offload, s.tokens, s.host);
         }
         CHECK(!strcmp(s.fits, "yes") && s.host <= 116);
-        CHECK(i == 0 ? kept == 32 : i == 1 ? kept > 0 && kept < 32 : kept == 0);
+        CHECK(i == 0 ? kept == 32 : i == 1 ? kept > 0 && kept < 32 : kept < prev);
+        prev = kept;
     }
 
     /* 7B at 1M tokens on 8 ranks of 79 GiB: attention calls in blocks of 16384 tokens (auto)

@@ -193,8 +193,11 @@ static void rec_bwd(const struct backend *be, float *dq, float *dk, float *dv, c
 /* Blocked attention calls (memory.attention_block_tokens): blocks of 1, 3, 5 (dividing
  * neither T nor T / 2), T / 2 and T - 1 tokens give the loss and gradients of one call per
  * block, within 1e-6 (the blocks merge through the log-sum-exp in another order), on this
- * ring (a ring of one rank runs its blocked form: per-block merge, whole fp32 dK/dV); every
- * call the backend receives has a shape ring_call_shapes lists and at most blk query rows. */
+ * ring; on a ring of one rank the layers then run query block by query block (model qblk),
+ * also with 4-token tiles, about half of every layer's tokens offloaded (a split inside a
+ * block and a tile) and, under selective, one of the two layers saving its attention output.
+ * Every call the backend receives has a shape ring_call_shapes lists and at most blk query
+ * rows. */
 static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     struct model_config mc = shape(gqa);
     int64_t L = 96;
@@ -213,22 +216,26 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     rec_backend = cpu_backend;
     rec_backend.attn_forward = rec_fwd;
     rec_backend.attn_backward = rec_bwd;
-    const int blks[] = {1, 3, 5, T / 2, T - 1};
-    for (size_t c = 0; c < sizeof blks / sizeof blks[0]; c++) {
+    /* blk, tile (0: auto), split (-1: T), keep (-1: all the policy keeps) */
+    const struct { int blk, tile, split, keep; } var[] = {
+        {1, 0, -1, -1}, {3, 0, -1, -1}, {5, 0, -1, -1}, {T / 2, 0, -1, -1}, {T - 1, 0, -1, -1},
+        {5, 4, T / 2 + 1, ckpt == MODEL_SAVE_SELECTIVE ? 1 : -1}};
+    for (size_t c = 0; c < sizeof var / sizeof var[0]; c++) {
         struct model m;
-        model_init(&m, &rec_backend, &mc, world, zigzag, T, ckpt, 0, blks[c], world, 0, 0);
-        CHECK(m.ring.blk == blks[c]);
-        model_place_saved(&m, T, all_kept(&m));
+        model_init(&m, &rec_backend, &mc, world, zigzag, T, ckpt, var[c].tile, var[c].blk, world, 0, 0);
+        CHECK(m.ring.blk == var[c].blk && m.qblk == (world->size == 1 ? var[c].blk : 0));
+        model_place_saved(&m, var[c].split < 0 ? T : var[c].split, var[c].keep < 0 ? all_kept(&m) : var[c].keep);
         set_random(&m, 23);
         rec_n = rec_rows_max = 0;
         double l = loss_and_grads(&m, world, zigzag, in, lab, L, g);
-        char what[128];
-        snprintf(what, sizeof what, "N=%d T=%d attention blocks of %d %s %s ckpt=%d", world->size, T, blks[c],
-                 zigzag ? "zigzag" : "ring", gqa ? "gqa" : "mha", ckpt);
+        char what[160];
+        snprintf(what, sizeof what, "N=%d T=%d attention blocks of %d, tiles %d, %d tokens kept, %d attention saved, "
+                 "%s %s ckpt=%d", world->size, T, var[c].blk, m.tile, (int)m.split, m.keep, zigzag ? "zigzag" : "ring",
+                 gqa ? "gqa" : "mha", ckpt);
         if (!CHECK_REL(l, lr, 1e-6)) fprintf(stderr, "  loss in %s\n", what);
         CHECK_ARRAY(g, gr, m.pt.total, 1e-6, what);
         struct ring_shape want[16];
-        int nw = ring_call_shapes(T, world->size, zigzag, blks[c], want, 16);
+        int nw = ring_call_shapes(T, world->size, zigzag, var[c].blk, want, 16);
         for (int i = 0; i < rec_n; i++) {
             int found = 0;
             for (int w = 0; w < nw && !found; w++)
@@ -238,7 +245,8 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
                 fprintf(stderr, "  %s: call %dx%d causal %d not in ring_call_shapes\n", what, rec_shapes[i].Tq,
                         rec_shapes[i].Tk, rec_shapes[i].causal);
         }
-        if (!CHECK(rec_n > 0 && rec_rows_max <= blks[c])) fprintf(stderr, "  %s: %d rows in a call\n", what, rec_rows_max);
+        if (!CHECK(rec_n > 0 && rec_rows_max <= var[c].blk))
+            fprintf(stderr, "  %s: %d rows in a call\n", what, rec_rows_max);
         model_free(&m);
     }
     free(gr), free(g);
@@ -249,7 +257,8 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
 static void test_call_shapes(void) {
     CHECK(ring_call_block(0, 8, 131072) == RING_CALL_AUTO);
     CHECK(ring_call_block(0, 8, RING_CALL_AUTO) == 0); /* one call per block already */
-    CHECK(ring_call_block(0, 1, 524288) == 0);          /* one rank: the direct call */
+    CHECK(ring_call_block(0, 1, RING_LOCAL_DIRECT_MAX) == 0); /* one rank: the direct call */
+    CHECK(ring_call_block(0, 1, 524288) == RING_CALL_AUTO);   /* past it, query blocks */
     CHECK(ring_call_block(4096, 1, 524288) == 4096);
     CHECK(ring_call_block(20000, 2, 16384) == 0);
     struct ring_shape s[16];
