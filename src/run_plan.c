@@ -169,7 +169,11 @@ static void print_calls(const struct trainer *t) {
     char set[64];
     snprintf(set, sizeof set, c->memory.attention_block_tokens ? "memory.attention_block_tokens %d"
              : "memory.attention_block_tokens auto", c->memory.attention_block_tokens);
-    if (blk)
+    if (t->model.qblk)
+        printf("attention calls: blocks of at most %d query rows x %d keys (%s); the layers run attention query "
+               "block by query block: q, the attention output and their gradients, the workspace and block output "
+               "are sized by them\n", blk, blk, set);
+    else if (blk)
         printf("attention calls: blocks of at most %d query rows x %d keys (%s); the attention workspace and "
                "block output are sized by them\n", blk, blk, set);
     else if (t->job.cp > 1)
