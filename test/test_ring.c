@@ -59,6 +59,15 @@ static void set_random(struct model *m, uint64_t seed) {
     free(w);
 }
 
+/* A sequence of n random tokens and labels (seeds seed and seed + 1); the labels of the
+ * positions i with i % every == at are ignored (-1; every 0: none). */
+static void sequence(uint64_t seed, int every, int at, int vocab, int n, int32_t *in, int32_t *lab) {
+    for (int i = 0; i < n; i++) {
+        in[i] = (int32_t)(rng_u64(seed, i) % vocab);
+        lab[i] = every && i % every == at ? -1 : (int32_t)(rng_u64(seed + 1, i) % vocab);
+    }
+}
+
 /* Loss and summed gradients of one sequence on communicator cp (world = cp here). */
 static double loss_and_grads(struct model *m, struct comm *cp, int zigzag, const int32_t *in,
                              const int32_t *lab, int64_t L, float *grads_out) {
@@ -100,10 +109,7 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
     struct model_config mc = shape(gqa);
     int64_t L = 96;
     int32_t in[96], lab[96];
-    for (int i = 0; i < L; i++) {
-        in[i] = (int32_t)(rng_u64(7, i) % mc.vocab_size);
-        lab[i] = i % 7 == 3 ? -1 : (int32_t)(rng_u64(8, i) % mc.vocab_size); /* some ignored */
-    }
+    sequence(7, 7, 3, mc.vocab_size, (int)L, in, lab); /* some ignored */
     struct model m1, mN;
     model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
     model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0, 0, world, 0, 0);
@@ -134,10 +140,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     int64_t L = 96;
     int T = (int)(L / world->size);
     int32_t in[96], lab[96];
-    for (int i = 0; i < L; i++) {
-        in[i] = (int32_t)(rng_u64(37, i) % mc.vocab_size);
-        lab[i] = i % 5 == 2 ? -1 : (int32_t)(rng_u64(38, i) % mc.vocab_size);
-    }
+    sequence(37, 5, 2, mc.vocab_size, (int)L, in, lab); /* some ignored */
     struct model r;
     model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, T, 0, world, 0, 0);
     model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0, all_kept(&r));
@@ -203,10 +206,7 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     int64_t L = 96;
     int T = (int)(L / world->size);
     int32_t in[96], lab[96];
-    for (int i = 0; i < L; i++) {
-        in[i] = (int32_t)(rng_u64(57, i) % mc.vocab_size);
-        lab[i] = i % 6 == 1 ? -1 : (int32_t)(rng_u64(58, i) % mc.vocab_size);
-    }
+    sequence(57, 6, 1, mc.vocab_size, (int)L, in, lab); /* some ignored */
     struct model r;
     model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, 0, 0, world, 0, 0);
     model_place_saved(&r, T, all_kept(&r));
@@ -277,10 +277,7 @@ static void test_ring_sizes(struct comm *self) {
     struct model_config mc = shape(1);
     int64_t L = 96;
     int32_t in[96], lab[96];
-    for (int i = 0; i < L; i++) {
-        in[i] = (int32_t)(rng_u64(47, i) % mc.vocab_size);
-        lab[i] = (int32_t)(rng_u64(48, i) % mc.vocab_size);
-    }
+    sequence(47, 0, 0, mc.vocab_size, (int)L, in, lab);
     struct model m1;
     model_init(&m1, &cpu_backend, &mc, self, 1, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
     model_place_saved(&m1, m1.T, 0);
