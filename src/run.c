@@ -166,7 +166,11 @@ static void print_start(const struct trainer *t, const struct runtime *rt) {
            RT_VERSION, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp, t->model.be->name,
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
            (const char *[]){"none", "full", "selective", "auto"}[j->cfg.memory.checkpointing]);
-    printf("attention kernels: %s\n", t->model.be->attention);
+    int blk = t->model.ring.blk;
+    printf("attention kernels: %s%s", t->model.be->attention, blk ? "" : "\n");
+    if (blk)
+        printf("; calls of at most %d x %d tokens%s\n", blk, blk,
+               t->model.qblk ? ", the layers working query block by query block" : "");
     char arena[160];
     printf("%s, one allocation each, laid out by the memory plan\n",
            arena_text(&t->arena, t->model.be->host_memory, arena, sizeof arena));
