@@ -199,8 +199,8 @@ static void rec_bwd(const struct backend *be, float *dq, float *dk, float *dv, c
  * ring; on a ring of one rank the layers then run query block by query block (model qblk),
  * also with 4-token tiles, about half of every layer's tokens offloaded (a split inside a
  * block and a tile) and, under selective, one of the two layers saving its attention output.
- * Every call the backend receives has a shape ring_call_shapes lists and at most blk query
- * rows. */
+ * The same loss without the backward (evaluation). Every call the backend receives has a
+ * shape ring_call_shapes lists and at most blk query rows. */
 static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     struct model_config mc = shape(gqa);
     int64_t L = 96;
@@ -234,6 +234,7 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
                  gqa ? "gqa" : "mha", ckpt);
         if (!CHECK_REL(l, lr, 1e-6)) fprintf(stderr, "  loss in %s\n", what);
         CHECK_ARRAY(g, gr, m.pt.total, 1e-6, what);
+        if (!CHECK_REL(eval_loss(&m, world, zigzag, in, lab, L), lr, 1e-6)) fprintf(stderr, "  eval loss in %s\n", what);
         struct ring_shape want[16];
         int nw = ring_call_shapes(T, world->size, zigzag, var[c].blk, want, 16);
         for (int i = 0; i < rec_n; i++) {
