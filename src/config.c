@@ -591,6 +591,15 @@ void cfg_where(const struct cfg *c, const char *key, char *buf, size_t buflen) {
     else snprintf(buf, buflen, c->origin[i].kind == ORIGIN_SET ? "--set" : "default");
 }
 
+const char *cfg_choice(const char *key, int value, char *buf, size_t buflen) {
+    int i = key_index(key);
+    const char *p = value >= 0 && i >= 0 && cfg_schema[i].type == CFGT_ENUM ? cfg_schema[i].choices : NULL;
+    for (int v = 0; p && v < value; v++) p = (p = strchr(p, '|')) ? p + 1 : NULL;
+    if (p) snprintf(buf, buflen, "%.*s", (int)strcspn(p, "|"), p);
+    else snprintf(buf, buflen, "%d", value); /* not an enum key, or out of its range */
+    return buf;
+}
+
 int cfg_is_set(const struct cfg *c, const char *key) {
     int i = key_index(key);
     return i >= 0 && c->origin[i].kind != ORIGIN_DEFAULT;

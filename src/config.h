@@ -159,6 +159,9 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
 
 /* "job.yaml:7:9" / "--set" / "default" for a key; for error messages of later checks. */
 void cfg_where(const struct cfg *c, const char *key, char *buf, size_t buflen);
+/* The name of choice `value` of an enum key ("memory.checkpointing", CKPT_AUTO -> "auto"),
+ * in buf; the number itself for a key that is no enum or a value out of its range. */
+const char *cfg_choice(const char *key, int value, char *buf, size_t buflen);
 /* 1 if the key was given in the job file or by --set. */
 int cfg_is_set(const struct cfg *c, const char *key);
 

@@ -162,15 +162,15 @@ void run_print_optimizer(const struct trainer *t) {
 static void print_start(const struct trainer *t, const struct runtime *rt) {
     const struct job *j = &t->job;
     const struct model_config *mc = &j->mc;
+    char ckpt[16], calls[96] = "";
     printf("ringtrain %s: %d rank%s (cp %d x dp %d), backend %s, %s attention, checkpointing %s\n",
            RT_VERSION, rt->world, rt->world > 1 ? "s" : "", j->cp, j->dp, t->model.be->name,
            j->cfg.parallel.attention == RING_ZIGZAG ? "zigzag ring" : "plain ring",
-           (const char *[]){"none", "full", "selective", "auto"}[j->cfg.memory.checkpointing]);
-    int blk = t->model.ring.blk;
-    printf("attention kernels: %s%s", t->model.be->attention, blk ? "" : "\n");
-    if (blk)
-        printf("; calls of at most %d x %d tokens%s\n", blk, blk,
-               t->model.qblk ? ", the layers working query block by query block" : "");
+           cfg_choice("memory.checkpointing", j->cfg.memory.checkpointing, ckpt, sizeof ckpt));
+    if (t->model.ring.blk)
+        snprintf(calls, sizeof calls, "; calls of at most %d x %d tokens%s", t->model.ring.blk, t->model.ring.blk,
+                 t->model.qblk ? ", the layers working query block by query block" : "");
+    printf("attention kernels: %s%s\n", t->model.be->attention, calls);
     char arena[160];
     printf("%s, one allocation each, laid out by the memory plan\n",
            arena_text(&t->arena, t->model.be->host_memory, arena, sizeof arena));

@@ -183,13 +183,14 @@ static void print_calls(const struct trainer *t) {
 }
 
 static void print_header(const struct trainer *t, const struct mem_plan *p) {
+    char ckpt[16];
     const struct job *j = &t->job;
     const struct cfg *c = &j->cfg;
     int world = t->groups.world.size;
     printf("memory plan of %s: %d rank%s (cp %d x dp %d), seq_len %lld (%lld tokens per rank), %d sequence%s "
            "per step, backend %s, checkpointing %s\n", c->path, world, world > 1 ? "s" : "", j->cp, j->dp,
            (long long)t->L, (long long)t->T, c->train.seqs_per_step, c->train.seqs_per_step > 1 ? "s" : "",
-           p->be.name, (const char *[]){"none", "full", "selective", "auto"}[c->memory.checkpointing]);
+           p->be.name, cfg_choice("memory.checkpointing", c->memory.checkpointing, ckpt, sizeof ckpt));
     print_tiles(t);
     print_calls(t);
     if (c->device.backend == BACKEND_CUDA) {

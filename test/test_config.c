@@ -495,8 +495,21 @@ static void test_docs(void) {
     free(txt);
 }
 
+/* cfg_choice names an enum value from the schema's choices; a number otherwise. */
+static void test_choice(void) {
+    char b[32];
+    CHECK(!strcmp(cfg_choice("memory.checkpointing", CKPT_NONE, b, sizeof b), "none"));
+    CHECK(!strcmp(cfg_choice("memory.checkpointing", CKPT_SELECTIVE, b, sizeof b), "selective"));
+    CHECK(!strcmp(cfg_choice("memory.checkpointing", CKPT_AUTO, b, sizeof b), "auto"));
+    CHECK(!strcmp(cfg_choice("memory.offload", OFFLOAD_ALL, b, sizeof b), "all"));
+    CHECK(!strcmp(cfg_choice("memory.checkpointing", 4, b, sizeof b), "4"));
+    CHECK(!strcmp(cfg_choice("memory.checkpointing", -1, b, sizeof b), "-1"));
+    CHECK(!strcmp(cfg_choice("train.lr", 0, b, sizeof b), "0"));
+}
+
 int main(void) {
     tmp = tu_tmpdir("config");
+    test_choice();
     test_defaults();
     test_full_file();
     test_minimal_and_flow();
