@@ -219,12 +219,13 @@ static struct call local_call(const struct ring *rg, int i, int j) {
 
 void ring_local_block_forward(struct ring *rg, void *out, float *lse, const void *q, const void *k, const void *v,
                               int i) {
-    struct call c = local_call(rg, i, i);
+    int q0, nq;
+    ring_query_block(rg, i, &q0, &nq);
     for (int j = 0; j <= i; j++) {
-        struct call cj = local_call(rg, i, j);
-        forward_call(rg, &cj, j == 0, rg->out32, lse, q, k, v);
+        struct call c = local_call(rg, i, j);
+        forward_call(rg, &c, c.first, rg->out32, lse, q, k, v);
     }
-    rg->be->to_act(rg->be, out, rg->out32, (int64_t)c.nq * rg->H * rg->D);
+    rg->be->to_act(rg->be, out, rg->out32, (int64_t)nq * rg->H * rg->D);
 }
 
 void ring_local_backward_begin(struct ring *rg) {
@@ -234,15 +235,16 @@ void ring_local_backward_begin(struct ring *rg) {
 void ring_local_block_backward(struct ring *rg, void *dq, const void *dout, const void *q, const void *k,
                                const void *v, const void *out, const float *lse, int i) {
     const struct backend *be = rg->be;
-    struct call c = local_call(rg, i, i);
+    int q0, nq;
+    ring_query_block(rg, i, &q0, &nq);
     size_t kv_half = (size_t)rg->T * rg->Hkv * rg->D;
-    const float *delta = ring_delta(rg, dout, out, c.q0, c.nq);
-    be->zero(be, rg->out32, (size_t)c.nq * rg->H * rg->D * sizeof(float));
+    const float *delta = ring_delta(rg, dout, out, q0, nq);
+    be->zero(be, rg->out32, (size_t)nq * rg->H * rg->D * sizeof(float));
     for (int j = 0; j <= i; j++) {
-        struct call cj = local_call(rg, i, j);
-        backward_call(rg, &cj, rg->out32, rg->dkv[0], rg->dkv[0] + kv_half, dout, q, k, v, out, lse, delta);
+        struct call c = local_call(rg, i, j);
+        backward_call(rg, &c, rg->out32, rg->dkv[0], rg->dkv[0] + kv_half, dout, q, k, v, out, lse, delta);
     }
-    be->to_act(be, dq, rg->out32, (int64_t)c.nq * rg->H * rg->D);
+    be->to_act(be, dq, rg->out32, (int64_t)nq * rg->H * rg->D);
 }
 
 void ring_local_dkv(struct ring *rg, void *dk, void *dv, int k0, int nk) {
