@@ -173,6 +173,25 @@ double model_offloaded_bytes(const struct model *m, int64_t split, int keep) {
     return ((double)rb[0] * m->mc.n_layers + (double)rb[1] * keep) * (double)(m->T - split);
 }
 
+/* The floats lent to each parameter store unit (model_place_saved): unit j (layer j - 1) the
+ * host rows of layer j's input, j = 1 .. Ly - 1. */
+static void lent_per_unit(const struct model *m, int64_t split, int64_t *n) {
+    int shape[2];
+    size_t rb[2];
+    model_saved_rows(m, shape, rb);
+    int64_t rows = (int64_t)(rb[0] * (size_t)(m->T - split) / sizeof(float));
+    for (int u = 0; u < m->ps.n_units; u++) n[u] = u >= 1 && u < m->mc.n_layers ? rows : 0;
+}
+
+double model_grad_shard_bytes(const struct model *m, int64_t split, int lend) {
+    if (!m->ps.host_opt) return 0;
+    int64_t *n = rt_calloc((size_t)m->ps.n_units, sizeof *n, "lent floats");
+    lent_per_unit(m, split, n);
+    double b = (double)pstore_grad_shard_floats(&m->ps, lend ? n : NULL) * sizeof(float);
+    free(n);
+    return b;
+}
+
 size_t model_attn_scratch_bytes(const struct model *m, int keep) {
     const struct model_config *mc = &m->mc;
     size_t lse = (size_t)mc->n_heads * (size_t)m->T * sizeof(float);
@@ -181,7 +200,7 @@ size_t model_attn_scratch_bytes(const struct model *m, int keep) {
     return (size_t)keep * lse + (keep < mc->n_layers ? attn + lse : 0);
 }
 
-void model_place_saved(struct model *m, int64_t split, int keep) {
+void model_place_saved(struct model *m, int64_t split, int keep, int lend) {
     const struct model_config *mc = &m->mc;
     int Ly = mc->n_layers;
     if (split < m->T && m->ckpt == MODEL_SAVE_ALL)
@@ -207,6 +226,14 @@ void model_place_saved(struct model *m, int64_t split, int keep) {
     }
     offload_init(&m->saved_x, m->be, "saved layer inputs", shape[0], rb[0], m->T, Ly, split);
     if (keep) offload_init(&m->saved_attn, m->be, "saved attention outputs", shape[1], rb[1], m->T, keep, split);
+    lend = lend && split < m->T && Ly > 1;
+    int64_t *n = rt_calloc((size_t)m->ps.n_units, sizeof *n, "lent floats");
+    float **at = rt_calloc((size_t)m->ps.n_units, sizeof *at, "lent memory");
+    lent_per_unit(m, split, n);
+    for (int u = 1; lend && u < Ly; u++) at[u] = m->saved_x.host[u];
+    pstore_place_grads(&m->ps, lend ? at : NULL, n);
+    free(n);
+    free(at);
     m->placed = 1;
 }
 

@@ -51,7 +51,7 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
             u->lo = params_final_norm(&ps->pt), u->hi = ps->pt.total;
         }
         u->s = pstore_split(u->lo, u->hi, ps->shards, ps->rank, &u->own_lo, &u->own_n);
-        u->sh = S;
+        u->sh = u->gsh = S;
         u->gfull = G;
         u->wslot = -1;
         S += u->s;
@@ -108,7 +108,7 @@ void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world
         ps->gfull = be->alloc(be, (size_t)(ps->u[head].gfull + padded(ps, head)) * sizeof(float), "gradients");
         for (int u = 0; u < ps->n_units; u++) ps->u[u].g = ps->gfull + ps->u[u].gfull;
     } else {
-        ps->gshard = opt_alloc(ps, ps->S, "gradients (reduced shard)");
+        if (!host_opt) ps->gshard = opt_alloc(ps, ps->S, "gradients (reduced shard)"); /* host: pstore_place_grads */
         for (int k = 0; k < PSTORE_SLOTS; k++)
             ps->gslot[k] = be->alloc(be, (size_t)max_layer * sizeof(float), "gradients (layer buffers)");
         ps->gglob[0] = be->alloc(be, (size_t)padded(ps, 0) * sizeof(float), "gradients (embedding)");
@@ -142,6 +142,34 @@ void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world
         ps->ss = rt_calloc((size_t)ps->n_units, sizeof *ps->ss, "gradient sums of squares");
         if (!be->recording) pw_start(&ps->worker, ps->n_units, pstore_host_job, ps);
     }
+}
+
+/* Floats of unit i's reduced gradients that lend_n lends it. */
+static int64_t lent_floats(const struct pstore *ps, int i, const int64_t *lend_n) {
+    int64_t n = lend_n ? lend_n[i] : 0;
+    return n < ps->u[i].own_n ? n : ps->u[i].own_n;
+}
+
+int64_t pstore_grad_shard_floats(const struct pstore *ps, const int64_t *lend_n) {
+    if (!lend_n) return ps->S;
+    int64_t S = 0;
+    for (int i = 0; i < ps->n_units; i++) S += round_up(ps->u[i].own_n - lent_floats(ps, i, lend_n), PSTORE_ALIGN);
+    return S;
+}
+
+void pstore_place_grads(struct pstore *ps, float *const *lend, const int64_t *lend_n) {
+    if (!ps->host_opt) return;
+    if (ps->gshard) RT_FATAL("pstore: the gradient shard placed twice");
+    int64_t S = 0;
+    for (int i = 0; i < ps->n_units && lend; i++) { /* else every unit's rest is its part at sh */
+        struct pstore_unit *u = &ps->u[i];
+        u->nlent = lent_floats(ps, i, lend_n);
+        u->glent = u->nlent ? lend[i] : NULL;
+        u->gsh = S;
+        S += round_up(u->own_n - u->nlent, PSTORE_ALIGN);
+    }
+    ps->gshard = lend ? opt_alloc(ps, S ? S : 1, "gradients (reduced shard, the part not lent)")
+                      : opt_alloc(ps, ps->S, "gradients (reduced shard)");
 }
 
 void pstore_free(struct pstore *ps) {

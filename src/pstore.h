@@ -64,6 +64,9 @@ struct pstore_unit {
     int     g_first;         /* no sequence of this step has added into the shard yet */
     int     g_seen;          /* sequences of this step released */
     int     stale;           /* host optimizer: updated (or being updated) since its act weights were made */
+    float  *glent;           /* its reduced gradients' first nlent floats, in memory lent to the store */
+    int64_t nlent;
+    int64_t gsh;             /* offset of the rest (own_n - nlent floats) in gshard */
 };
 
 struct pstore {
@@ -83,7 +86,8 @@ struct pstore {
     int64_t  S;                /* shard floats */
     int64_t  max_part;         /* largest s over the units */
     float   *master, *m, *v;   /* (S) this rank's shard: device (obe == be) or host memory */
-    float   *gshard;           /* (S) reduced gradients of the shard (unit gradient buffers) */
+    float   *gshard;           /* reduced gradients of the shard (unit gradient buffers): S floats, less
+                                * what pstore_place_grads lent */
     float   *gfull;            /* (sum of shards * s) full gradients (grad_full) */
     void    *wglob;            /* act: the embedding and head units' padded buffers */
     void    *wres;             /* act: resident layers (PW_RESIDENT), Ly padded buffers */
@@ -123,9 +127,27 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
                    int rank);
 /* Padded floats of the largest unit buffer (what one collective moves at most). */
 int64_t pstore_max_unit(const struct pstore *ps);
-/* Layout and every buffer (zero-filled). world: the ZeRO group's transport (size 1 for one rank). */
+/* Layout and every buffer (zero-filled) but, with the optimizer on the host, the reduced
+ * gradient shard (pstore_place_grads). world: the ZeRO group's transport (size 1 for one rank). */
 void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world, const struct model_config *mc,
                  int stage, int host_opt);
+/* The optimizer on the host: allocates the reduced gradient shard, of which unit i's first
+ * min(own_n, lend_n[i]) floats live at lend[i] instead (lend NULL: nothing lent). The lender
+ * guarantees the memory is free from the unit's release in a step's (only) sequence until
+ * the unit's update is finished (pstore_acquire_weights of the unit in the next pass): the
+ * model lends the host rows of the offloaded layer inputs (model.c). Call once, before the
+ * first step; nothing to do with the optimizer on the device. */
+void pstore_place_grads(struct pstore *ps, float *const *lend, const int64_t *lend_n);
+/* Floats of the reduced gradient shard that pstore_place_grads allocates for lend_n (NULL:
+ * nothing lent), for a plan made before the lending is known. */
+int64_t pstore_grad_shard_floats(const struct pstore *ps, const int64_t *lend_n);
+/* Unit i's reduced gradients of this rank as at most two pieces (returns how many): floats
+ * [off, off + n) of its own part at p. */
+struct pstore_piece {
+    float  *p;
+    int64_t off, n;
+};
+int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[2]);
 void pstore_free(struct pstore *ps);
 /* A short description for the start-up log ("ZeRO-3 over 8 ranks, optimizer on the host"). */
 const char *pstore_describe(const struct pstore *ps, char *buf, size_t n);

@@ -42,30 +42,44 @@ static void host_wait(struct pstore *ps) {
     ps->be->sync(ps->be);
 }
 
-/* Add this rank's part of unit i's (reduced) buffer into the gradient shard; the first
- * sequence of the step copies. */
+int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[2]) {
+    const struct pstore_unit *u = &ps->u[i];
+    if (ps->grad_full) {
+        pc[0] = (struct pstore_piece){ps->gfull + u->gfull + ps->rank * u->s, 0, u->own_n};
+        return 1;
+    }
+    int n = 0;
+    if (u->nlent) pc[n++] = (struct pstore_piece){u->glent, 0, u->nlent};
+    if (u->own_n > u->nlent) pc[n++] = (struct pstore_piece){ps->gshard + u->gsh, u->nlent, u->own_n - u->nlent};
+    return n;
+}
+
+/* Add this rank's part of unit i's (reduced) buffer into the gradient shard, piece by piece;
+ * the first sequence of the step copies. */
 static void add_into_shard(struct pstore *ps, int i) {
     const struct backend *be = ps->be;
     struct pstore_unit *u = &ps->u[i];
-    int64_t n = u->own_n;
-    const float *src = gbuf(ps, i) + ps->rank * u->s;
-    float *dst = ps->gshard + u->sh;
-    size_t bytes = (size_t)n * sizeof(float);
+    const float *part = gbuf(ps, i) + ps->rank * u->s;
     int first = u->g_first;
     u->g_first = 0;
-    if (!n) return;
-    if (!ps->host_opt || be->host_memory) {
-        if (first) be->copy(be, dst, src, bytes);
-        else ps->obe->add_f32(ps->obe, dst, src, n);
-        return;
+    struct pstore_piece pc[2];
+    int np = pstore_grad_pieces(ps, i, pc);
+    for (int k = 0; k < np; k++) {
+        const float *src = part + pc[k].off;
+        float *dst = pc[k].p;
+        int64_t n = pc[k].n;
+        size_t bytes = (size_t)n * sizeof(float);
+        if (!ps->host_opt || be->host_memory) {
+            if (first) be->copy(be, dst, src, bytes);
+            else ps->obe->add_f32(ps->obe, dst, src, n);
+        } else if (first) {
+            be->copy_async(be, dst, src, bytes, ps->gfence[gbuf_of(ps, i)]);
+        } else {
+            be->copy_async(be, ps->host_add, src, bytes, ps->fence);
+            host_wait(ps);
+            ps->obe->add_f32(ps->obe, dst, ps->host_add, n);
+        }
     }
-    if (first) {
-        be->copy_async(be, dst, src, bytes, ps->gfence[gbuf_of(ps, i)]);
-        return;
-    }
-    be->copy_async(be, ps->host_add, src, bytes, ps->fence);
-    host_wait(ps);
-    ps->obe->add_f32(ps->obe, dst, ps->host_add, n);
 }
 
 /* Pending unit i into the shard: its reduction waited for (on a device, the shard's copy or
@@ -125,10 +139,31 @@ float *pstore_grad(const struct pstore *ps, int64_t off) {
     return u->g + (off - u->lo);
 }
 
-/* This rank's reduced gradients of unit i (own_n floats). */
-static float *owned(struct pstore *ps, int i) {
+/* The sum of squares of this rank's reduced gradients of unit i. */
+static double unit_sumsq(struct pstore *ps, int i) {
+    struct pstore_piece pc[2];
+    double ss = 0;
+    for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--) ss += ps->obe->sumsq(ps->obe, pc[k].p, pc[k].n);
+    return ss;
+}
+
+/* AdamW on this rank's part of unit i, piece by piece (bit for bit the update of the whole). */
+static void unit_adamw(struct pstore *ps, int i, const struct cfg_train *tc, double norm, double lr) {
     const struct pstore_unit *u = &ps->u[i];
-    return ps->grad_full ? ps->gfull + u->gfull + ps->rank * u->s : ps->gshard + u->sh;
+    struct pstore_piece pc[2];
+    int np = pstore_grad_pieces(ps, i, pc);
+    for (int k = 0; k < np && pc[k].n; k++) {
+        int64_t at = u->sh + pc[k].off, lo = u->own_lo + pc[k].off;
+        opt_adamw(ps->obe, tc, &ps->pt, lo, lo + pc[k].n, ps->master + at, pc[k].p, ps->m + at, ps->v + at, norm, lr,
+                  ps->t);
+    }
+}
+
+/* Zero this rank's reduced gradients of unit i (no sequence of the step added into it). */
+static void unit_zero(struct pstore *ps, int i) {
+    struct pstore_piece pc[2];
+    for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--)
+        ps->obe->zero(ps->obe, pc[k].p, (size_t)pc[k].n * sizeof(float));
 }
 
 /* The test switch on this rank's reduced gradient of parameter 0, if it owns it. */
@@ -144,10 +179,9 @@ void pstore_host_job(void *ctx, int kind, int i) {
     const struct pstore_unit *u = &ps->u[i];
     if (kind == PW_NORM) {
         if (ps->poison && i == 0) poison_owned(ps);
-        ps->ss[i] = ps->obe->sumsq(ps->obe, ps->gshard + u->sh, u->own_n);
+        ps->ss[i] = unit_sumsq(ps, i);
     } else if (u->own_n) {
-        opt_adamw(ps->obe, ps->upd_tc, &ps->pt, u->own_lo, u->own_lo + u->own_n, ps->master + u->sh,
-                  ps->gshard + u->sh, ps->m + u->sh, ps->v + u->sh, ps->upd_norm, ps->upd_lr, ps->t);
+        unit_adamw(ps, i, ps->upd_tc, ps->upd_norm, ps->upd_lr);
     }
 }
 
@@ -166,7 +200,7 @@ double pstore_reduce(struct pstore *ps) {
         for (int i = 0; i < ps->n_units; i++) {
             struct pstore_unit *u = &ps->u[i];
             if (u->g_first) { /* no sequence added into it this step */
-                if (u->own_n) memset(ps->gshard + u->sh, 0, (size_t)u->own_n * sizeof(float));
+                unit_zero(ps, i);
                 continue;
             }
             if (u->g_seen != ps->nseq)
@@ -180,9 +214,8 @@ double pstore_reduce(struct pstore *ps) {
     if (ps->poison) poison_owned(ps), ps->poison = 0;
     for (int i = 0; i < ps->n_units; i++) {
         struct pstore_unit *u = &ps->u[i];
-        if (!ps->grad_full && u->g_first && u->own_n) /* no sequence added into it this step */
-            ps->obe->zero(ps->obe, ps->gshard + u->sh, (size_t)u->own_n * sizeof(float));
-        ss += ps->obe->sumsq(ps->obe, owned(ps, i), u->own_n);
+        if (!ps->grad_full && u->g_first) unit_zero(ps, i); /* no sequence added into it this step */
+        ss += unit_sumsq(ps, i);
     }
     return ss;
 }
@@ -191,7 +224,10 @@ float *pstore_owned_grad(struct pstore *ps, int64_t off) {
     int i = pstore_unit_of(ps, off);
     const struct pstore_unit *u = &ps->u[i];
     if (off < u->own_lo || off >= u->own_lo + u->own_n) return NULL;
-    return owned(ps, i) + (off - u->own_lo);
+    struct pstore_piece pc[2];
+    int k = pstore_grad_pieces(ps, i, pc) - 1;
+    if (off - u->own_lo < pc[k].off) k--; /* in the first of two pieces */
+    return pc[k].p + (off - u->own_lo - pc[k].off);
 }
 
 void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_norm, double lr) {
@@ -204,12 +240,6 @@ void pstore_update(struct pstore *ps, const struct cfg_train *tc, double grad_no
         }
         return;
     }
-    for (int i = 0; i < ps->n_units; i++) {
-        const struct pstore_unit *u = &ps->u[i];
-        if (!u->own_n) continue;
-        int64_t sh = u->sh;
-        opt_adamw(ps->obe, tc, &ps->pt, u->own_lo, u->own_lo + u->own_n, ps->master + sh, owned(ps, i), ps->m + sh,
-                  ps->v + sh, grad_norm, lr, ps->t);
-    }
+    for (int i = 0; i < ps->n_units; i++) unit_adamw(ps, i, tc, grad_norm, lr);
     pstore_refresh(ps);
 }

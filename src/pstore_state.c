@@ -14,22 +14,18 @@
 
 static int opt_on_host(const struct pstore *ps) { return ps->host_opt || ps->be->host_memory; }
 
-/* which: 0 master, 1 m, 2 v, 3 the reduced gradients (owned part). */
-static float *part_of(struct pstore *ps, int which, int i) {
-    const struct pstore_unit *u = &ps->u[i];
-    if (which == 3) return u->own_n ? pstore_owned_grad(ps, u->own_lo) : NULL;
-    float *b[] = {ps->master, ps->m, ps->v};
-    return b[which] + u->sh;
-}
-
-/* Read this rank's part of unit i (own_n floats) into host memory. */
+/* Read this rank's part of unit i (own_n floats) into host memory. which: 0 master, 1 m, 2 v,
+ * 3 the reduced gradients (in pieces, pstore_grad_pieces). */
 static void read_part(struct pstore *ps, int which, int i, float *host) {
     const struct pstore_unit *u = &ps->u[i];
-    size_t bytes = (size_t)u->own_n * sizeof(float);
-    const float *src = part_of(ps, which, i);
-    if (!bytes) return;
-    if (opt_on_host(ps)) memcpy(host, src, bytes);
-    else ps->be->download(ps->be, host, src, bytes);
+    float *b[] = {ps->master, ps->m, ps->v};
+    struct pstore_piece pc[2] = {{which < 3 ? b[which] + u->sh : NULL, 0, u->own_n}};
+    int np = which < 3 ? 1 : pstore_grad_pieces(ps, i, pc);
+    for (int k = 0; k < np && pc[k].n; k++) {
+        size_t bytes = (size_t)pc[k].n * sizeof(float);
+        if (opt_on_host(ps)) memcpy(host + pc[k].off, pc[k].p, bytes);
+        else ps->be->download(ps->be, host + pc[k].off, pc[k].p, bytes);
+    }
 }
 
 static void gather(struct pstore *ps, struct comm *ctl, int which, float *full) {
@@ -104,7 +100,8 @@ void pstore_part(struct pstore *ps, int write, int moments, int world, int rank,
                          (long long)lo, (long long)n, i, (long long)u->own_lo, (long long)u->own_n);
             if (!n) continue;
             p->r[p->n] = (struct ckpt_range){k == 0 ? CKPT_MODEL : CKPT_OPTIM, lo + (k == 2 ? ps->pt.total : 0), n};
-            c->at[p->n++] = part_of(ps, k, i) + (lo - held);
+            float *b[] = {ps->master, ps->m, ps->v};
+            c->at[p->n++] = b[k] + u->sh + (lo - held);
         }
 }
 

@@ -41,7 +41,8 @@ static int place_saved_for(struct trainer *t, const struct runtime *rt, const st
         comm_barrier(&t->ctl);
         budget = free_b > 0 ? (size_t)free_b : 0;
     }
-    /* this rank's share of its node's host memory, less what it has planned there already */
+    /* this rank's share of its node's host memory, less what it has planned there already (the
+     * host optimizer's gradient shard is placed with the saved tensors: counted per split) */
     double node_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : mem_machine_gib();
     double host_left = node_gib * MEM_GIB / (rt->local_size > 0 ? rt->local_size : 1) - (double)mem_plan_host(plan);
     for (int k = *keep; k >= (autokeep && measure ? 0 : *keep); k--) {
@@ -49,7 +50,8 @@ static int place_saved_for(struct trainer *t, const struct runtime *rt, const st
         size_t fixed = model_attn_scratch_bytes(m, k);
         int64_t s = offload_split_for(mode, m->T, OFFLOAD_STEP, shape, rb, n, nsets, fixed, budget);
         if (s < 0) continue;
-        if (autokeep && k > 0 && model_offloaded_bytes(m, s, k) > host_left) continue;
+        if (autokeep && k > 0 && model_offloaded_bytes(m, s, k) + model_grad_shard_bytes(m, s, t->lend_grads) > host_left)
+            continue;
         *split = s;
         *keep = k;
         return 0;
@@ -110,6 +112,7 @@ static void plan_plain_host(const struct trainer *t, struct mem_plan *plan) {
 
 static void trainer_build(struct trainer *t, const struct job *j, const struct runtime *rt,
                           const struct train_opts *o, struct mem_plan *plan);
+static int local_seqs(const struct trainer *t, int nseq);
 
 /* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
  * against what train_backend_budget measures: its arena, laid out, into t->arena; the plan's
@@ -168,12 +171,13 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     if (o) t->opts = *o;
     t->model.ring.local_only = t->opts.local_attention_only;
     if (!plan) init_weights(t);
+    t->lend_grads = c->memory.optimizer == OPTIMIZER_HOST && local_seqs(t, c->train.seqs_per_step) == 1;
     /* a plan reads no data: the token buffers (seq_len x seqs_per_step on every rank) are recorded */
     if (plan) plan_plain_host(t, plan);
     if (plan && place_saved_for(t, rt, plan, &split, &keep, err, sizeof err))
         snprintf(plan->no_fit, sizeof plan->no_fit, "%s", err);
     if (plan && t->opts.place) split = t->opts.place_split, keep = t->opts.place_keep;
-    model_place_saved(&t->model, split, keep);
+    model_place_saved(&t->model, split, keep, t->lend_grads);
     if (plan) {
         mem_plan_pack(plan);
         return;

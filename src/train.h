@@ -53,6 +53,8 @@ struct trainer {
     struct backend   *cpu;           /* the cpu backend's table serving the arena when it is cpu, else NULL */
     struct arena      arena;         /* every backend buffer of the run, laid out by its plan (arena.h) */
     int               gpu_sharing;   /* ranks of this host per GPU (1 on the CPU backend) */
+    int               lend_grads;    /* the host optimizer's reduced gradients may live in the host rows of
+                                        the offloaded layer inputs (one sequence per step; model_place_saved) */
 };
 
 struct step_stats {

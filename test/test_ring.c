@@ -113,8 +113,8 @@ static void test_gradients(struct comm *world, struct comm *self, int zigzag, in
     struct model m1, mN;
     model_init(&m1, &cpu_backend, &mc, self, zigzag, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
     model_init(&mN, &cpu_backend, &mc, world, zigzag, (int)(L / world->size), ckpt, 0, 0, world, 0, 0);
-    model_place_saved(&m1, m1.T, 0);
-    model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? mN.T : 0, all_kept(&mN)); /* every token offloaded */
+    model_place_saved(&m1, m1.T, 0, 0);
+    model_place_saved(&mN, ckpt == MODEL_SAVE_ALL ? mN.T : 0, all_kept(&mN), 0); /* every token offloaded */
     set_random(&m1, 42);
     set_random(&mN, 42);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(mN.pt.total * sizeof(float));
@@ -143,7 +143,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     sequence(37, 5, 2, mc.vocab_size, (int)L, in, lab); /* some ignored */
     struct model r;
     model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, T, 0, world, 0, 0);
-    model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0, all_kept(&r));
+    model_place_saved(&r, ckpt == MODEL_SAVE_ALL ? T : 0, all_kept(&r), 0);
     set_random(&r, 11);
     float *gr = malloc(r.pt.total * sizeof(float)), *g = malloc(r.pt.total * sizeof(float));
     double lr = loss_and_grads(&r, world, zigzag, in, lab, L, gr);
@@ -154,7 +154,7 @@ static void tiles_case(struct comm *world, int zigzag, int gqa, int ckpt) {
         model_init(&m, &cpu_backend, &mc, world, zigzag, T, ckpt, tiles[c], 0, world, 0, 0);
         int want = ckpt == MODEL_SAVE_ALL || tiles[c] == 0 || tiles[c] > T ? T : tiles[c];
         CHECK(m.tile == want);
-        model_place_saved(&m, ckpt == MODEL_SAVE_ALL ? T : T / 2 + 1, all_kept(&m)); /* about half offloaded */
+        model_place_saved(&m, ckpt == MODEL_SAVE_ALL ? T : T / 2 + 1, all_kept(&m), 0); /* about half offloaded */
         set_random(&m, 11);
         double l = loss_and_grads(&m, world, zigzag, in, lab, L, g);
         char what[128];
@@ -209,7 +209,7 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
     sequence(57, 6, 1, mc.vocab_size, (int)L, in, lab); /* some ignored */
     struct model r;
     model_init(&r, &cpu_backend, &mc, world, zigzag, T, ckpt, 0, 0, world, 0, 0);
-    model_place_saved(&r, T, all_kept(&r));
+    model_place_saved(&r, T, all_kept(&r), 0);
     set_random(&r, 23);
     float *gr = malloc(r.pt.total * sizeof(float)), *g = malloc(r.pt.total * sizeof(float));
     double lr = loss_and_grads(&r, world, zigzag, in, lab, L, gr);
@@ -224,7 +224,8 @@ static void blocks_case(struct comm *world, int zigzag, int gqa, int ckpt) {
         struct model m;
         model_init(&m, &rec_backend, &mc, world, zigzag, T, ckpt, var[c].tile, var[c].blk, world, 0, 0);
         CHECK(m.ring.blk == var[c].blk && m.qblk == (world->size == 1 ? var[c].blk : 0));
-        model_place_saved(&m, var[c].split < 0 ? T : var[c].split, var[c].keep < 0 ? all_kept(&m) : var[c].keep);
+        model_place_saved(&m, var[c].split < 0 ? T : var[c].split, var[c].keep < 0 ? all_kept(&m) : var[c].keep,
+                          0);
         set_random(&m, 23);
         rec_n = rec_rows_max = 0;
         double l = loss_and_grads(&m, world, zigzag, in, lab, L, g);
@@ -281,7 +282,7 @@ static void test_ring_sizes(struct comm *self) {
     sequence(47, 0, 0, mc.vocab_size, (int)L, in, lab);
     struct model m1;
     model_init(&m1, &cpu_backend, &mc, self, 1, (int)L, MODEL_SAVE_ALL, 0, 0, self, 0, 0);
-    model_place_saved(&m1, m1.T, 0);
+    model_place_saved(&m1, m1.T, 0, 0);
     set_random(&m1, 3);
     float *g1 = malloc(m1.pt.total * sizeof(float)), *gN = malloc(m1.pt.total * sizeof(float));
     double l1 = loss_and_grads(&m1, self, 1, in, lab, L, g1);
@@ -295,7 +296,7 @@ static void test_ring_sizes(struct comm *self) {
         comm_mpi_init(&ring, sub, "sub-ring", 60);
         struct model m;
         model_init(&m, &cpu_backend, &mc, &ring, 1, (int)(L / sizes[c]), MODEL_SAVE_SELECTIVE, 0, 0, &ring, 0, 0);
-        model_place_saved(&m, m.T, all_kept(&m));
+        model_place_saved(&m, m.T, all_kept(&m), 0);
         set_random(&m, 3);
         double l = loss_and_grads(&m, &ring, 1, in, lab, L, gN);
         err[c] = fabs(l - l1) / l1;
@@ -348,7 +349,7 @@ static void test_offload(struct comm *world, int ckpt) {
     for (int c = 0; c < ncase; c++) {
         struct model m;
         model_init(&m, &cpu_backend, &mc, world, 1, T, ckpt, 4, 0, world, 0, 0);
-        model_place_saved(&m, split[c], keep[c] < 0 ? all_kept(&m) : keep[c]);
+        model_place_saved(&m, split[c], keep[c] < 0 ? all_kept(&m) : keep[c], 0);
         set_random(&m, 5);
         for (int s = 0; s < 2; s++) {
             float *g = malloc(m.pt.total * sizeof(float));

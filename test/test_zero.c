@@ -30,7 +30,13 @@
  *     stage and placement, within the tolerance of 2 otherwise. Each of them saves again:
  *     model.bin and optim.bin are byte-identical whoever wrote them (every stage and
  *     placement on N ranks, and one rank alone). No save, and no sharded load, makes a host
- *     allocation larger than one part (1/N of a unit; rt_alloc_largest). */
+ *     allocation larger than one part (1/N of a unit; rt_alloc_largest).
+ *  4. Lent gradients: one sequence per rank per step, every token of the saved tensors
+ *     offloaded (memory.offload all) and the optimizer on the host: the reduced gradients of
+ *     layer 0 live in the host rows of layer 1's saved input from the backward to the next
+ *     forward (model_place_saved) -- partly at seq_len 96, wholly at 768 -- and every ZeRO
+ *     stage gives zero 0 on the device's losses, norms, weights and moments within the
+ *     tolerances of 2 (every run checks which units hold lent memory and how much). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +54,7 @@
 #define TOL_MAX 1e-4 /* weights and moments: max |a - b| / max |b| per tensor */
 #define STEPS 20
 #define CLIP  0.05
+#define LENT_STEPS 6 /* 4.: the lent memory is reused from the second step on */
 
 static struct runtime rt;
 
@@ -214,9 +221,26 @@ static void check_started(const struct trainer *t, const struct job *j) {
                 st->violations);
 }
 
+/* The floats of each unit's reduced gradients in lent memory: with the optimizer on the host,
+ * one sequence per rank per step and offloaded layer inputs, layer 0's (unit 1) in layer 1's
+ * T rows of d floats; nothing elsewhere. */
+static void check_lent(const struct trainer *t, const struct job *j) {
+    const struct pstore *ps = &t->model.ps;
+    int lend = j->cfg.memory.optimizer == OPTIMIZER_HOST && j->cfg.train.seqs_per_step == j->dp &&
+               j->cfg.memory.offload == OFFLOAD_ALL;
+    int64_t rows = t->model.T * j->mc.dim;
+    for (int u = 0; u < ps->n_units; u++) {
+        int64_t want = lend && u >= 1 && u < ps->Ly ? (rows < ps->u[u].own_n ? rows : ps->u[u].own_n) : 0;
+        if (!CHECK(ps->u[u].nlent == want))
+            fprintf(stderr, "  zero %d host %d: unit %d has %lld floats lent, want %lld\n", j->cfg.parallel.zero,
+                    j->cfg.memory.optimizer == OPTIMIZER_HOST, u, (long long)ps->u[u].nlent, (long long)want);
+    }
+}
+
 static void run(const struct job *j, int steps, struct outcome *o) {
     struct trainer *t = calloc(1, sizeof *t);
     trainer_init(t, j, &rt, NULL);
+    check_lent(t, j);
     comm_strict_wrap(&t->world);
     const struct pstore *ps = &t->model.ps;
     int sharded = j->cfg.parallel.zero >= 1 && rt.world > 1;
@@ -297,6 +321,40 @@ static void test_layout(int cp, int dp) {
         printf("  N=%d cp %d x dp %d, zero 0..3 x device/host vs zero 0 device, %d steps: loss %.1e, grad norm "
                "%.1e; per tensor, relative L2 (max): weights %.1e (%.1e), m %.1e (%.1e), v %.1e (%.1e)\n", rt.world,
                cp, dp, STEPS, wl, wn, worst[0], worst[1], worst[2], worst[3], worst[4], worst[5]);
+    outcome_free(&ref);
+}
+
+/* ---- 4. reduced gradients in lent host memory ---- */
+
+static void test_lent(int cp, int dp, int seq_len) {
+    struct outcome ref, b;
+    double worst = 0, w[6] = {0};
+    for (int k = 0; k < NPLACINGS; k++) {
+        if (k > 0 && !placings[k].host) continue;
+        struct job j = make_job(cp, dp, placings[k]);
+        j.cfg.data.seq_len = seq_len;
+        j.cfg.train.seqs_per_step = dp;
+        j.cfg.memory.checkpointing = CKPT_FULL;
+        j.cfg.memory.offload = OFFLOAD_ALL;
+        run(&j, LENT_STEPS, k ? &b : &ref);
+        if (!k) continue;
+        for (int s = 0; s < LENT_STEPS; s++) {
+            if (!CHECK_REL(b.loss[s], ref.loss[s], TOL) | !CHECK_REL(b.norm[s], ref.norm[s], TOL))
+                fprintf(stderr, "  lent gradients, cp %d x dp %d, seq_len %d, zero %d: step %d\n", cp, dp, seq_len,
+                        placings[k].zero, s);
+            worst = fmax(worst, fabs(b.loss[s] - ref.loss[s]) / ref.loss[s]);
+        }
+        if (rt.rank == 0) {
+            compare(b.p, ref.p, TOL_W, "weights (lent gradients)", "lent", w);
+            compare(b.m, ref.m, TOL_W, "first moment (lent gradients)", "lent", w + 2);
+            compare(b.v, ref.v, TOL_W, "second moment (lent gradients)", "lent", w + 4);
+        }
+        outcome_free(&b);
+    }
+    if (rt.rank == 0)
+        printf("  N=%d cp %d x dp %d, seq_len %d, gradients lent to the offloaded layer inputs, zero 0..3 host vs zero 0 "
+               "device, %d steps: loss %.1e, weights %.1e, m %.1e, v %.1e\n", rt.world, cp, dp, seq_len, LENT_STEPS,
+               worst, w[0], w[2], w[4]);
     outcome_free(&ref);
 }
 
@@ -413,6 +471,11 @@ int main(int argc, char **argv) {
         if (rt.world % cp == 0) test_layout(cp, rt.world / cp);
     test_state(rt.world, 1);
     if (rt.world % 2 == 0) test_state(2, rt.world / 2);
+    for (int cp = rt.world; cp >= 1; cp /= 2) {
+        test_lent(cp, rt.world / cp, 96);
+        test_lent(cp, rt.world / cp, 768);
+        if (cp % 2) break;
+    }
     int fails = tu_failures;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &fails, 1, MPI_INT, MPI_SUM, rt.world_comm));
     char name[32];
