@@ -31,9 +31,10 @@ void pstore_layout(struct pstore *ps, const struct model_config *mc, int stage, 
     ps->shards = ps->stage >= 1 ? world : 1;
     ps->rank = ps->shards > 1 ? rank : 0;
     ps->grad_full = !host_opt && ps->stage <= 1;
-    ps->wmode = ps->stage == 3 && ps->shards > 1 ? PW_GATHER
-              : host_opt || ps->shards > 1       ? PW_RESIDENT
-                                                 : PW_CONVERT;
+    ps->wmode = ps->stage == 3 && ps->shards > 1       ? PW_GATHER
+              : stage == 3 && world == 1 && host_opt ? PW_CONVERT /* streamed from the host master */
+              : host_opt || ps->shards > 1             ? PW_RESIDENT
+                                                       : PW_CONVERT;
     ps->u = rt_calloc((size_t)ps->n_units, sizeof *ps->u, "parameter units");
     int64_t S = 0, G = 0;
     for (int i = 0; i < ps->n_units; i++) {
@@ -198,7 +199,11 @@ const char *pstore_describe(const struct pstore *ps, char *buf, size_t n) {
     static const char *wm[] = {"converted per layer", "resident", "gathered per layer"};
     char over[32] = "";
     if (ps->world && ps->world->size > 1) snprintf(over, sizeof over, " over %d ranks", ps->world->size);
-    snprintf(buf, n, "ZeRO-%d%s, working weights %s", ps->stage, over, ps->aliased ? "= master" : wm[ps->wmode]);
+    const char *how = ps->aliased                                 ? "= master"
+                    : ps->wmode == PW_CONVERT && ps->host_opt ? "streamed per layer from the host master "
+                                                                  "(parallel.zero 3 on one rank)"
+                                                                : wm[ps->wmode];
+    snprintf(buf, n, "ZeRO-%d%s, working weights %s", ps->stage, over, how);
     return buf;
 }
 
@@ -324,10 +329,16 @@ static void prefetch(struct pstore *ps, int i, int next) {
     if (ps->wslot_unit[next % PSTORE_SLOTS] != next) gather_start(ps, next);
 }
 
+/* Whether unit i's working weights are made from its (host) master at its next acquire:
+ * after an update, or every time when streamed. */
+static int made_at_acquire(const struct pstore *ps, int i) {
+    return ps->u[i].stale || (is_layer(ps, i) && ps->wmode == PW_CONVERT && ps->wslot_unit[0] != i);
+}
+
 void pstore_acquire_weights(struct pstore *ps, int i, int next) {
     struct pstore_unit *u = &ps->u[i];
     settle(ps, i);
-    if (next >= 0 && ps->u[next].stale && ps->u[next].own_n && ps->stage_buf[0] &&
+    if (next >= 0 && made_at_acquire(ps, next) && ps->u[next].own_n && ps->stage_buf[0] &&
         ps->stage_unit[stage_of(next)] < 0 && pw_done(&ps->worker, PW_UPDATE, next))
         stage_in(ps, next);
     if (!is_layer(ps, i)) {
@@ -337,7 +348,7 @@ void pstore_acquire_weights(struct pstore *ps, int i, int next) {
     if (ps->aliased || ps->wmode == PW_RESIDENT) return;
     int k = ps->wmode == PW_CONVERT ? 0 : i % PSTORE_SLOTS;
     if (ps->wmode == PW_CONVERT) {
-        if (ps->wslot_unit[k] != i) ps->be->to_act(ps->be, ps->wslot[k], ps->master + u->sh, u->hi - u->lo);
+        if (ps->wslot_unit[k] != i) own_to_act(ps, i, ps->wslot[k]);
         ps->wslot_unit[k] = i;
     } else {
         if (ps->wslot_unit[k] != i) gather_start(ps, i); /* not prefetched */

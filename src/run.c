@@ -157,6 +157,13 @@ void run_print_optimizer(const struct trainer *t) {
     printf("optimizer: AdamW, master weights and moments 3 x %lld floats = %s per rank on the %s (%s; %s "
            "unsharded)\n", (long long)ps->S, mine, ps->host_opt ? "host" : "device", pstore_describe(ps, how, sizeof how),
            all);
+    int64_t lent = 0;
+    int units = 0;
+    for (int i = 0; i < ps->n_units; i++) lent += ps->u[i].nlent, units += ps->u[i].nlent > 0;
+    if (!lent) return;
+    mem_bytes_text((double)lent * sizeof(float), mine, sizeof mine);
+    printf("  its reduced gradients: %s of %d layers in the host rows of the next layer's offloaded input (free from "
+           "the backward to the next forward), the rest in the gradient shard\n", mine, units);
 }
 
 static void print_start(const struct trainer *t, const struct runtime *rt) {

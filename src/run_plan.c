@@ -266,7 +266,7 @@ static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
 
 /* The smallest change of model state placement that makes job j fit: ZeRO stages above the
  * current one with the optimizer where it is, then the optimizer moved (device <-> host) at
- * the current stage and above; each candidate is planned for every rank (stand-ins, this
+ * the current stage and above (on one rank only ZeRO-3 with the optimizer on the host differs); each candidate is planned for every rank (stand-ins, this
  * process). Returns 1 with the settings in *zero, *opt and their verdict in *v; 0 when none
  * fits. */
 static int state_fix(const struct job *j, const struct runtime *rt, const struct setup *s, int *zero, int *opt,
@@ -277,7 +277,7 @@ static int state_fix(const struct job *j, const struct runtime *rt, const struct
     struct setup s1 = *s;
     s1.standin = 1;
     for (int k = 0; k < 2; k++)
-        for (int z = c->parallel.zero; z <= (world > 1 ? 3 : c->parallel.zero); z++) {
+        for (int z = c->parallel.zero; z <= (world > 1 || opts[k] == OPTIMIZER_HOST ? 3 : c->parallel.zero); z++) {
             if (k == 0 && z == c->parallel.zero) continue;
             struct job *j1 = rt_malloc(sizeof *j1, "job");
             *j1 = *j;

@@ -21,7 +21,10 @@
  * build the same job fits with fewer ranks per node); when model state does not fit, the
  * advice names a parallel.zero / memory.optimizer change and planning with it fits (the demo
  * at ZeRO-1; 7B on 4 ranks of 40 GiB cards); --ranks is refused without --plan and under
- * mpirun. Runs from the repository root. */
+ * mpirun. One H200 and 116 GiB of host, full checkpointing, the optimizer on the host: 480K
+ * fits in query blocks, not in one call; 512K does not at ZeRO-1 and fits at parallel.zero 3
+ * (weights streamed, gradients lent to the offloaded inputs), which the advice names.
+ * Runs from the repository root. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,16 +184,16 @@ static void cuda_plans(void) {
     CHECK(!strcmp(s.fits, "no") && s.offload < s.tokens && s.device <= 139.5);
 
     /* One rank, full checkpointing, the optimizer on the host, 139.5 GiB + 116 GiB: query
-     * blocks (auto) fit 416K, one direct call does not; at 512K they take >= 12 GiB off the host */
+     * blocks (auto) fit 480K, one direct call does not; at 512K they take >= 12 GiB off the host */
     const char *one = "--plan yaml/bench_7b.yaml --set memory.checkpointing=full --set memory.optimizer=host "
                       "--set device.memory_gib=139.5 --set device.host_memory_gib=116";
     struct summary blk, direct;
-    snprintf(args, sizeof args, "%s --set data.seq_len=425984", one);
+    snprintf(args, sizeof args, "%s --set data.seq_len=491520", one);
     expect("", args, 0, "attention calls: blocks of at most 16384|fits: ", &blk);
     CHECK(!strcmp(blk.fits, "yes"));
-    snprintf(args, sizeof args, "%s --set data.seq_len=425984 --set memory.attention_block_tokens=425984", one);
-    expect("", args, 3, "attention calls: one over all 425984 tokens|does not fit: host memory", &direct);
-    printf("test_plan: 7B 416K on one H200, host optimizer: query blocks %.2f GiB host (fits), one call %.2f GiB\n",
+    snprintf(args, sizeof args, "%s --set data.seq_len=491520 --set memory.attention_block_tokens=491520", one);
+    expect("", args, 3, "attention calls: one over all 491520 tokens|does not fit: host memory", &direct);
+    printf("test_plan: 7B 480K on one H200, host optimizer: query blocks %.2f GiB host (fits), one call %.2f GiB\n",
            blk.host, direct.host);
     snprintf(args, sizeof args, "%s --set data.seq_len=524288", one);
     expect("", args, 3, "does not fit: host memory", &blk);
@@ -199,6 +202,19 @@ static void cuda_plans(void) {
     printf("test_plan: 7B 512K on one H200, host optimizer: query blocks %.2f GiB host, one call %.2f GiB (116)\n",
            blk.host, direct.host);
     CHECK(blk.host <= direct.host - 12);
+    /* 512K fits with the layers' working weights streamed from the host master (parallel.zero
+     * 3 on one rank: 12 GiB off the device, so fewer tokens offloaded) and the reduced
+     * gradients of 31 layers in the offloaded inputs' host rows (one sequence per step); the
+     * advice of the ZeRO-1 plan names that change */
+    struct summary z512;
+    snprintf(args, sizeof args, "%s --set data.seq_len=524288", one);
+    expect("", args, 3, "does not fit: host memory|--set parallel.zero=3 --set memory.optimizer=host fits", &z512);
+    snprintf(args, sizeof args, "%s --set data.seq_len=524288 --set parallel.zero=3", one);
+    expect("", args, 0, "working weights streamed per layer from the host master|its reduced gradients: | of 31 "
+           "layers in the host rows|gradients (reduced shard, the part not lent)|fits: ", &z512);
+    CHECK(!strcmp(z512.fits, "yes") && z512.host <= 116 && z512.device <= 139.5 && z512.offload < blk.offload);
+    printf("test_plan: 7B 512K on one H200, host optimizer, parallel.zero 3: device %.2f GiB, host %.2f GiB (fits), "
+           "%d of %d tokens offloaded\n", z512.device, z512.host, z512.offload, z512.tokens);
 
     /* checkpointing auto with the optimizer on the host, one H200 and 116 GiB of host: every
      * layer saves its attention output at 128K, some (not all, not none) at 256K, fewer at
