@@ -82,6 +82,7 @@ struct cfg_memory {
     int optimizer;                 /* enum cfg_optimizer: where master weights and moments live */
     int offload;                   /* enum cfg_offload */
     double reserve_gib;            /* GPU memory memory.offload: auto leaves free */
+    double host_reserve_gib;       /* host memory left free when the budget is the physical memory */
     int tile_tokens;               /* tokens per tile of the token-wise layer work; 0 = auto */
     int attention_block_tokens;    /* query rows and keys per attention call; 0 = auto */
 };

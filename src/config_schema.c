@@ -166,6 +166,11 @@ const struct cfg_key cfg_schema[] = {
     KEY("memory.reserve_gib", CFGT_FLOAT, memory.reserve_gib, GE(0), NULL, "1.5",
         "GiB of GPU memory that `memory.offload: auto` leaves free for the libraries' "
         "workspaces when it decides how many tokens of each layer to keep on the GPU."),
+    KEY("memory.host_reserve_gib", CFGT_FLOAT, memory.host_reserve_gib, GE(0), NULL, "8",
+        "GiB of a node's host memory left to the OS, the page cache and other processes when the host "
+        "budget is the machine's physical memory (`device.host_memory_gib: 0`): `memory.checkpointing: auto` "
+        "and the plan's host check count on the physical memory less this. An explicit "
+        "`device.host_memory_gib` is the budget itself."),
 
     KEY("device.backend", CFGT_ENUM, device.backend, NOBOUND, "cpu|cuda", "cpu",
         "Compute backend: `cpu` (the reference implementation) or `cuda`."),
@@ -179,7 +184,7 @@ const struct cfg_key cfg_schema[] = {
     KEY("device.host_memory_gib", CFGT_FLOAT, device.host_memory_gib, GE(0), NULL, "0",
         "GiB of host memory of one node for the fit check of `--plan` (with `device.memory_gib` set): the "
         "pinned and plain host memory of the node's ranks (`device.gpus_per_node` of them) must fit in it. "
-        "`0` = the physical memory of the machine `--plan` runs on."),
+        "`0` = the physical memory of the machine `--plan` (or the run) runs on, less `memory.host_reserve_gib`."),
     KEY("device.gpus_per_node", CFGT_INT, device.gpus_per_node, IN(1, 1 << 16), NULL, "8",
         "GPUs of one node, for `--plan`: it assumes one rank per GPU, ranks 0..n-1 on the first node and "
         "so on, and checks each node's host memory (`device.host_memory_gib`) against its ranks' sum."),

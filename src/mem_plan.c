@@ -97,6 +97,12 @@ double mem_machine_gib(void) {
     return (double)pages * (double)size / MEM_GIB;
 }
 
+double mem_node_host_gib(double host_memory_gib, double reserve_gib) {
+    if (host_memory_gib > 0) return host_memory_gib;
+    double g = mem_machine_gib() - reserve_gib;
+    return g > 0 ? g : 0;
+}
+
 size_t mem_plan_host(const struct mem_plan *p) {
     return p->total[MEM_HOST] + p->total[MEM_PLAIN] + (p->be.host_memory ? p->total[MEM_DEVICE] : 0);
 }

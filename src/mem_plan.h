@@ -75,6 +75,9 @@ size_t mem_plan_need(const struct mem_plan *p);
 size_t mem_plan_host(const struct mem_plan *p);
 /* The physical memory of this machine in GiB. */
 double mem_machine_gib(void);
+/* GiB of host memory the ranks of a node may use: host_memory_gib when > 0, else this
+ * machine's physical memory less reserve_gib (memory.host_reserve_gib). */
+double mem_node_host_gib(double host_memory_gib, double reserve_gib);
 int mem_plan_fits(const struct mem_plan *p);
 void mem_plan_free(struct mem_plan *p);
 /* The plan backend takes the name, activation size and weight sharing of `real` (a backend

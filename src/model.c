@@ -173,22 +173,30 @@ double model_offloaded_bytes(const struct model *m, int64_t split, int keep) {
     return ((double)rb[0] * m->mc.n_layers + (double)rb[1] * keep) * (double)(m->T - split);
 }
 
-/* The floats lent to each parameter store unit (model_place_saved): unit j (layer j - 1) the
- * host rows of layer j's input, j = 1 .. Ly - 1. */
-static void lent_per_unit(const struct model *m, int64_t split, int64_t *n) {
-    int shape[2];
+/* The host memory lent to each parameter store unit (model_place_saved) with rows
+ * [split, T) of every layer's saved tensors offloaded and keep layers saving their attention
+ * output: unit j (layer j - 1) gets the host rows of layer j's input (j = 1 .. Ly - 1), then
+ * those of its own layer's attention output (when saved). Pointers only once placed. */
+static struct pstore_lend *lent_per_unit(const struct model *m, int64_t split, int keep) {
+    int shape[2], Ly = m->mc.n_layers;
     size_t rb[2];
     model_saved_rows(m, shape, rb);
-    int64_t rows = (int64_t)(rb[0] * (size_t)(m->T - split) / sizeof(float));
-    for (int u = 0; u < m->ps.n_units; u++) n[u] = u >= 1 && u < m->mc.n_layers ? rows : 0;
+    struct pstore_lend *l = rt_calloc((size_t)m->ps.n_units * PSTORE_LENDERS, sizeof *l, "lent memory");
+    for (int u = 1; u <= Ly && split < m->T; u++) {
+        struct pstore_lend *x = &l[u * PSTORE_LENDERS], *a = x + 1;
+        if (u < Ly) *x = (struct pstore_lend){m->placed ? m->saved_x.host[u] : NULL,
+                                              (int64_t)(rb[0] * (size_t)(m->T - split) / sizeof(float))};
+        if (u - 1 < keep) *a = (struct pstore_lend){m->placed ? m->saved_attn.host[u - 1] : NULL,
+                                                    (int64_t)(rb[1] * (size_t)(m->T - split) / sizeof(float))};
+    }
+    return l;
 }
 
-double model_grad_shard_bytes(const struct model *m, int64_t split, int lend) {
+double model_grad_shard_bytes(const struct model *m, int64_t split, int keep, int lend) {
     if (!m->ps.host_opt) return 0;
-    int64_t *n = rt_calloc((size_t)m->ps.n_units, sizeof *n, "lent floats");
-    lent_per_unit(m, split, n);
-    double b = (double)pstore_grad_shard_floats(&m->ps, lend ? n : NULL) * sizeof(float);
-    free(n);
+    struct pstore_lend *l = lent_per_unit(m, split, keep);
+    double b = (double)pstore_grad_shard_floats(&m->ps, lend ? l : NULL) * sizeof(float);
+    free(l);
     return b;
 }
 
@@ -226,15 +234,10 @@ void model_place_saved(struct model *m, int64_t split, int keep, int lend) {
     }
     offload_init(&m->saved_x, m->be, "saved layer inputs", shape[0], rb[0], m->T, Ly, split);
     if (keep) offload_init(&m->saved_attn, m->be, "saved attention outputs", shape[1], rb[1], m->T, keep, split);
-    lend = lend && split < m->T && Ly > 1;
-    int64_t *n = rt_calloc((size_t)m->ps.n_units, sizeof *n, "lent floats");
-    float **at = rt_calloc((size_t)m->ps.n_units, sizeof *at, "lent memory");
-    lent_per_unit(m, split, n);
-    for (int u = 1; lend && u < Ly; u++) at[u] = m->saved_x.host[u];
-    pstore_place_grads(&m->ps, lend ? at : NULL, n);
-    free(n);
-    free(at);
     m->placed = 1;
+    struct pstore_lend *l = lent_per_unit(m, split, keep);
+    pstore_place_grads(&m->ps, lend && split < m->T ? l : NULL);
+    free(l);
 }
 
 void model_free(struct model *m) {

@@ -95,8 +95,8 @@ int model_saved_rows(const struct model *m, int *shape, size_t *row_bytes);
  * attention outputs of keep layers saved. */
 double model_offloaded_bytes(const struct model *m, int64_t split, int keep);
 /* Bytes of the reduced gradient shard the parameter store allocates in host memory (the
- * optimizer on the host; else 0) once model_place_saved has lent it what `lend` lends. */
-double model_grad_shard_bytes(const struct model *m, int64_t split, int lend);
+ * optimizer on the host; else 0) once model_place_saved(split, keep, lend) has lent it. */
+double model_grad_shard_bytes(const struct model *m, int64_t split, int keep, int lend);
 /* Device bytes model_place_saved adds besides the offload sets with keep layers saving their
  * attention output: their lse, and one attention output and lse shared by the others. */
 size_t model_attn_scratch_bytes(const struct model *m, int keep);
@@ -105,11 +105,11 @@ size_t model_attn_scratch_bytes(const struct model *m, int keep);
  * layers [0, keep) save their attention output (selective policy only; 0..Ly), the others
  * recompute it in the backward (the ring forward again, as full checkpointing does).
  * lend (the optimizer on the host, one sequence per step: the caller's promise): the host
- * rows of layer j's input also hold layer j - 1's reduced gradients (as much of them as fit)
- * from the backward to the next forward (pstore_place_grads); their lifetimes do not meet:
- * the backward reads layer j's input before layer j - 1's gradients exist, and the forward
- * writes it after the weights of layer j - 1 are acquired, i.e. updated. Called once after
- * model_init, before the first forward. */
+ * rows of layer j's input, then those of layer j - 1's saved attention output, also hold
+ * layer j - 1's reduced gradients (as much of them as fit) from the backward to the next
+ * forward (pstore_place_grads); their lifetimes do not meet: the backward reads both before
+ * layer j - 1's gradients exist, and the forward writes both after the weights of layer
+ * j - 1 are acquired, i.e. updated. Called once after model_init, before the first forward. */
 void model_place_saved(struct model *m, int64_t split, int keep, int lend);
 /* Whether layer l saved its attention output (else the backward recomputes it). */
 int model_saves_attn(const struct model *m, int l);

@@ -145,29 +145,34 @@ void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world
     }
 }
 
-/* Floats of unit i's reduced gradients that lend_n lends it. */
-static int64_t lent_floats(const struct pstore *ps, int i, const int64_t *lend_n) {
-    int64_t n = lend_n ? lend_n[i] : 0;
-    return n < ps->u[i].own_n ? n : ps->u[i].own_n;
+/* Floats of unit i's reduced gradients that lend puts in lender k (into n[k]); returns the rest. */
+static int64_t lent_floats(const struct pstore *ps, int i, const struct pstore_lend *lend, int64_t *n) {
+    int64_t left = ps->u[i].own_n;
+    for (int k = 0; k < PSTORE_LENDERS; k++) {
+        int64_t m = lend ? lend[i * PSTORE_LENDERS + k].n : 0;
+        n[k] = m < left ? m : left;
+        left -= n[k];
+    }
+    return left;
 }
 
-int64_t pstore_grad_shard_floats(const struct pstore *ps, const int64_t *lend_n) {
-    if (!lend_n) return ps->S;
-    int64_t S = 0;
-    for (int i = 0; i < ps->n_units; i++) S += round_up(ps->u[i].own_n - lent_floats(ps, i, lend_n), PSTORE_ALIGN);
+int64_t pstore_grad_shard_floats(const struct pstore *ps, const struct pstore_lend *lend) {
+    if (!lend) return ps->S;
+    int64_t S = 0, n[PSTORE_LENDERS];
+    for (int i = 0; i < ps->n_units; i++) S += round_up(lent_floats(ps, i, lend, n), PSTORE_ALIGN);
     return S;
 }
 
-void pstore_place_grads(struct pstore *ps, float *const *lend, const int64_t *lend_n) {
+void pstore_place_grads(struct pstore *ps, const struct pstore_lend *lend) {
     if (!ps->host_opt) return;
     if (ps->gshard) RT_FATAL("pstore: the gradient shard placed twice");
     int64_t S = 0;
     for (int i = 0; i < ps->n_units && lend; i++) { /* else every unit's rest is its part at sh */
         struct pstore_unit *u = &ps->u[i];
-        u->nlent = lent_floats(ps, i, lend_n);
-        u->glent = u->nlent ? lend[i] : NULL;
+        int64_t rest = lent_floats(ps, i, lend, u->nlent);
+        for (int k = 0; k < PSTORE_LENDERS; k++) u->glent[k] = u->nlent[k] ? lend[i * PSTORE_LENDERS + k].p : NULL;
         u->gsh = S;
-        S += round_up(u->own_n - u->nlent, PSTORE_ALIGN);
+        S += round_up(rest, PSTORE_ALIGN);
     }
     ps->gshard = lend ? opt_alloc(ps, S ? S : 1, "gradients (reduced shard, the part not lent)")
                       : opt_alloc(ps, ps->S, "gradients (reduced shard)");

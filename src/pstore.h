@@ -48,6 +48,8 @@
 
 #define PSTORE_ALIGN 64 /* floats: every part starts 256-byte aligned */
 #define PSTORE_SLOTS 2  /* rotating layer buffers for weights and for gradients */
+#define PSTORE_LENDERS 2 /* pieces of lent memory a unit's reduced gradients may use */
+#define PSTORE_PIECES (PSTORE_LENDERS + 1)
 
 enum pstore_weights { PW_CONVERT, PW_RESIDENT, PW_GATHER };
 
@@ -64,9 +66,10 @@ struct pstore_unit {
     int     g_first;         /* no sequence of this step has added into the shard yet */
     int     g_seen;          /* sequences of this step released */
     int     stale;           /* host optimizer: updated (or being updated) since its act weights were made */
-    float  *glent;           /* its reduced gradients' first nlent floats, in memory lent to the store */
-    int64_t nlent;
-    int64_t gsh;             /* offset of the rest (own_n - nlent floats) in gshard */
+    float  *glent[PSTORE_LENDERS]; /* its reduced gradients' first nlent[0] floats, then the next
+                                    * nlent[1], in memory lent to the store */
+    int64_t nlent[PSTORE_LENDERS];
+    int64_t gsh;             /* offset of the rest (own_n - both lent floats) in gshard */
 };
 
 struct pstore {
@@ -131,23 +134,29 @@ int64_t pstore_max_unit(const struct pstore *ps);
  * gradient shard (pstore_place_grads). world: the ZeRO group's transport (size 1 for one rank). */
 void pstore_init(struct pstore *ps, const struct backend *be, struct comm *world, const struct model_config *mc,
                  int stage, int host_opt);
+/* Memory lent to a unit's reduced gradients: n floats at p. */
+struct pstore_lend {
+    float  *p;
+    int64_t n;
+};
 /* The optimizer on the host: allocates the reduced gradient shard, of which unit i's first
- * min(own_n, lend_n[i]) floats live at lend[i] instead (lend NULL: nothing lent). The lender
- * guarantees the memory is free from the unit's release in a step's (only) sequence until
- * the unit's update is finished (pstore_acquire_weights of the unit in the next pass): the
- * model lends the host rows of the offloaded layer inputs (model.c). Call once, before the
- * first step; nothing to do with the optimizer on the device. */
-void pstore_place_grads(struct pstore *ps, float *const *lend, const int64_t *lend_n);
-/* Floats of the reduced gradient shard that pstore_place_grads allocates for lend_n (NULL:
- * nothing lent), for a plan made before the lending is known. */
-int64_t pstore_grad_shard_floats(const struct pstore *ps, const int64_t *lend_n);
-/* Unit i's reduced gradients of this rank as at most two pieces (returns how many): floats
- * [off, off + n) of its own part at p. */
+ * floats live in the memory lend[i * PSTORE_LENDERS + k] lends, k = 0, 1 in turn, as much as
+ * fits (lend NULL: nothing lent). The lender guarantees the memory is free from the unit's
+ * release in a step's (only) sequence until the unit's update is finished
+ * (pstore_acquire_weights of the unit in the next pass): the model lends host rows of the
+ * offloaded saved tensors (model.c). Call once, before the first step; nothing to do with
+ * the optimizer on the device. */
+void pstore_place_grads(struct pstore *ps, const struct pstore_lend *lend);
+/* Floats of the reduced gradient shard that pstore_place_grads allocates for lend (the
+ * pointers unused), for a plan made before the lending is known. */
+int64_t pstore_grad_shard_floats(const struct pstore *ps, const struct pstore_lend *lend);
+/* Unit i's reduced gradients of this rank as at most PSTORE_PIECES pieces (returns how many,
+ * in order): floats [off, off + n) of its own part at p. */
 struct pstore_piece {
     float  *p;
     int64_t off, n;
 };
-int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[2]);
+int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[PSTORE_PIECES]);
 void pstore_free(struct pstore *ps);
 /* A short description for the start-up log ("ZeRO-3 over 8 ranks, optimizer on the host"). */
 const char *pstore_describe(const struct pstore *ps, char *buf, size_t n);

@@ -42,15 +42,19 @@ static void host_wait(struct pstore *ps) {
     ps->be->sync(ps->be);
 }
 
-int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[2]) {
+int pstore_grad_pieces(const struct pstore *ps, int i, struct pstore_piece pc[PSTORE_PIECES]) {
     const struct pstore_unit *u = &ps->u[i];
     if (ps->grad_full) {
         pc[0] = (struct pstore_piece){ps->gfull + u->gfull + ps->rank * u->s, 0, u->own_n};
         return 1;
     }
     int n = 0;
-    if (u->nlent) pc[n++] = (struct pstore_piece){u->glent, 0, u->nlent};
-    if (u->own_n > u->nlent) pc[n++] = (struct pstore_piece){ps->gshard + u->gsh, u->nlent, u->own_n - u->nlent};
+    int64_t off = 0;
+    for (int k = 0; k < PSTORE_LENDERS; k++) {
+        if (u->nlent[k]) pc[n++] = (struct pstore_piece){u->glent[k], off, u->nlent[k]};
+        off += u->nlent[k];
+    }
+    if (u->own_n > off) pc[n++] = (struct pstore_piece){ps->gshard + u->gsh, off, u->own_n - off};
     return n;
 }
 
@@ -62,7 +66,7 @@ static void add_into_shard(struct pstore *ps, int i) {
     const float *part = gbuf(ps, i) + ps->rank * u->s;
     int first = u->g_first;
     u->g_first = 0;
-    struct pstore_piece pc[2];
+    struct pstore_piece pc[PSTORE_PIECES];
     int np = pstore_grad_pieces(ps, i, pc);
     for (int k = 0; k < np; k++) {
         const float *src = part + pc[k].off;
@@ -141,7 +145,7 @@ float *pstore_grad(const struct pstore *ps, int64_t off) {
 
 /* The sum of squares of this rank's reduced gradients of unit i. */
 static double unit_sumsq(struct pstore *ps, int i) {
-    struct pstore_piece pc[2];
+    struct pstore_piece pc[PSTORE_PIECES];
     double ss = 0;
     for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--) ss += ps->obe->sumsq(ps->obe, pc[k].p, pc[k].n);
     return ss;
@@ -150,7 +154,7 @@ static double unit_sumsq(struct pstore *ps, int i) {
 /* AdamW on this rank's part of unit i, piece by piece (bit for bit the update of the whole). */
 static void unit_adamw(struct pstore *ps, int i, const struct cfg_train *tc, double norm, double lr) {
     const struct pstore_unit *u = &ps->u[i];
-    struct pstore_piece pc[2];
+    struct pstore_piece pc[PSTORE_PIECES];
     int np = pstore_grad_pieces(ps, i, pc);
     for (int k = 0; k < np && pc[k].n; k++) {
         int64_t at = u->sh + pc[k].off, lo = u->own_lo + pc[k].off;
@@ -161,7 +165,7 @@ static void unit_adamw(struct pstore *ps, int i, const struct cfg_train *tc, dou
 
 /* Zero this rank's reduced gradients of unit i (no sequence of the step added into it). */
 static void unit_zero(struct pstore *ps, int i) {
-    struct pstore_piece pc[2];
+    struct pstore_piece pc[PSTORE_PIECES];
     for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--)
         ps->obe->zero(ps->obe, pc[k].p, (size_t)pc[k].n * sizeof(float));
 }
@@ -224,9 +228,9 @@ float *pstore_owned_grad(struct pstore *ps, int64_t off) {
     int i = pstore_unit_of(ps, off);
     const struct pstore_unit *u = &ps->u[i];
     if (off < u->own_lo || off >= u->own_lo + u->own_n) return NULL;
-    struct pstore_piece pc[2];
+    struct pstore_piece pc[PSTORE_PIECES];
     int k = pstore_grad_pieces(ps, i, pc) - 1;
-    if (off - u->own_lo < pc[k].off) k--; /* in the first of two pieces */
+    while (off - u->own_lo < pc[k].off) k--; /* the last piece starting at or before it */
     return pc[k].p + (off - u->own_lo - pc[k].off);
 }
 

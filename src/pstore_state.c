@@ -19,7 +19,7 @@ static int opt_on_host(const struct pstore *ps) { return ps->host_opt || ps->be-
 static void read_part(struct pstore *ps, int which, int i, float *host) {
     const struct pstore_unit *u = &ps->u[i];
     float *b[] = {ps->master, ps->m, ps->v};
-    struct pstore_piece pc[2] = {{which < 3 ? b[which] + u->sh : NULL, 0, u->own_n}};
+    struct pstore_piece pc[PSTORE_PIECES] = {{which < 3 ? b[which] + u->sh : NULL, 0, u->own_n}};
     int np = which < 3 ? 1 : pstore_grad_pieces(ps, i, pc);
     for (int k = 0; k < np && pc[k].n; k++) {
         size_t bytes = (size_t)pc[k].n * sizeof(float);

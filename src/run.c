@@ -157,13 +157,19 @@ void run_print_optimizer(const struct trainer *t) {
     printf("optimizer: AdamW, master weights and moments 3 x %lld floats = %s per rank on the %s (%s; %s "
            "unsharded)\n", (long long)ps->S, mine, ps->host_opt ? "host" : "device", pstore_describe(ps, how, sizeof how),
            all);
-    int64_t lent = 0;
+    int64_t lent[PSTORE_LENDERS] = {0};
     int units = 0;
-    for (int i = 0; i < ps->n_units; i++) lent += ps->u[i].nlent, units += ps->u[i].nlent > 0;
-    if (!lent) return;
-    mem_bytes_text((double)lent * sizeof(float), mine, sizeof mine);
-    printf("  its reduced gradients: %s of %d layers in the host rows of the next layer's offloaded input (free from "
-           "the backward to the next forward), the rest in the gradient shard\n", mine, units);
+    for (int i = 0; i < ps->n_units; i++) {
+        for (int k = 0; k < PSTORE_LENDERS; k++) lent[k] += ps->u[i].nlent[k];
+        units += ps->u[i].nlent[0] + ps->u[i].nlent[1] > 0;
+    }
+    if (!lent[0] && !lent[1]) return;
+    char attn[32];
+    mem_bytes_text((double)lent[0] * sizeof(float), mine, sizeof mine);
+    mem_bytes_text((double)lent[1] * sizeof(float), attn, sizeof attn);
+    printf("  its reduced gradients: of %d layers, %s in the host rows of the next layer's offloaded input and %s in "
+           "those of the layer's own saved attention output (free from the backward to the next forward), the rest "
+           "in the gradient shard\n", units, mine, attn);
 }
 
 static void print_start(const struct trainer *t, const struct runtime *rt) {

@@ -385,8 +385,9 @@ static void print_fit(const struct cfg *c, const struct mem_plan *p, const struc
     mem_bytes_text(gpu, have, sizeof have);
     mem_bytes_text(v->node_host, node, sizeof node);
     mem_bytes_text(hostmem, hmem, sizeof hmem);
-    const char *hsrc = c->device.host_memory_gib > 0 ? "device.host_memory_gib" : "this machine's physical memory, "
-                                                                                   "device.host_memory_gib 0";
+    const char *hsrc = c->device.host_memory_gib > 0 ? "device.host_memory_gib"
+                                                      : "this machine's physical memory less memory.host_reserve_gib, "
+                                                        "device.host_memory_gib 0";
     if (p->gpu_gib <= 0 && c->device.backend == BACKEND_CUDA) {
         printf("fit: not checked: device.memory_gib is not set; add --set device.memory_gib=GIB (one GPU's "
                "memory, e.g. 139.5 for an H200) to check it and to let memory.offload: auto decide\n");
@@ -414,7 +415,7 @@ static void print_fit(const struct cfg *c, const struct mem_plan *p, const struc
 int run_plan(const struct job *j, const struct runtime *rt, int standin) {
     const struct cfg *c = &j->cfg;
     struct setup s = {.gpu_gib = c->device.memory_gib, .measured = 0, .ranks_per_gpu = 1, .standin = standin};
-    if (c->device.memory_gib > 0) s.host_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : mem_machine_gib();
+    if (c->device.memory_gib > 0) s.host_gib = mem_node_host_gib(c->device.host_memory_gib, c->memory.host_reserve_gib);
     struct mem_plan p;
     struct trainer *t = rt_calloc(1, sizeof *t, "trainer");
     struct verdict v = plan_ranks(t, &p, j, rt, &s); /* standin: rt is one rank (main.c) */

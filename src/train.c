@@ -43,15 +43,15 @@ static int place_saved_for(struct trainer *t, const struct runtime *rt, const st
     }
     /* this rank's share of its node's host memory, less what it has planned there already (the
      * host optimizer's gradient shard is placed with the saved tensors: counted per split) */
-    double node_gib = c->device.host_memory_gib > 0 ? c->device.host_memory_gib : mem_machine_gib();
+    double node_gib = mem_node_host_gib(c->device.host_memory_gib, c->memory.host_reserve_gib);
     double host_left = node_gib * MEM_GIB / (rt->local_size > 0 ? rt->local_size : 1) - (double)mem_plan_host(plan);
     for (int k = *keep; k >= (autokeep && measure ? 0 : *keep); k--) {
         int n[2] = {Ly, k};
         size_t fixed = model_attn_scratch_bytes(m, k);
         int64_t s = offload_split_for(mode, m->T, OFFLOAD_STEP, shape, rb, n, nsets, fixed, budget);
         if (s < 0) continue;
-        if (autokeep && k > 0 && model_offloaded_bytes(m, s, k) + model_grad_shard_bytes(m, s, t->lend_grads) > host_left)
-            continue;
+        double host = model_offloaded_bytes(m, s, k) + model_grad_shard_bytes(m, s, k, t->lend_grads);
+        if (autokeep && k > 0 && host > host_left) continue;
         *split = s;
         *keep = k;
         return 0;

@@ -34,10 +34,12 @@
  *     allocation larger than one part (1/N of a unit; rt_alloc_largest).
  *  4. Lent gradients: one sequence per rank per step, every token of the saved tensors
  *     offloaded (memory.offload all) and the optimizer on the host: the reduced gradients of
- *     layer 0 live in the host rows of layer 1's saved input from the backward to the next
- *     forward (model_place_saved) -- partly at seq_len 96, wholly at 768 -- and every ZeRO
- *     stage gives zero 0 on the device's losses, norms, weights and moments within the
- *     tolerances of 2 (every run checks which units hold lent memory and how much). */
+ *     layer 0 live in the host rows of layer 1's saved input (full checkpointing: partly at
+ *     seq_len 96, wholly at 768), under selective checkpointing then in those of their own
+ *     layer's saved attention output (layer 1's only there), from the backward to the next
+ *     forward (model_place_saved), and every ZeRO stage gives zero 0 on the device's losses,
+ *     norms, weights and moments within the tolerances of 2 (every run checks which units
+ *     hold lent memory and how much). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,18 +226,23 @@ static void check_started(const struct trainer *t, const struct job *j) {
 }
 
 /* The floats of each unit's reduced gradients in lent memory: with the optimizer on the host,
- * one sequence per rank per step and offloaded layer inputs, layer 0's (unit 1) in layer 1's
- * T rows of d floats; nothing elsewhere. */
+ * one sequence per rank per step and offloaded saved tensors, layer j - 1's (unit j) in layer
+ * j's T input rows of d floats (j < Ly), then (selective) in its own layer's T attention
+ * output rows of H x D floats; nothing elsewhere. */
 static void check_lent(const struct trainer *t, const struct job *j) {
     const struct pstore *ps = &t->model.ps;
     int lend = j->cfg.memory.optimizer == OPTIMIZER_HOST && j->cfg.train.seqs_per_step == j->dp &&
                j->cfg.memory.offload == OFFLOAD_ALL;
-    int64_t rows = t->model.T * j->mc.dim;
+    int sel = j->cfg.memory.checkpointing == CKPT_SELECTIVE;
+    int64_t rx = t->model.T * j->mc.dim, ra = t->model.T * j->mc.n_heads * j->mc.head_dim;
     for (int u = 0; u < ps->n_units; u++) {
-        int64_t want = lend && u >= 1 && u < ps->Ly ? (rows < ps->u[u].own_n ? rows : ps->u[u].own_n) : 0;
-        if (!CHECK(ps->u[u].nlent == want))
-            fprintf(stderr, "  zero %d host %d: unit %d has %lld floats lent, want %lld\n", j->cfg.parallel.zero,
-                    j->cfg.memory.optimizer == OPTIMIZER_HOST, u, (long long)ps->u[u].nlent, (long long)want);
+        int64_t n = ps->u[u].own_n;
+        int64_t w0 = lend && u >= 1 && u < ps->Ly ? (rx < n ? rx : n) : 0;
+        int64_t w1 = lend && sel && u >= 1 && u <= ps->Ly ? (ra < n - w0 ? ra : n - w0) : 0;
+        if (!CHECK(ps->u[u].nlent[0] == w0 && ps->u[u].nlent[1] == w1))
+            fprintf(stderr, "  zero %d host %d: unit %d has %lld + %lld floats lent, want %lld + %lld\n",
+                    j->cfg.parallel.zero, j->cfg.memory.optimizer == OPTIMIZER_HOST, u, (long long)ps->u[u].nlent[0],
+                    (long long)ps->u[u].nlent[1], (long long)w0, (long long)w1);
     }
 }
 
@@ -328,7 +335,7 @@ static void test_layout(int cp, int dp) {
 
 /* ---- 4. reduced gradients in lent host memory ---- */
 
-static void test_lent(int cp, int dp, int seq_len) {
+static void test_lent(int cp, int dp, int seq_len, int ckpt) {
     struct outcome ref, b;
     double worst = 0, w[6] = {0};
     for (int k = 0; k < NPLACINGS; k++) {
@@ -336,7 +343,7 @@ static void test_lent(int cp, int dp, int seq_len) {
         struct job j = make_job(cp, dp, placings[k]);
         j.cfg.data.seq_len = seq_len;
         j.cfg.train.seqs_per_step = dp;
-        j.cfg.memory.checkpointing = CKPT_FULL;
+        j.cfg.memory.checkpointing = ckpt;
         j.cfg.memory.offload = OFFLOAD_ALL;
         run(&j, LENT_STEPS, k ? &b : &ref);
         if (!k) continue;
@@ -354,9 +361,9 @@ static void test_lent(int cp, int dp, int seq_len) {
         outcome_free(&b);
     }
     if (rt.rank == 0)
-        printf("  N=%d cp %d x dp %d, seq_len %d, gradients lent to the offloaded layer inputs, zero 0..3 host vs zero 0 "
-               "device, %d steps: loss %.1e, weights %.1e, m %.1e, v %.1e\n", rt.world, cp, dp, seq_len, LENT_STEPS,
-               worst, w[0], w[2], w[4]);
+        printf("  N=%d cp %d x dp %d, seq_len %d, %s, gradients lent to the offloaded saved tensors, zero 0..3 host vs "
+               "zero 0 device, %d steps: loss %.1e, weights %.1e, m %.1e, v %.1e\n", rt.world, cp, dp, seq_len,
+               ckpt == CKPT_FULL ? "full" : "selective", LENT_STEPS, worst, w[0], w[2], w[4]);
     outcome_free(&ref);
 }
 
@@ -474,8 +481,9 @@ int main(int argc, char **argv) {
     test_state(rt.world, 1);
     if (rt.world % 2 == 0) test_state(2, rt.world / 2);
     for (int cp = rt.world; cp >= 1; cp /= 2) {
-        test_lent(cp, rt.world / cp, 96);
-        test_lent(cp, rt.world / cp, 768);
+        test_lent(cp, rt.world / cp, 96, CKPT_FULL);
+        test_lent(cp, rt.world / cp, 768, CKPT_FULL);
+        test_lent(cp, rt.world / cp, 96, CKPT_SELECTIVE);
         if (cp % 2) break;
     }
     int fails = tu_failures;
