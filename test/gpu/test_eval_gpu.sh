@@ -9,10 +9,7 @@
 #    `mfu x.x%` in the progress lines, and the metrics' mfu is a number; an unknown one warns.
 set -u
 cd "$(dirname "$0")/../.."
-d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_gpu_eval_XXXXXX")
-fails=0
-ok() { echo "  ok: $*"; }
-bad() { echo "  FAIL: $*"; fails=$((fails + 1)); }
+. test/gpu/checks.sh eval
 rt=(./ringtrain yaml/demo.yaml --set log.every=50)
 "${rt[@]}" --set device.backend=cuda --set checkpoint.dir="$d/ck" --set log.metrics="$d/m.jsonl" > "$d/t.out" 2>&1 \
     || bad "training: $(tail -3 "$d/t.out")"
@@ -36,6 +33,4 @@ grep -q '^256,0.5,[0-9]*,4,4,' "$d/cuda/passkey.csv" && ok "the copy-distance ce
 paste -d, "$d/cuda/passkey.csv" "$d/cpu/passkey.csv" | awk -F, 'NR > 1 {e = $8 - $16; if (e < 0) e = -e;
     if (e > 0.05 + 0.05 * $16) bad = 1} END {exit bad}' \
     && ok "answer losses within 0.05 + 5% of the cpu's" || bad "answer losses: $(paste -d, "$d/cuda/passkey.csv" "$d/cpu/passkey.csv" | cut -d, -f1,2,8,16 | tr '\n' ' ')"
-rm -rf "$d"
-echo "test_eval_gpu: $fails failures"
-[ $fails = 0 ]
+checks_done test_eval_gpu

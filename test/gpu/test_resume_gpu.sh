@@ -9,11 +9,7 @@
 # 2-rank checkpoint resumed on 1 rank (losses within 1e-2 of the straight 2-rank run).
 set -u
 cd "$(dirname "$0")/../.."
-d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_gpu_resume_XXXXXX")
-fails=0
-ok() { echo "  ok: $*"; }
-bad() { echo "  FAIL: $*"; fails=$((fails + 1)); }
-losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
+. test/gpu/checks.sh resume
 rt=(./ringtrain yaml/demo.yaml --set device.backend=cuda --set train.schedule=constant --set train.warmup_steps=5 --set log.every=100)
 "${rt[@]}" --set train.steps=30 --set log.metrics="$d/a.jsonl" > "$d/a.out" 2>&1 || bad "straight run: $(tail -2 "$d/a.out")"
 "${rt[@]}" --set train.steps=15 --set checkpoint.dir="$d/ck" --set log.metrics="$d/b.jsonl" > "$d/b1.out" 2>&1 || bad "first half: $(grep -v "^$" "$d/b1.out" | tail -4)"
@@ -50,6 +46,4 @@ grep -q "ZeRO-1 over 2 ranks" "$d/zb2.out" && grep -q "at step 15" "$d/zb2.out" 
 grep -q "written by 2 ranks" "$d/zc.out" && within "$d/za.jsonl" "$d/zc.jsonl" 1e-2 \
     && ok "2-rank sharded checkpoint resumed on 1 rank: losses within 1e-2" \
     || bad "2 -> 1 rank: $(head -6 "$d/zc.out" | tr '\n' ' ') $(paste <(losses "$d/za.jsonl") <(losses "$d/zc.jsonl") | tr '\n' ' ')"
-rm -rf "$d"
-echo "test_resume_gpu: $fails failures"
-[ $fails = 0 ]
+checks_done test_resume_gpu

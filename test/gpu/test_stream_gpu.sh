@@ -11,11 +11,7 @@
 # by more (on the CPU such a lifetime error moved the weights by 1e-4 to 1e-2 in 6 steps).
 set -u
 cd "$(dirname "$0")/../.."
-d=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain_gpu_stream_XXXXXX")
-fails=0
-ok() { echo "  ok: $*"; }
-bad() { echo "  FAIL: $*"; fails=$((fails + 1)); }
-losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
+. test/gpu/checks.sh stream
 worst() { paste <(losses "$1") <(losses "$2") | awk 'BEGIN{w=0;n=0} {n++; e=($1-$2)/$1; if (e<0) e=-e; if (e>w) w=e}
                                                     END{if (n!=30) w=1; printf "%.2e", w}'; }
 rt=(./ringtrain yaml/demo.yaml --set device.backend=cuda --set model.n_layers=4 --set train.seqs_per_step=1
@@ -39,6 +35,4 @@ w=$(worst "$d/c.jsonl" "$d/e.jsonl")
 grep -q "its reduced gradients: of 4 layers, .* in the host rows" "$d/e.out" && awk -v w="$w" 'BEGIN{exit !(w <= 1e-3)}' \
     && ok "2 ranks (ZeRO-1): lent gradients, 30 losses within $w of none offloaded" \
     || bad "2 ranks: lent vs none offloaded: worst $w; $(grep -E "its reduced" "$d/e.out" | tr '\n' ' ')"
-rm -rf "$d"
-[ $fails = 0 ] && echo "test_stream_gpu: ok" || echo "test_stream_gpu: $fails failure(s)"
-[ $fails = 0 ]
+checks_done test_stream_gpu
