@@ -147,7 +147,8 @@ float *pstore_grad(const struct pstore *ps, int64_t off) {
 static double unit_sumsq(struct pstore *ps, int i) {
     struct pstore_piece pc[PSTORE_PIECES];
     double ss = 0;
-    for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--) ss += ps->obe->sumsq(ps->obe, pc[k].p, pc[k].n);
+    int np = pstore_grad_pieces(ps, i, pc);
+    for (int k = 0; k < np; k++) ss += ps->obe->sumsq(ps->obe, pc[k].p, pc[k].n);
     return ss;
 }
 
@@ -166,8 +167,8 @@ static void unit_adamw(struct pstore *ps, int i, const struct cfg_train *tc, dou
 /* Zero this rank's reduced gradients of unit i (no sequence of the step added into it). */
 static void unit_zero(struct pstore *ps, int i) {
     struct pstore_piece pc[PSTORE_PIECES];
-    for (int k = pstore_grad_pieces(ps, i, pc) - 1; k >= 0; k--)
-        ps->obe->zero(ps->obe, pc[k].p, (size_t)pc[k].n * sizeof(float));
+    int np = pstore_grad_pieces(ps, i, pc);
+    for (int k = 0; k < np; k++) ps->obe->zero(ps->obe, pc[k].p, (size_t)pc[k].n * sizeof(float));
 }
 
 /* The test switch on this rank's reduced gradient of parameter 0, if it owns it. */

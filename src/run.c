@@ -160,8 +160,9 @@ void run_print_optimizer(const struct trainer *t) {
     int64_t lent[PSTORE_LENDERS] = {0};
     int units = 0;
     for (int i = 0; i < ps->n_units; i++) {
-        for (int k = 0; k < PSTORE_LENDERS; k++) lent[k] += ps->u[i].nlent[k];
-        units += ps->u[i].nlent[0] + ps->u[i].nlent[1] > 0;
+        int64_t any = 0;
+        for (int k = 0; k < PSTORE_LENDERS; k++) lent[k] += ps->u[i].nlent[k], any += ps->u[i].nlent[k];
+        units += any > 0;
     }
     if (!lent[0] && !lent[1]) return;
     char attn[32];

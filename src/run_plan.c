@@ -266,9 +266,9 @@ static void print_step_time(const struct trainer *t, const struct mem_plan *p) {
 
 /* The smallest change of model state placement that makes job j fit: ZeRO stages above the
  * current one with the optimizer where it is, then the optimizer moved (device <-> host) at
- * the current stage and above (on one rank only ZeRO-3 with the optimizer on the host differs); each candidate is planned for every rank (stand-ins, this
- * process). Returns 1 with the settings in *zero, *opt and their verdict in *v; 0 when none
- * fits. */
+ * the current stage and above (on one rank only ZeRO-3 with the optimizer on the host
+ * differs); each candidate is planned for every rank (stand-ins, this process). Returns 1
+ * with the settings in *zero, *opt and their verdict in *v; 0 when none fits. */
 static int state_fix(const struct job *j, const struct runtime *rt, const struct setup *s, int *zero, int *opt,
                      struct verdict *v) {
     const struct cfg *c = &j->cfg;

@@ -32,7 +32,8 @@ mp=(scripts/mpirun.sh -np 2 "${rt[@]}" --set parallel.zero=1)
 "${mp[@]}" --set memory.offload=all --set log.metrics="$d/e.jsonl" > "$d/e.out" 2>&1 \
     || bad "2 ranks, lent: $(tail -2 "$d/e.out")"
 w=$(worst "$d/c.jsonl" "$d/e.jsonl")
-grep -q "its reduced gradients: of 4 layers, .* in the host rows" "$d/e.out" && awk -v w="$w" 'BEGIN{exit !(w <= 1e-3)}' \
+grep -q "its reduced gradients: of 4 layers, .* in the host rows" "$d/e.out" &&
+    awk -v w="$w" 'BEGIN{exit !(w <= 1e-3)}' \
     && ok "2 ranks (ZeRO-1): lent gradients, 30 losses within $w of none offloaded" \
     || bad "2 ranks: lent vs none offloaded: worst $w; $(grep -E "its reduced" "$d/e.out" | tr '\n' ' ')"
 checks_done test_stream_gpu
