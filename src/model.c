@@ -59,11 +59,15 @@ static void *at(const struct model *m, const void *base, int64_t elems) {
 static const void *wt(const struct model *m, int64_t off) { return pstore_weight(&m->ps, off); }
 static float *gw(const struct model *m, int64_t off) { return pstore_grad(&m->ps, off); }
 
+int model_tile_even(int T, int most) {
+    int n = (T + most - 1) / most;
+    return (T + n - 1) / n;
+}
+
 int model_tile(int T, int ckpt, int tile_tokens) {
     if (ckpt == MODEL_SAVE_ALL || T <= 0) return T;
     if (tile_tokens > 0) return tile_tokens < T ? tile_tokens : T;
-    int n = (T + MODEL_TILE_AUTO - 1) / MODEL_TILE_AUTO;
-    return (T + n - 1) / n;
+    return model_tile_even(T, MODEL_TILE_AUTO);
 }
 
 /* Rows of q, the shared attention output and the attention gradients: a query block

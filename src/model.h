@@ -86,6 +86,8 @@ void model_init(struct model *m, const struct backend *be, const struct model_co
  * evenly into the fewest tiles of at most MODEL_TILE_AUTO tokens. */
 int model_tile(int T, int ckpt, int tile_tokens);
 #define MODEL_TILE_AUTO 4096
+/* T split evenly into the fewest tiles of at most `most` tokens: their size. */
+int model_tile_even(int T, int most);
 void model_free(struct model *m);
 /* The per-layer tensors the checkpointing policy saves for the backward and offload can
  * move: their shapes (offload.h) and bytes per token row (the layer input, then the

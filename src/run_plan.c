@@ -150,9 +150,9 @@ static struct verdict plan_ranks(struct trainer *t0, struct mem_plan *p0, const 
 static void print_tiles(const struct trainer *t) {
     const struct cfg *c = &t->job.cfg;
     int tile = t->model.tile, T = (int)t->T, n = (T + tile - 1) / tile;
-    char set[64];
-    snprintf(set, sizeof set, c->memory.tile_tokens ? "memory.tile_tokens %d" : "memory.tile_tokens auto",
-             c->memory.tile_tokens);
+    char set[96];
+    snprintf(set, sizeof set, c->memory.tile_tokens ? "memory.tile_tokens %d" : "memory.tile_tokens auto: the "
+             "largest of 4096, 8192, 16384 that fits as 4096 does", c->memory.tile_tokens);
     if (c->memory.checkpointing == CKPT_NONE)
         printf("tiles: none (memory.checkpointing none keeps every activation of every layer whole)\n");
     else if (n == 1)

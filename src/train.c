@@ -114,12 +114,50 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
                           const struct train_opts *o, struct mem_plan *plan);
 static int local_seqs(const struct trainer *t, int nseq);
 
+/* memory.tile_tokens auto under checkpointing: T split evenly into tiles of at most 4096,
+ * 8192 or 16384 tokens. Larger tiles make fewer, larger GEMMs (7B at 64K on an H200: 47.3%
+ * MFU with 4096, 48.0% with 16384; docs/benchmarks.md) but their scratch comes out of the
+ * device memory the saved tensors could use. Each is planned as plan is (device budget,
+ * ranks per GPU); the largest whose plan fits the device and this rank's share of the host
+ * and keeps as many attention outputs (checkpointing auto) as tiles of 4096 is taken, the
+ * smallest choice of any rank on every rank. Collective over t->ctl (every rank plans the
+ * same candidates) unless the ranks are planned stand-ins. Returns the tile in tokens. */
+static int auto_tile(struct trainer *t, const struct runtime *rt, const struct train_opts *o,
+                     const struct mem_plan *plan) {
+    static const int most[] = {MODEL_TILE_AUTO, 2 * MODEL_TILE_AUTO, 4 * MODEL_TILE_AUTO};
+    const struct cfg *c = &t->job.cfg;
+    int T = (int)t->T, best = model_tile_even(T, most[0]), last = best, keep0 = 0;
+    double share = mem_node_host_gib(c->device.host_memory_gib, c->memory.host_reserve_gib) * MEM_GIB /
+                   (rt->local_size > 0 ? rt->local_size : 1);
+    for (int i = 0; i < 3; i++) {
+        int tile = model_tile_even(T, most[i]);
+        if (i > 0 && tile == last) continue; /* T fits fewer candidates: the same on every rank */
+        last = tile;
+        struct job j1 = t->job;
+        j1.cfg.memory.tile_tokens = tile;
+        struct mem_plan p;
+        mem_plan_init(&p, plan->gpu_gib, plan->measured, plan->ranks_per_gpu);
+        p.backend_made = plan->backend_made;
+        struct trainer *pt = rt_calloc(1, sizeof *pt, "trainer");
+        trainer_build(pt, &j1, rt, o, &p);
+        int ok = !p.no_fit[0] && mem_plan_fits(&p) && (double)mem_plan_host(&p) <= share;
+        if (i == 0) keep0 = pt->model.keep;
+        else if (ok && pt->model.keep >= keep0) best = tile;
+        trainer_free(pt);
+        free(pt);
+        mem_plan_free(&p);
+    }
+    int neg = -best; /* the smallest over the ranks (planned stand-ins: each its own) */
+    if (rt->world_comm != MPI_COMM_NULL) comm_all_reduce(&t->ctl, &neg, &neg, 1, COMM_I32, COMM_MAX);
+    return -neg;
+}
+
 /* The plan of a run's start-up (t: the run's trainer, its backend open but nothing allocated),
  * against what train_backend_budget measures: its arena, laid out, into t->arena; the plan's
- * placement of the saved tensors (place_saved_for) into split and keep. Returns -1 when
- * nothing fits (why). */
+ * placement of the saved tensors (place_saved_for) into split and keep, its tile into tile.
+ * Returns -1 when nothing fits (why). */
 static int plan_run(struct trainer *t, const struct runtime *rt, const struct train_opts *o, int64_t *split,
-                    int *keep, char *why, size_t whylen) {
+                    int *keep, int *tile, char *why, size_t whylen) {
     double gpu_gib;
     int ranks_per_gpu;
     train_backend_budget(t, &gpu_gib, &ranks_per_gpu);
@@ -131,6 +169,7 @@ static int plan_run(struct trainer *t, const struct runtime *rt, const struct tr
     int rc = plan.no_fit[0] ? -1 : 0;
     *split = pt->model.split;
     *keep = pt->model.keep;
+    *tile = pt->model.tile;
     snprintf(why, whylen, "%s", plan.no_fit);
     arena_move(&t->arena, &plan.arena);
     trainer_free(pt);
@@ -156,16 +195,18 @@ static void trainer_build(struct trainer *t, const struct job *j, const struct r
     char err[1024];
     const struct backend *be = plan ? train_backend_plan(t, rt, plan) : train_backend_open(t, rt);
     int64_t split = 0;
-    int keep = 0;
+    int keep = 0, tile = c->memory.tile_tokens;
     if (!plan) { /* the run's plan, before anything is allocated */
         char why[1024];
-        if (plan_run(t, rt, o, &split, &keep, why, sizeof why)) RT_NO_FIT("does not fit: %s", why);
+        if (plan_run(t, rt, o, &split, &keep, &tile, why, sizeof why)) RT_NO_FIT("does not fit: %s", why);
         train_backend_attach(t);
+    } else if (!tile && c->memory.checkpointing != CKPT_NONE) {
+        tile = auto_tile(t, rt, o, plan);
     }
     static const int ckpt_map[] = {[CKPT_NONE] = MODEL_SAVE_ALL, [CKPT_FULL] = MODEL_SAVE_FULL,
                                    [CKPT_SELECTIVE] = MODEL_SAVE_SELECTIVE, [CKPT_AUTO] = MODEL_SAVE_SELECTIVE};
     model_init(&t->model, be, &j->mc, &t->cp, c->parallel.attention == RING_ZIGZAG, (int)t->T,
-               ckpt_map[c->memory.checkpointing], c->memory.tile_tokens,
+               ckpt_map[c->memory.checkpointing], tile,
                ring_call_block(c->memory.attention_block_tokens, j->cp, (int)t->T), &t->world, c->parallel.zero,
                c->memory.optimizer == OPTIMIZER_HOST);
     if (o) t->opts = *o;

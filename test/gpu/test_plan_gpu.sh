@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_plan_gpu: the memory plan against the GPU it plans for. The 7B shape of
 # yaml/bench_7b.yaml at 32K and 64K tokens on one GPU (cuDNN attention, memory.offload auto,
-# the default token tiles of 4096):
+# the auto token tiles):
 #   --plan with device.memory_gib = the GPU's memory (nvidia-smi's memory.total), and
 #   one real training step, which prints the start-up check's plan ("memory plan: ...") and
 #   the `mem` of the step (cudaMemGetInfo's used: the context and all else included).
