@@ -127,6 +127,7 @@ static int auto_tile(struct trainer *t, const struct runtime *rt, const struct t
     static const int most[] = {MODEL_TILE_AUTO, 2 * MODEL_TILE_AUTO, 4 * MODEL_TILE_AUTO};
     const struct cfg *c = &t->job.cfg;
     int T = (int)t->T, best = model_tile_even(T, most[0]), last = best, keep0 = 0;
+    if (model_tile_even(T, most[2]) == best) return best; /* one candidate: the same on every rank */
     double share = mem_node_host_gib(c->device.host_memory_gib, c->memory.host_reserve_gib) * MEM_GIB /
                    (rt->local_size > 0 ? rt->local_size : 1);
     for (int i = 0; i < 3; i++) {
