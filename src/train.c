@@ -50,8 +50,9 @@ static int place_saved_for(struct trainer *t, const struct runtime *rt, const st
         size_t fixed = model_attn_scratch_bytes(m, k);
         int64_t s = offload_split_for(mode, m->T, OFFLOAD_STEP, shape, rb, n, nsets, fixed, budget);
         if (s < 0) continue;
-        double host = model_offloaded_bytes(m, s, k) + model_grad_shard_bytes(m, s, k, t->lend_grads);
-        if (autokeep && k > 0 && host > host_left) continue;
+        if (autokeep && k > 0 &&
+            model_offloaded_bytes(m, s, k) + model_grad_shard_bytes(m, s, k, t->lend_grads) > host_left)
+            continue;
         *split = s;
         *keep = k;
         return 0;
